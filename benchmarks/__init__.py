@@ -1,0 +1,1 @@
+"""Benchmark suites: one script per subject, results appended to benchmarks/results/results.csv."""

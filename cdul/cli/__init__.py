@@ -1,0 +1,1 @@
+"""The click commands: they parse options and wire the library parts together."""

@@ -1,0 +1,206 @@
+"""cdul-extract: a dataset on disk -> a Zarr store of CLIP similarities and initial pseudo labels."""
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from cdul.data import DATASETS, DatasetError, load_dataset
+from cdul.data.decode import DEFAULT_MAX_PIXELS
+
+from .common import CONTEXT, fail, table, warn
+
+HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
+CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
+
+\b
+Examples:
+  cdul-extract data/VOCdevkit --dataset voc2012 --split train --out voc12_train.zarr \\
+      --model RN50x64 --pretrained openai --snippet 3 --gpus 0,1
+  cdul-extract photos/ --dataset folder --classes classes.txt --out photos.zarr --gpus cpu
+
+Rerunning the same command resumes an interrupted run; chunks already written are kept.
+"""
+
+
+@click.command(help=HELP, context_settings=CONTEXT)
+@click.argument("dataset_root")
+@click.option("--dataset", type=click.Choice(DATASETS), default="voc2012", help="Layout of DATASET_ROOT.")
+@click.option("--split", default="train", help="Split to extract (VOC: ImageSets/Main/<split>.txt; COCO: train/val).")
+@click.option("--out", "-o", "out", required=True, help="Store path or fsspec URL (e.g. voc12_train.zarr).")
+@click.option("--model", default="RN50x64", help="open_clip architecture, hf-hub:/local-dir: reference, or JSON config.")
+@click.option("--pretrained", default="openai", help="open_clip tag, checkpoint file, or 'none' (random weights).")
+@click.option("--cache-dir", default=None, help="Where open_clip caches downloaded weights.")
+@click.option("--snippet", type=click.IntRange(min=1), default=None,
+              help="Grid mode: cut each image into G x G tiles.  [default: 3]")
+@click.option("--tile-px", type=click.IntRange(min=1), default=None, help="Pixel mode: P x P tiles instead of a grid.")
+@click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
+@click.option("--prompts", type=click.Choice(["single", "ensemble"]), default="single",
+              help="'ensemble' averages open_clip's ImageNet templates.")
+@click.option("--classes", default=None, help="File of class names, one a line (folder datasets; renames others).")
+@click.option("--csv", "csv_path", default=None, help="Folder dataset: CSV 'path,labels' (default ROOT/labels.csv).")
+@click.option("--gpus", default="auto", help="Devices, one worker each: 0,1 | all | cpu | cpu,cpu | auto.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Crops per encoder batch.  [default: 256 on GPU, 32 on CPU]")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decoding processes per device worker.  [default: CPU count / devices, at most 8]")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads per worker.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+              help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.")
+@click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
+@click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
+@click.option("--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2.")
+@click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
+@click.option("--max-tiles", type=click.IntRange(min=1), default=64, help="Tiles kept per image with --tile-px.")
+@click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
+@click.option("--exif/--no-exif", default=True, help="Apply EXIF orientation before anything else.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              help="Refuse (record as failed) images with more pixels.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
+         classes, csv_path, gpus, batch_size, workers, threads, precision, chunk_len, zeta, lam, keep_tiles,
+         max_tiles, keep_embeddings, limit, exif, max_pixels, overwrite, quiet):
+    if snippet is not None and tile_px is not None:
+        raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
+    if "{}" not in template:
+        raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
+    import torch
+
+    from cdul.extractor.clip_model import WeightsUnavailableError, model_embed_dim, register_model, resolve_weights
+    from cdul.extractor.pipeline import WorkerConfig
+    from cdul.extractor.runner import parse_devices, torchrun_env
+    from cdul.extractor.tiling import Tiling
+    from cdul.store import StoreError
+
+    dist = torchrun_env()
+    try:
+        devices = parse_devices(gpus, torch.cuda.device_count())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gpus") from None
+    try:
+        data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
+    except DatasetError as exc:
+        fail(str(exc))
+    if pretrained.lower() in ("none", "random"):
+        warn("--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
+             "use them for speed and plumbing only.")
+    try:
+        resolve_weights(register_model(model), pretrained, cache_dir)
+        embed_dim = model_embed_dim(model) if keep_embeddings else 0
+    except (WeightsUnavailableError, ValueError) as exc:
+        fail(str(exc))
+    on_gpu = any(d.startswith("cuda") for d in devices)
+    per_device = max(1, (os.cpu_count() or 1) // len(devices))
+    cfg = WorkerConfig(
+        store=out, root=data.root, model=model, pretrained=pretrained, template=template,
+        ensemble=prompts == "ensemble", cache_dir=cache_dir,
+        tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
+        batch_size=batch_size or (256 if on_gpu else 32),
+        loader_workers=min(8, per_device) if workers is None else workers,
+        threads=threads, precision=precision, keep_tiles=keep_tiles, max_tiles=max_tiles,
+        keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels,
+    )
+    try:
+        if dist:
+            from .extract_dist import run_torchrun
+
+            run_torchrun(cfg, data, dist, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
+                         quiet=quiet)
+        else:
+            run(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite, quiet=quiet)
+    except (StoreError, DatasetError, WeightsUnavailableError) as exc:
+        fail(str(exc))
+
+
+def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
+    from cdul.extractor.build import finalise_store, prepare_store
+    from cdul.extractor.runner import Progress, WorkerFailed, run_local
+    from cdul.store import StoreLock, StoreLockedError
+
+    try:
+        lock = StoreLock(cfg.store)
+        lock.acquire()
+    except StoreLockedError as exc:
+        fail(str(exc))
+    try:
+        store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
+                              embed_dim=_embed_dim(cfg))
+        pending = store.pending_chunks()
+        todo = sum(b - a for a, b in map(store.chunk_bounds, pending))
+        if pending and len(pending) < store.n_chunks:
+            click.echo(f"resuming {cfg.store}: {store.n_chunks - len(pending)} of {store.n_chunks} chunks already done",
+                       err=True)
+        bar = _bar(todo, quiet)
+        started = time.time()
+        try:
+            counts = run_local(cfg, pending, devices[: max(1, min(len(devices), len(pending)))], Progress(bar.update))
+        except WorkerFailed as exc:
+            fail(f"{exc}\nchunks finished so far are kept; rerun the same command to resume")
+        except KeyboardInterrupt:
+            fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
+        finally:
+            bar.close()
+        elapsed = time.time() - started
+        result = finalise_store(store, zeta, lam)
+        speed = {"seconds": round(elapsed, 2), "images": counts.get("images", 0), "tiles": counts.get("tiles", 0),
+                 "devices": devices}
+        store.set_attrs(last_run=speed)
+        _print_summary(cfg.store, result, speed)
+        return result
+    finally:
+        lock.release()
+
+
+def _embed_dim(cfg) -> int:
+    if not cfg.keep_embeddings:
+        return 0
+    from cdul.extractor.clip_model import model_embed_dim
+
+    return model_embed_dim(cfg.model)
+
+
+class _Bar:
+    def __init__(self, total: int, quiet: bool):
+        from tqdm import tqdm
+
+        self.tiles = 0
+        self.started = time.time()
+        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=quiet, dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, images: int, tiles: int) -> None:
+        self.tiles += tiles
+        self.tqdm.update(images)
+        elapsed = max(time.time() - self.started, 1e-9)
+        self.tqdm.set_postfix_str(f"{self.tiles / elapsed:.1f} tiles/s", refresh=False)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _bar(total: int, quiet: bool) -> _Bar:
+    return _Bar(total, quiet)
+
+
+def _print_summary(url: str, result: dict, speed: dict) -> None:
+    s = result["summary"]
+    secs = max(speed["seconds"], 1e-9)
+    rows = [("images", s["images"]), ("ok", s["ok"]), ("failed", s["failed"]), ("without tiles", s["no_tiles"]),
+            ("tiles", s["tiles"])]
+    if speed["images"]:
+        rows += [("this run: seconds", f"{speed['seconds']:.1f}"), ("images/s", f"{speed['images'] / secs:.2f}"),
+                 ("tiles/s", f"{speed['tiles'] / secs:.1f}")]
+    click.echo(table(rows, ("store " + url, "")))
+    m = s.get("pseudo_label_map")
+    if m:
+        click.echo()
+        click.echo(table([("S_g (global)", f"{m['global']:.2f}"), ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
+                          ("y0 (initial pseudo label)", f"{m['y0']:.2f}")],
+                         (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP")))
+    if result["failures"]:
+        click.echo()
+        click.echo(f"{s['failed']} images failed (reasons in the store, images/error); the first ones:")
+        for name, reason in list(result["failures"].items())[:10]:
+            click.echo(f"  {name}: {reason}")

@@ -1,0 +1,30 @@
+"""Dataset readers: VOC 2007/2012, COCO 2014, and a folder with a CSV (SPEC section 3)."""
+from __future__ import annotations
+
+from .base import Dataset, DatasetError, safe_relpath
+from .coco import load_coco
+from .folder import load_folder, read_class_file
+from .voc import VOC_KEYS, VOC_NAMES, load_voc
+
+DATASETS = ("voc2007", "voc2012", "coco2014", "folder")
+
+
+def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = None, classes=None) -> Dataset:
+    if kind in ("voc2007", "voc2012"):
+        ds = load_voc(root, split, kind[3:])
+    elif kind == "coco2014":
+        ds = load_coco(root, split, "2014")
+    elif kind == "folder":
+        return load_folder(root, split, csv_path=csv_path, classes=classes)
+    else:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASETS)}")
+    if classes:
+        names = read_class_file(classes) if isinstance(classes, str) else list(classes)
+        if len(names) != len(ds.classes):
+            raise DatasetError(f"{classes}: {len(names)} class names for {len(ds.classes)} classes of {kind}")
+        ds.classes = names
+    return ds
+
+
+__all__ = ["Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
+           "read_class_file", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]

@@ -1,0 +1,71 @@
+"""Image decoding to 8-bit RGB, the same for every consumer (extractor, trainer, report).
+
+Policy:
+- Every PIL mode becomes RGB the way CLIP's own preprocess does it (``convert("RGB")``:
+  alpha is dropped, palettes and CMYK are converted), except 16- and 32-bit integer
+  images, which are scaled down to 8 bits instead of being clipped at 255.
+- EXIF orientation is applied by default (what a person sees); ``exif=False`` keeps the
+  stored pixel order. Global view and tiles come from the same decoded array, so they
+  always agree.
+- Images above ``max_pixels`` are refused before any pixel is decoded.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb threshold (about 0.5 GB as RGB)
+
+
+class DecodeError(Exception):
+    pass
+
+
+def decode_image(data: bytes, *, exif: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes of an image file -> [H, W, 3] uint8 RGB array. Raises DecodeError with a reason."""
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked before decoding
+            try:
+                im = Image.open(io.BytesIO(data))
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise DecodeError(f"image is {w} x {h} = {w * h} pixels, over the limit of {max_pixels} "
+                                      "(--max-pixels)")
+                im.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+            if exif:
+                im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
+    except DecodeError:
+        raise
+    except Exception as exc:  # PIL raises many types for broken files
+        raise DecodeError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.int64)
+        if im.mode == "I" and arr.max(initial=0) > 65535:
+            shift = 24
+        else:
+            shift = 8
+        gray = (np.clip(arr, 0, None) >> shift).clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        hi = arr.max(initial=0.0)
+        scale = 255.0 if hi <= 1.0 else 1.0
+        gray = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one

@@ -1,0 +1,90 @@
+"""Any folder of images, with an optional CSV of labels.
+
+    <root>/<csv>            header "path,labels"; labels are ';'-separated class names
+                            (the labels column is optional: unlabelled collections are the
+                            common case)
+    <root>/<path>           the images
+
+Without a CSV every image file under root is used, sorted by path. Class names come from
+``classes`` (a file, one name a line, or a list) or, failing that, from the CSV's labels.
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from . import fs
+from .base import Dataset, DatasetError, check_unique, safe_relpath
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def read_class_file(path: str) -> list[str]:
+    names = []
+    for lineno, line in enumerate(fs.read_text(path).splitlines(), 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if name in names:
+            raise DatasetError(f"{path}:{lineno}: class {name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise DatasetError(f"{path}: no class names in it")
+    return names
+
+
+def _read_csv(path: str) -> tuple[list[str], list[list[str]] | None, list[int]]:
+    text = fs.read_text(path)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header or header[0].strip() != "path":
+        raise DatasetError(f"{path}:1: expected a header row 'path,labels' (or just 'path')")
+    has_labels = len(header) > 1 and header[1].strip() == "labels"
+    paths, labels, lines = [], [] if has_labels else None, []
+    for row in reader:
+        lineno = reader.line_num
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        paths.append(safe_relpath(row[0], f"{path}:{lineno}"))
+        lines.append(lineno)
+        if has_labels:
+            cell = row[1] if len(row) > 1 else ""
+            labels.append([n.strip() for n in cell.split(";") if n.strip()])
+    return paths, labels, lines
+
+
+def load_folder(root: str, split: str = "", csv_path: str | None = None, classes=None) -> Dataset:
+    if not fs.isdir(root):
+        raise DatasetError(f"{root}: not a directory")
+    if csv_path is None and fs.exists(fs.join(root, "labels.csv")):
+        csv_path = fs.join(root, "labels.csv")
+    class_names = read_class_file(classes) if isinstance(classes, str) else (list(classes) if classes else None)
+    if csv_path is None:
+        ids = [p for p in fs.walk_files(root) if p.lower().endswith(IMAGE_EXTS) and not p.startswith(".")]
+        if not ids:
+            raise DatasetError(f"{root}: no image files found (and no labels.csv)")
+        if not class_names:
+            raise DatasetError(f"{root}: a folder dataset needs class names: pass --classes FILE (one name a line)")
+        return Dataset("folder", fs.normalise_root(root), split, class_names, ids, None)
+    ids, labels, lines = _read_csv(csv_path)
+    if not ids:
+        raise DatasetError(f"{csv_path}: no image rows")
+    check_unique(ids, csv_path)
+    if class_names is None:
+        if labels is None:
+            raise DatasetError(f"{csv_path}: no labels column; pass --classes FILE with the class names")
+        class_names = sorted({n for row in labels for n in row})
+        if not class_names:
+            raise DatasetError(f"{csv_path}: the labels column is empty; pass --classes FILE")
+    targets = None
+    if labels is not None:
+        index = {n: i for i, n in enumerate(class_names)}
+        targets = np.full((len(ids), len(class_names)), -1, dtype=np.int8)
+        for i, (row, lineno) in enumerate(zip(labels, lines)):
+            for name in row:
+                if name not in index:
+                    raise DatasetError(f"{csv_path}:{lineno}: unknown class {name!r} (not in the class list)")
+                targets[i, index[name]] = 1
+    return Dataset("folder", fs.normalise_root(root), split, class_names, ids, targets)

@@ -1,0 +1,57 @@
+"""Reading dataset files from a local path or any fsspec URL."""
+from __future__ import annotations
+
+import os
+
+import fsspec
+
+
+def join(root: str, rel: str) -> str:
+    if "://" in root:
+        return root.rstrip("/") + "/" + rel
+    return os.path.join(root, rel)
+
+
+def exists(path: str) -> bool:
+    if "://" in path:
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.exists(p)
+    return os.path.exists(path)
+
+
+def isdir(path: str) -> bool:
+    if "://" in path:
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.isdir(p)
+    return os.path.isdir(path)
+
+
+def read_bytes(path: str) -> bytes:
+    if "://" in path:
+        with fsspec.open(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8-sig")
+
+
+def walk_files(root: str) -> list[str]:
+    """Every file under root, as sorted POSIX paths relative to it."""
+    if "://" in root:
+        fs, p = fsspec.core.url_to_fs(root)
+        base = p.rstrip("/") + "/"
+        return sorted(f[len(base):] for f in fs.find(p))
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, root)
+        for name in filenames:
+            out.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+    return sorted(out)
+
+
+def normalise_root(root: str) -> str:
+    return root if "://" in root else os.path.abspath(root)

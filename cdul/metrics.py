@@ -1,0 +1,83 @@
+"""Multi-label metrics: average precision as scikit-learn computes it, mAP with the VOC
+"difficult" rule, and CF1/OF1 at a threshold.
+
+Targets use the VOC convention: 1 positive, -1 negative, 0 difficult. By default difficult
+entries are left out of that class's AP (``difficult="ignore"``, the VOC protocol);
+``difficult="positive"`` counts them as positives.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _binary(targets: np.ndarray, difficult: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (positive mask, mask of entries that count)."""
+    if difficult not in ("ignore", "positive", "negative"):
+        raise ValueError(f"difficult must be ignore, positive or negative, not {difficult!r}")
+    targets = np.asarray(targets)
+    pos = targets == 1
+    valid = np.ones(targets.shape, dtype=bool)
+    if difficult == "ignore":
+        valid = targets != 0
+    elif difficult == "positive":
+        pos = pos | (targets == 0)
+    return pos, valid
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the precision-recall step curve (sklearn's average_precision_score).
+    NaN when there is no positive."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], positive[order]
+    # one threshold per distinct score: tied scores enter the curve together
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    precision = tps / (last + 1)
+    recall = tps / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def per_class_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore",
+                 rows: np.ndarray | None = None) -> np.ndarray:
+    """AP of every class (NaN for a class with no positive). `rows` masks images out (e.g. failed)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, valid = _binary(targets, difficult)
+    if rows is not None:
+        valid = valid & np.asarray(rows, dtype=bool)[:, None]
+    valid = valid & np.isfinite(scores)
+    return np.array([average_precision(scores[valid[:, c], c], pos[valid[:, c], c])
+                     for c in range(scores.shape[1])])
+
+
+def mean_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore", rows=None) -> float:
+    """mAP in [0, 1] over classes with at least one positive."""
+    ap = per_class_ap(scores, targets, difficult, rows)
+    ap = ap[np.isfinite(ap)]
+    return float(ap.mean()) if len(ap) else float("nan")
+
+
+def f1_scores(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, difficult: str = "ignore",
+              rows=None) -> dict:
+    """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) at `threshold`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    pos, valid = _binary(targets, difficult)
+    if rows is not None:
+        valid = valid & np.asarray(rows, dtype=bool)[:, None]
+    pred = scores >= threshold
+    tp = ((pred & pos) & valid).sum(0).astype(np.float64)
+    fp = ((pred & ~pos) & valid).sum(0).astype(np.float64)
+    fn = ((~pred & pos) & valid).sum(0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cp = np.nanmean(np.where(tp + fp > 0, tp / (tp + fp), 0.0))
+        cr = np.nanmean(np.where(tp + fn > 0, tp / (tp + fn), np.nan))
+        op = tp.sum() / max(tp.sum() + fp.sum(), 1.0)
+        orc = tp.sum() / max(tp.sum() + fn.sum(), 1.0)
+    cf1 = 2 * cp * cr / (cp + cr) if cp + cr > 0 else 0.0
+    of1 = 2 * op * orc / (op + orc) if op + orc > 0 else 0.0
+    return {"CP": float(cp), "CR": float(cr), "CF1": float(cf1), "OP": float(op), "OR": float(orc),
+            "OF1": float(of1), "threshold": threshold}

@@ -1,0 +1,1 @@
+"""From images to CLIP similarities: tiling, views, encoding, scoring, distribution."""

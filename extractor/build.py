@@ -1,0 +1,162 @@
+"""The store's life around the workers: prepare (create or resume), finalise (initial
+labels, summary, pseudo-label mAP)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+import cdul
+from cdul.data import Dataset
+from cdul.kernels import aggregate_local, initial_labels
+from cdul.metrics import mean_ap
+from cdul.store import Store, StoreError, layout, remove_store
+
+from .pipeline import WorkerConfig
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> dict:
+    """Everything that changes what lands in the store. Batch size, devices and the like
+    do not; zeta and lambda neither (the initial labels are recomputed from S_g, alpha, beta)."""
+    return {
+        "format_version": layout.FORMAT_VERSION,
+        "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
+                    "n_images": len(dataset), "ids_sha256": _digest(dataset.ids)},
+        "classes": list(dataset.classes),
+        "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
+        "model": {"name": cfg.model, "pretrained": cfg.pretrained},
+        "tiling": cfg.tiling.describe(),
+        "chunk_len": chunk_len,
+        "keep_tiles": cfg.keep_tiles,
+        "max_tiles": cfg.max_tiles if cfg.keep_tiles else 0,
+        "keep_embeddings": cfg.keep_embeddings,
+        "exif": cfg.exif,
+        "max_pixels": cfg.max_pixels,
+    }
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {str(a)[:60]} -> {str(b)[:60]}")
+    return out
+
+
+def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: int, overwrite: bool,
+                  embed_dim: int = 0) -> Store:
+    """Create the store, or reopen it to resume; refuse a store built with another config."""
+    config = extraction_config(cfg, dataset, chunk_len)
+    digest = _digest(config)
+    attrs = Store.peek(url)
+    if attrs and not overwrite and not attrs.get("creating"):  # a create that died early just starts over
+        store = Store.open(url, mode="r+")
+        if store.attrs.get("config_hash") != digest:
+            changes = _diff(store.attrs.get("config", {}), config)
+            raise StoreError(
+                f"{url} was built with another configuration ({'; '.join(changes[:4]) or 'unknown'}); "
+                "rerun with the same options to resume, or pass --overwrite to start over"
+            )
+        return store
+    remove_store(url)
+    tiles_max = 0
+    if cfg.keep_tiles:
+        tiles_max = cfg.tiling.size ** 2 if cfg.tiling.mode == "grid" else cfg.max_tiles
+    if cfg.keep_embeddings and embed_dim < 1:
+        raise ValueError("keep_embeddings needs the model's embedding width")
+    specs = layout.result_specs(len(dataset.classes), tiles_max=tiles_max,
+                                embed_dim=embed_dim if cfg.keep_embeddings else 0)
+    attrs = {
+        "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
+        "tiling": cfg.tiling.describe(),
+        "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
+                    "class_keys": dataset.class_keys},
+        "code_version": cdul.__version__,
+        "config": config,
+        "config_hash": digest,
+    }
+    return Store.create(url, ids=dataset.ids, classes=dataset.classes, specs=specs, targets=dataset.targets,
+                        chunk_len=chunk_len, attrs=attrs)
+
+
+def chunk_rows(store: Store, names: list[str]):
+    """(start, stop, {name: rows}) for every chunk: reads stay bounded by the chunk length."""
+    for k in range(store.n_chunks):
+        start, stop = store.chunk_bounds(k)
+        yield start, stop, {n: store.read(n, start, stop) for n in names}
+
+
+def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
+    """(Re)write round 0 from S_g, alpha, beta unless it already holds these zeta and lambda.
+    Returns whether it was written. A store whose later rounds derive from another round 0
+    keeps it (and says so)."""
+    params = {"zeta": float(zeta), "lam": float(lam)}
+    rounds = store.label_rounds()
+    if 0 in rounds:
+        old = store.round_array(0).attrs.asdict()
+        if {"zeta": old.get("zeta"), "lam": old.get("lam")} == params:
+            return False
+        if len(rounds) > 1:
+            raise StoreError(
+                f"{store.url}: round 0 was made with zeta={old.get('zeta')}, lambda={old.get('lam')} and training "
+                "rounds derive from it; extract to a new store (or --overwrite) to change them"
+            )
+        store.drop_rounds_after(-1)
+    arr = store.begin_round(0, {**params, "source": "cdul-extract", "epoch": None})
+    for start, stop, rows in chunk_rows(store, [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA]):
+        arr[start:stop] = initial_labels(rows[layout.SIM_GLOBAL], rows[layout.SIM_ALPHA], rows[layout.SIM_BETA],
+                                         zeta, lam).astype(np.float32)
+    store.finish_round(0)
+    return True
+
+
+def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
+    """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
+    names = [layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS]
+    status, n_tiles, failures = [], [], {}
+    n_failed = 0
+    for _, _, rows in chunk_rows(store, names):
+        status.append(rows[layout.STATUS])
+        n_tiles.append(rows[layout.N_TILES])
+        for i in np.flatnonzero(rows[layout.STATUS] == layout.FAILED):
+            n_failed += 1
+            if len(failures) < max_listed:
+                failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
+    status, n_tiles = np.concatenate(status), np.concatenate(n_tiles)
+    ok = status == layout.OK
+    summary = {
+        "images": int(store.n), "ok": int(ok.sum()), "failed": int(n_failed),
+        "no_tiles": int((ok & (n_tiles == 0)).sum()), "tiles": int(n_tiles[ok].sum()),
+    }
+    if store.has(layout.TARGETS) and ok.any():
+        summary["pseudo_label_map"] = pseudo_label_map(store, zeta, lam, rows=ok)
+    return {"summary": summary, "failures": failures}
+
+
+def pseudo_label_map(store: Store, zeta: float, lam: float, rows: np.ndarray) -> dict:
+    targets = store.read(layout.TARGETS)
+    s_g, alpha, beta = (store.read(n) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA))
+    s_ag = aggregate_local(alpha, beta, zeta)
+    y0 = initial_labels(s_g, alpha, beta, zeta, lam)
+    return {"global": 100 * mean_ap(s_g, targets, rows=rows), "aggregated": 100 * mean_ap(s_ag, targets, rows=rows),
+            "y0": 100 * mean_ap(y0, targets, rows=rows), "zeta": zeta, "lam": lam}
+
+
+def finalise_store(store: Store, zeta: float, lam: float) -> dict:
+    pending = store.pending_chunks()
+    if pending:
+        raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
+    write_initial_labels(store, zeta, lam)
+    result = summarise(store, zeta, lam)
+    store.array(layout.STATUS).attrs.update({"failures": result["failures"]})
+    model = store.array(layout.DONE).attrs.asdict().get("model")
+    store.set_attrs(summary=result["summary"], complete=True, **({"model": model} if model else {}))
+    return result

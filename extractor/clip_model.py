@@ -1,0 +1,232 @@
+"""Loading a CLIP model through open_clip, with errors that say what to do when offline.
+
+``model`` is an open_clip architecture name (``RN50x64``), an ``hf-hub:``/``local-dir:``
+reference, or the path of a JSON architecture config (``{"embed_dim": ..., "vision_cfg":
+..., "text_cfg": ...}``, as open_clip's own configs). ``pretrained`` is an open_clip tag
+(``openai``), the path of a checkpoint file, or ``none`` for random weights.
+
+Weights are looked for in the local caches first. When they are not there and the hub
+cannot be reached, the error is one line naming the file to pass instead; it never sits
+through minutes of download retries.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+RANDOM = ("none", "random", "")
+
+
+class WeightsUnavailableError(Exception):
+    """The asked-for weights are neither cached nor downloadable; the message says what to pass."""
+
+
+@dataclass
+class ClipBundle:
+    visual: torch.nn.Module
+    text: torch.Tensor  # [C, D] float32, L2-normalised class embeddings
+    logit_scale: float  # s = exp(model.logit_scale), multiplied into the cosine similarities
+    input_size: int
+    mean: tuple
+    std: tuple
+    interpolation: str
+    resize_mode: str
+    embed_dim: int
+    info: dict  # provenance for the store's attrs
+
+
+def register_model(model: str) -> str:
+    """A JSON config path becomes an architecture name open_clip knows; cdul's own small
+    test architectures (cdul-tiny-rn, cdul-tiny-vit) are known by name."""
+    import open_clip
+
+    if model.endswith(".json") and os.path.isfile(model):
+        open_clip.add_model_config(model)
+        return Path(model).stem
+    if model.startswith("cdul-") and model not in open_clip.list_models():
+        open_clip.add_model_config(_bundled_configs())
+    return model
+
+
+def model_embed_dim(model: str) -> int:
+    """The embedding width of an architecture, from its config alone (no weights loaded)."""
+    import open_clip
+
+    arch = register_model(model)
+    if arch.startswith("local-dir:"):
+        cfg_path = Path(arch[len("local-dir:"):]) / "open_clip_config.json"
+        if cfg_path.is_file():
+            import json
+
+            return int(json.loads(cfg_path.read_text())["model_cfg"]["embed_dim"])
+    cfg = open_clip.get_model_config(arch)
+    if not cfg:
+        raise ValueError(f"unknown model {model!r}: give an open_clip name (see open_clip.list_models()), "
+                         "a local-dir: folder or an architecture JSON file")
+    return int(cfg["embed_dim"])
+
+
+def _bundled_configs() -> Path:
+    import cdul
+
+    return Path(cdul.__file__).resolve().parent / "model_configs"
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _cached_weights(cfg: dict, cache_dir: str | None) -> str | None:
+    """The local file for a pretrained tag if a previous download left it in a cache."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith(".bin"):
+            names.insert(0, filename[:-4] + ".safetensors")
+        for name in names:
+            hit = try_to_load_from_cache(model_id, name, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    url = cfg.get("url", "")
+    if url:
+        path = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(url))
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def resolve_weights(arch: str, pretrained: str, cache_dir: str | None = None) -> tuple[str | None, dict]:
+    """-> (checkpoint path or tag to hand to open_clip, or None for random; the tag's config)."""
+    import open_clip
+
+    if pretrained.lower() in RANDOM:
+        return None, {}
+    if os.path.isfile(pretrained):
+        return pretrained, {}
+    cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise WeightsUnavailableError(
+            f"--pretrained {pretrained!r} is neither a file nor a tag of {arch} "
+            f"(tags: {', '.join(tags) or 'none'}); pass a checkpoint path or 'none'"
+        )
+    cached = _cached_weights(cfg, cache_dir)
+    if cached:
+        return cached, cfg
+    if not _hub_reachable():
+        where = cfg.get("hf_hub") and f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}" or cfg.get("url")
+        raise WeightsUnavailableError(
+            f"{arch} '{pretrained}' weights are not cached and the network is unreachable: download them on a "
+            f"connected machine ({where}) and pass --pretrained /path/to/the/file"
+        )
+    return pretrained, cfg
+
+
+def _is_jit_archive(path: str) -> bool:
+    import zipfile
+
+    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(name.endswith("constants.pkl") for name in zf.namelist())
+
+
+def _load_jit_archive(model: torch.nn.Module, path: str) -> None:
+    """OpenAI's original .pt files are TorchScript archives; take their weights."""
+    archive = torch.jit.load(path, map_location="cpu")
+    state = {k: v for k, v in archive.state_dict().items()
+             if k not in ("input_resolution", "context_length", "vocab_size")}
+    model.load_state_dict(state, strict=True)
+
+
+def load_clip(model: str, pretrained: str, classes: list[str], *, device="cpu", cache_dir: str | None = None,
+              template: str = "a photo of a {}.", ensemble: bool = False) -> ClipBundle:
+    """The image tower on `device` in eval mode, and the class embeddings of `classes`."""
+    import open_clip
+
+    arch = register_model(model)
+    weights, tag_cfg = resolve_weights(arch, pretrained, cache_dir)
+    kwargs = {}
+    if tag_cfg.get("quick_gelu"):
+        # The tag was trained with QuickGELU; open_clip only warns on a mismatch, which
+        # silently changes every activation of e.g. RN50x64 + openai.
+        kwargs["force_quick_gelu"] = True
+    preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
+    if preprocess:
+        kwargs["force_preprocess_cfg"] = preprocess
+    # open_clip logs through the root logger and huggingface_hub warns on every retry;
+    # cdul reports the outcome itself.
+    quiet = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    previous = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if weights and _is_jit_archive(weights):
+                net = open_clip.create_model(arch, pretrained=None, **kwargs)
+                _load_jit_archive(net, weights)
+            else:
+                net = open_clip.create_model(arch, pretrained=weights, cache_dir=cache_dir, **kwargs)
+    except (RuntimeError, FileNotFoundError) as exc:
+        if "download" in str(exc).lower():
+            raise WeightsUnavailableError(
+                f"{arch} '{pretrained}' weights could not be downloaded ({str(exc).splitlines()[0][:160]}); "
+                "pass --pretrained /path/to/the/file"
+            ) from None
+        raise
+    finally:
+        for q, level in zip(quiet, previous):
+            q.setLevel(level)
+    net.eval()
+    pcfg = open_clip.get_model_preprocess_cfg(net)
+    size = pcfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    logit_scale = float(net.logit_scale.detach().exp().item())
+    text = encode_classes(net, open_clip.get_tokenizer(arch), classes, template, ensemble)
+    visual = net.visual.to(device).eval()
+    embed_dim = int(text.shape[1])
+    del net  # the text tower is no longer needed: keep only the image tower on the device
+    info = {"name": model, "arch": arch, "pretrained": pretrained if weights else "none",
+            "weights_file": weights if weights and os.path.isfile(str(weights)) else None,
+            "input_size": size, "logit_scale": logit_scale, "embed_dim": embed_dim,
+            "quick_gelu_forced": bool(kwargs.get("force_quick_gelu"))}
+    return ClipBundle(visual, text.to(device), logit_scale, size, tuple(pcfg.get("mean")), tuple(pcfg.get("std")),
+                      pcfg.get("interpolation", "bicubic"), pcfg.get("resize_mode", "shortest"), embed_dim, info)
+
+
+def class_prompts(classes: list[str], template: str = "a photo of a {}.", ensemble: bool = False) -> list[list[str]]:
+    """The prompt texts of each class: one template, or open_clip's ImageNet template list."""
+    if ensemble:
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+        return [[t(name) for t in OPENAI_IMAGENET_TEMPLATES] for name in classes]
+    if "{}" not in template:
+        raise ValueError(f"prompt template {template!r} has no '{{}}' for the class name")
+    return [[template.format(name)] for name in classes]
+
+
+@torch.no_grad()
+def encode_classes(net, tokenizer, classes, template="a photo of a {}.", ensemble=False) -> torch.Tensor:
+    """T: [C, D], each row the normalised (mean of normalised) prompt embedding(s) of a class."""
+    rows = []
+    for prompts in class_prompts(classes, template, ensemble):
+        emb = F.normalize(net.encode_text(tokenizer(prompts)).float(), dim=-1)
+        rows.append(F.normalize(emb.mean(0), dim=-1))
+    return torch.stack(rows)

@@ -1,0 +1,154 @@
+"""How the work is distributed, in one place: one process, one process per device, or
+torchrun ranks. Chunks are dealt round-robin over the workers from the list of chunks not
+yet done, so every worker owns whole chunks and writers never share one."""
+from __future__ import annotations
+
+import os
+import queue as queue_mod
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+from .pipeline import WorkerConfig, extract_chunks
+
+
+class WorkerFailed(Exception):
+    pass
+
+
+def parse_devices(spec: str, cuda_count: int) -> list[str]:
+    """'auto' | 'all' | 'cpu' | 'cpu,cpu' | '0,1' | '0,0' -> one torch device string per worker."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return [f"cuda:{i}" for i in range(cuda_count)] or ["cpu"]
+    if spec == "all":
+        if not cuda_count:
+            raise ValueError("--gpus all: no CUDA device is visible (use --gpus cpu)")
+        return [f"cuda:{i}" for i in range(cuda_count)]
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part == "cpu":
+            out.append("cpu")
+            continue
+        if not part.isdigit():
+            raise ValueError(f"{part!r} is neither a GPU index nor 'cpu' (examples: 0,1 / cpu / cpu,cpu)")
+        if int(part) >= cuda_count:
+            seen = f"{cuda_count} visible" if cuda_count else "none visible"
+            raise ValueError(f"GPU {part} asked for, but CUDA devices: {seen} (use --gpus cpu to run on the CPU)")
+        out.append(f"cuda:{int(part)}")
+    if not out:
+        raise ValueError("no device given")
+    return out
+
+
+def deal(chunks: list[int], rank: int, world: int) -> list[int]:
+    return chunks[rank::world]
+
+
+@dataclass
+class Progress:
+    """Callbacks the runner reports to: progress(images, tiles) as work finishes."""
+
+    update: Callable[[int, int], None] = lambda images, tiles: None
+
+
+def run_local(cfg: WorkerConfig, chunks: list[int], devices: list[str], progress: Progress) -> dict:
+    """Run the chunks in this process (one device) or in one spawned process per device."""
+    if len(devices) == 1:
+        return extract_chunks(cfg, chunks, devices[0], progress.update)
+    return _run_spawned(cfg, chunks, devices, progress)
+
+
+def _threads_for(devices: list[str], index: int, asked: int | None) -> int | None:
+    if asked:
+        return asked
+    n_cpu = sum(d == "cpu" for d in devices)
+    if devices[index] != "cpu" or not n_cpu:
+        return None
+    return max(1, (os.cpu_count() or 1) // n_cpu)
+
+
+def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
+    try:
+        counts = extract_chunks(cfg, chunks, device, lambda images, tiles: q.put(("progress", rank, images, tiles)))
+        q.put(("done", rank, counts))
+    except BaseException as exc:  # report everything, then die with a non-zero code
+        q.put(("error", rank, _one_line(exc), traceback.format_exc()))
+        raise SystemExit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progress: Progress) -> dict:
+    import dataclasses
+
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = []
+    for rank, device in enumerate(devices):
+        wcfg = dataclasses.replace(cfg, threads=_threads_for(devices, rank, cfg.threads))
+        p = ctx.Process(target=_worker_main, args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q),
+                        name=f"cdul-extract-{rank}", daemon=False)
+        p.start()
+        procs.append(p)
+    finished: dict[int, dict] = {}
+    dead_since: dict[int, float] = {}
+    try:
+        while len(finished) < len(procs):
+            try:
+                msg = q.get(timeout=0.5)
+            except queue_mod.Empty:
+                _check_dead(procs, finished, dead_since, devices)
+                continue
+            kind, rank = msg[0], msg[1]
+            if kind == "progress":
+                progress.update(msg[2], msg[3])
+            elif kind == "done":
+                finished[rank] = msg[2]
+            elif kind == "error":
+                raise WorkerFailed(f"worker {rank} ({devices[rank]}) failed: {msg[2]}\n{_tail(msg[3])}")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=30)
+    total: dict = {}
+    for counts in finished.values():
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _check_dead(procs, finished: dict, dead_since: dict, devices: list[str], grace: float = 3.0) -> None:
+    """A worker that exited without a word (killed, out of memory) fails the run once its
+    last messages have had time to arrive."""
+    now = time.time()
+    for rank, p in enumerate(procs):
+        if rank in finished or p.exitcode is None:
+            continue
+        if now - dead_since.setdefault(rank, now) < grace:
+            continue
+        code = p.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        raise WorkerFailed(f"worker {rank} ({devices[rank]}) died ({how}) without reporting an error")
+
+
+def _tail(tb: str, lines: int = 12) -> str:
+    return "\n".join(tb.rstrip().splitlines()[-lines:])
+
+
+def torchrun_env() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) when started by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or "RANK" not in os.environ:
+        return None
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))

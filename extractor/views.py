@@ -1,0 +1,158 @@
+"""The model's eval preprocess, as batched tensor ops: global view and tiles (SPEC 1.2-1.3).
+
+CLIP's eval preprocess (open_clip, ``resize_mode="shortest"``) is: resize the short side
+to R with PIL's antialiased bicubic filter, centre-crop R x R, scale to [0, 1], normalise.
+Here it is done on tensors (on the GPU when there is one) and exactly reproduces PIL's
+geometry: PIL's resampling is separable, so each axis is a matrix whose rows are the
+filter taps of one output pixel. Keeping only the rows of the centre crop, and slicing the
+input to the columns those rows touch, gives crop-after-resize results at the cost of a
+crop, even for a 100000 x 2 image. All tiles of one image share their size, so they go
+through the same two matrix products as one batch. Each pass is clamped to [0, 255] and
+rounded, as PIL does with 8-bit images; what remains is float rounding of the taps
+(differences of at most one grey level in a few pixels).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .tiling import Tiling
+
+_SUPPORT = {"bicubic": 2.0, "bilinear": 1.0}
+
+
+def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    out = np.zeros_like(x)
+    near = x < 1.0
+    far = (x >= 1.0) & (x < 2.0)
+    out[near] = ((a + 2.0) * x[near] - (a + 3.0)) * x[near] ** 2 + 1.0
+    out[far] = (((x[far] - 5.0) * x[far] + 8.0) * x[far] - 4.0) * a
+    return out
+
+
+def _bilinear(x: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(x), 0.0, None)
+
+
+@lru_cache(maxsize=4096)
+def resample_matrix(in_size: int, out_size: int, keep_start: int, keep_len: int,
+                    interpolation: str = "bicubic") -> tuple[int, np.ndarray]:
+    """PIL's resampling of one axis, in_size -> out_size, restricted to outputs
+    [keep_start, keep_start + keep_len). Returns (first input used, [keep_len, window] taps)."""
+    if interpolation not in _SUPPORT:
+        raise ValueError(f"interpolation must be bicubic or bilinear, not {interpolation!r}")
+    filt = _bicubic if interpolation == "bicubic" else _bilinear
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = _SUPPORT[interpolation] * filterscale
+    rows = []
+    for xx in range(keep_start, keep_start + keep_len):
+        center = (xx + 0.5) * scale
+        # C casts truncate toward zero; both bounds are then clamped to the image.
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        taps = filt((np.arange(xmin, xmax) - center + 0.5) / filterscale)
+        total = taps.sum()
+        if total != 0.0:
+            taps = taps / total
+        rows.append((xmin, taps))
+    first = min(r[0] for r in rows)
+    last = max(r[0] + len(r[1]) for r in rows)
+    mat = np.zeros((keep_len, last - first), dtype=np.float64)
+    for i, (xmin, taps) in enumerate(rows):
+        mat[i, xmin - first: xmin - first + len(taps)] = taps
+    return first, mat
+
+
+def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") -> tuple[int, int, int, int]:
+    """(resized_h, resized_w, crop_top, crop_left) of the eval preprocess, as torchvision computes them."""
+    if resize_mode == "squash":
+        return size, size, 0, 0
+    if resize_mode != "shortest":
+        raise ValueError(f"resize mode {resize_mode!r} is not supported (shortest or squash)")
+    short, long = (w, h) if w <= h else (h, w)
+    if short == size:
+        new_h, new_w = h, w
+    else:
+        new_short, new_long = size, int(size * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    return new_h, new_w, top, left
+
+
+class ViewMaker:
+    """Turns one decoded image into its normalised global view and tile views."""
+
+    def __init__(self, size: int, mean, std, *, interpolation: str = "bicubic", resize_mode: str = "shortest",
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        if resize_mode not in ("shortest", "squash"):
+            raise ValueError(f"the model's resize mode {resize_mode!r} is not supported (shortest or squash)")
+        self.size = int(size)
+        self.interpolation = interpolation
+        self.resize_mode = resize_mode
+        self.device = torch.device(device)
+        self.dtype = dtype
+        mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._mul = 1.0 / (255.0 * std)
+        self._add = -mean / std
+        self._mats: dict[tuple[int, int], tuple] = {}
+
+    def _matrices(self, h: int, w: int):
+        key = (h, w)
+        if key not in self._mats:
+            new_h, new_w, top, left = output_geometry(h, w, self.size, self.resize_mode)
+            r0, my = resample_matrix(h, new_h, top, self.size, self.interpolation)
+            c0, mx = resample_matrix(w, new_w, left, self.size, self.interpolation)
+            f = dict(device=self.device, dtype=torch.float32)
+            self._mats[key] = (r0, torch.as_tensor(my, **f), c0, torch.as_tensor(mx.T.copy(), **f))
+            if len(self._mats) > 512:
+                self._mats.pop(next(iter(self._mats)))
+        return self._mats[key]
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, h, w] uint8 -> [B, 3, R, R] float32 in 0..255, PIL-equivalent resize + crop."""
+        h, w = x.shape[-2:]
+        r0, my, c0, mxt = self._matrices(h, w)
+        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]].float()
+        x = torch.matmul(x, mxt).clamp_(0.0, 255.0).round_()  # horizontal pass first, as PIL
+        return torch.matmul(my, x).clamp_(0.0, 255.0).round_()
+
+    def make(self, image: torch.Tensor, tiling: Tiling | None) -> tuple[torch.Tensor, int]:
+        """[3, H, W] uint8 (or [H, W, 3]) -> ([1 + T, 3, R, R] normalised views, T).
+
+        The global view comes first. A 1 x 1 grid gives no extra view (its tile is the
+        global view); the caller records it as one tile."""
+        if image.dim() == 3 and image.shape[-1] == 3 and image.shape[0] != 3:
+            image = image.permute(2, 0, 1)
+        image = image.to(self.device, non_blocking=True)
+        _, h, w = image.shape
+        views = [self.resize(image[None])]
+        n = 0
+        if tiling is not None and not tiling.whole_image:
+            rows, cols, th, tw = tiling.layout(h, w)
+            n = rows * cols
+            if n:
+                tiles = image[:, : rows * th, : cols * tw].reshape(3, rows, th, cols, tw)
+                tiles = tiles.permute(1, 3, 0, 2, 4).reshape(n, 3, th, tw)
+                views.append(self.resize(tiles))
+        out = torch.cat(views) if len(views) > 1 else views[0]
+        out = out.mul_(self._mul).add_(self._add)
+        return out.to(self.dtype), n
+
+
+def pil_reference_view(pil_image, size: int, mean, std, interpolation: str = "bicubic") -> torch.Tensor:
+    """The same preprocess through PIL and torchvision, for tests and debugging."""
+    from torchvision.transforms import functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    mode = InterpolationMode.BICUBIC if interpolation == "bicubic" else InterpolationMode.BILINEAR
+    im = TF.center_crop(TF.resize(pil_image.convert("RGB"), size, interpolation=mode), size)
+    return TF.normalize(TF.to_tensor(im), mean, std)
+
+
+__all__ = ["ViewMaker", "resample_matrix", "output_geometry", "pil_reference_view"]

@@ -1,0 +1,59 @@
+"""cdul: CLIP-driven unsupervised multi-label classification (CDUL, ICCV 2023).
+
+The repository keeps one folder per part (``kernels/``, ``extractor/``, ``store/``,
+``trainer/``, ``benchmarks/``); they install as subpackages of one ``cdul`` namespace so
+their import names cannot collide with other distributions (``kernels`` and ``store``
+are taken on PyPI).
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+PARTS = ("kernels", "extractor", "store", "trainer", "benchmarks")
+
+
+def _version() -> str:
+    for line in (HERE / "cdul" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("cdul/__init__.py has no __version__")
+
+
+setup(
+    name="cdul",
+    version=_version(),
+    description="CLIP-driven unsupervised multi-label image classification: fast extraction, "
+    "a resumable Zarr store, and gradient-alignment training",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["cdul", "cdul.data", "cdul.cli"] + [f"cdul.{p}" for p in PARTS],
+    package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
+    package_data={"cdul": ["model_configs/*.json"]},
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "open_clip_torch>=3.0",
+        "triton",
+        "zarr>=3.0",
+        "numpy>=1.24",
+        "click>=8.1",
+        "tqdm>=4.60",
+        "fsspec>=2023.1",
+        "pillow>=10",
+        "faiss-cpu>=1.8",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "gpu": ["faiss-gpu>=1.8"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "scikit-learn>=1.3", "scikit-image>=0.22"],
+    },
+    entry_points={
+        "console_scripts": [
+            "cdul-extract=cdul.cli.extract:main",
+            "cdul-train=cdul.cli.train:main",
+            "cdul-eval=cdul.cli.eval:main",
+        ],
+    },
+)

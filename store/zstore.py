@@ -1,0 +1,256 @@
+"""The cdul store: a Zarr v3 group chunked along images, filled chunk by chunk.
+
+Phases (as SPEC section 2 and the anemoi-datasets ``create/`` layout do it):
+create the arrays and one done flag per chunk; fill chunks, flagging each only after its
+data is written; finalise. Resume falls out of idempotent, chunk-disjoint writes.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from typing import Iterable, Mapping, Sequence
+
+import fsspec
+import numpy as np
+import zarr
+
+from . import layout as L
+
+
+class StoreError(Exception):
+    """A store that cannot be used as asked; the message says what to do."""
+
+
+def is_url(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _fs_path(url: str):
+    fs, path = fsspec.core.url_to_fs(str(url))
+    return fs, path
+
+
+def _zarr_store(url: str):
+    return str(url) if is_url(url) else os.fspath(url)
+
+
+def store_exists(url: str) -> bool:
+    fs, path = _fs_path(url)
+    return fs.exists(path.rstrip("/") + "/zarr.json")
+
+
+def remove_store(url: str) -> None:
+    """Delete a store, refusing anything that is not one (so --overwrite cannot wipe a home directory)."""
+    fs, path = _fs_path(url)
+    if not fs.exists(path):
+        return
+    meta = path.rstrip("/") + "/zarr.json"
+    if fs.exists(meta):
+        try:
+            attrs = json.loads(fs.cat_file(meta)).get("attributes", {})
+        except (ValueError, OSError):
+            attrs = {}
+        if attrs.get("format") != L.FORMAT:
+            raise StoreError(f"{url} is a Zarr group but not a cdul store; refusing to delete it")
+    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/.lock")]:
+        raise StoreError(f"{url} exists and is not a cdul store; refusing to delete it")
+    # Keep the lock file: the run that asked for the overwrite holds it.
+    for entry in fs.ls(path, detail=False):
+        if not entry.endswith("/.lock"):
+            fs.rm(entry, recursive=True)
+
+
+def _dims_attrs(dims: Sequence[str]) -> dict:
+    # Zarr v3 readers (xarray >= 2024.10) use dimension_names; older xarray reads this attribute.
+    return {"_ARRAY_DIMENSIONS": list(dims)}
+
+
+class Store:
+    """An open cdul store. Rows are images; every array is chunked along them alike."""
+
+    def __init__(self, group: zarr.Group, url: str):
+        self.group = group
+        self.url = str(url)
+        attrs = group.attrs.asdict()
+        self.attrs = attrs
+        self.n = int(attrs["n_images"])
+        self.chunk_len = int(attrs["chunk_len"])
+        self.classes: list[str] = list(attrs["classes"])
+        self.n_chunks = (self.n + self.chunk_len - 1) // self.chunk_len
+
+    # -- creation and opening -------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        ids: Sequence[str],
+        classes: Sequence[str],
+        specs: Iterable[L.ArraySpec],
+        targets: np.ndarray | None = None,
+        chunk_len: int = L.DEFAULT_CHUNK_LEN,
+        attrs: Mapping | None = None,
+    ) -> "Store":
+        n = len(ids)
+        if n == 0:
+            raise StoreError("no images to store: the dataset split is empty")
+        if chunk_len < 1:
+            raise StoreError(f"chunk length must be >= 1, got {chunk_len}")
+        root = dict(attrs or {})
+        root.update(
+            format=L.FORMAT,
+            format_version=L.FORMAT_VERSION,
+            classes=list(classes),
+            n_images=n,
+            chunk_len=chunk_len,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            complete=False,
+            label_rounds=[],
+        )
+        group = zarr.open_group(_zarr_store(url), mode="w")
+        # Recognisable from the start, marked unfinished until its arrays exist.
+        group.attrs.update(format=L.FORMAT, format_version=L.FORMAT_VERSION, creating=True)
+        c = len(classes)
+        ids_arr = cls._new_array(group, L.ArraySpec(L.IDS, (), str, "", ("image",)), n, chunk_len)
+        tgt_arr = None
+        if targets is not None:
+            targets = np.asarray(targets, dtype=np.int8)
+            if targets.shape != (n, c):
+                raise StoreError(f"targets have shape {targets.shape}, expected {(n, c)}")
+            tgt_arr = cls._new_array(group, L.ArraySpec(L.TARGETS, (c,), np.int8, 0, ("image", "class")), n, chunk_len)
+        for spec in specs:
+            cls._new_array(group, spec, n, chunk_len)
+        n_chunks = (n + chunk_len - 1) // chunk_len
+        done = group.create_array(L.DONE, shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False,
+                                  dimension_names=["chunk"])
+        done.attrs.update(_dims_attrs(["chunk"]))
+        ids = np.asarray(list(ids), dtype=object)
+        for start in range(0, n, chunk_len):
+            stop = min(start + chunk_len, n)
+            ids_arr[start:stop] = ids[start:stop].astype(str)
+            if tgt_arr is not None:
+                tgt_arr[start:stop] = targets[start:stop]
+        group.attrs.update({**root, "creating": False})
+        return cls(group, url)
+
+    @staticmethod
+    def _new_array(group, spec: L.ArraySpec, n: int, chunk_len: int):
+        shape = (n, *spec.trailing)
+        chunks = (chunk_len, *spec.trailing)
+        arr = group.create_array(spec.name, shape=shape, chunks=chunks, dtype=spec.dtype,
+                                 fill_value=spec.fill, dimension_names=list(spec.dims))
+        arr.attrs.update(_dims_attrs(spec.dims))
+        return arr
+
+    @staticmethod
+    def peek(url: str) -> dict:
+        """The root attributes of whatever Zarr group is at url ({} when there is none)."""
+        if not store_exists(url):
+            return {}
+        try:
+            return zarr.open_group(_zarr_store(url), mode="r").attrs.asdict()
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
+
+    @classmethod
+    def open(cls, url: str, mode: str = "r") -> "Store":
+        if not store_exists(url):
+            raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
+        try:
+            group = zarr.open_group(_zarr_store(url), mode=mode)
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
+        attrs = group.attrs.asdict()
+        if attrs.get("creating"):
+            raise StoreError(f"{url}: its creation was interrupted; rerun cdul-extract to start it again")
+        if attrs.get("format") != L.FORMAT:
+            raise StoreError(f"{url} is a Zarr group but not a cdul store (format={attrs.get('format')!r})")
+        version = attrs.get("format_version")
+        if version != L.FORMAT_VERSION:
+            raise StoreError(
+                f"{url} was written with store format version {version}; this cdul reads version "
+                f"{L.FORMAT_VERSION}. Use the cdul release that wrote it, or re-extract with --overwrite."
+            )
+        return cls(group, url)
+
+    # -- chunks ------------------------------------------------------------------------------
+    def chunk_bounds(self, k: int) -> tuple[int, int]:
+        if not 0 <= k < self.n_chunks:
+            raise IndexError(f"chunk {k} out of range 0..{self.n_chunks - 1}")
+        start = k * self.chunk_len
+        return start, min(start + self.chunk_len, self.n)
+
+    def done_flags(self) -> np.ndarray:
+        return np.asarray(self.group[L.DONE][:], dtype=bool)
+
+    def pending_chunks(self) -> list[int]:
+        return [int(k) for k in np.flatnonzero(~self.done_flags())]
+
+    def write_chunk(self, k: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write whole-chunk rows of each array, then flag the chunk done (never before)."""
+        start, stop = self.chunk_bounds(k)
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if value.shape[0] != stop - start:
+                raise ValueError(f"{name}: {value.shape[0]} rows for chunk {k} of {stop - start}")
+            self.group[name][start:stop] = value
+        self.group[L.DONE][k] = True
+
+    # -- reading -----------------------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return name in self.group
+
+    def array(self, name: str) -> zarr.Array:
+        return self.group[name]
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return np.asarray(self.group[name][start:self.n if stop is None else stop])
+
+    def ids(self) -> list[str]:
+        return [str(s) for s in self.read(L.IDS)]
+
+    def set_attrs(self, **values) -> None:
+        self.group.attrs.update(values)
+        self.attrs.update(values)
+
+    # -- label rounds ------------------------------------------------------------------------
+    def label_rounds(self) -> list[int]:
+        """Complete rounds, oldest first. A round is listed only after all its rows are written."""
+        return sorted(int(k) for k in self.group.attrs.get("label_rounds", []))
+
+    def latest_round(self) -> int:
+        rounds = self.label_rounds()
+        if not rounds:
+            raise StoreError(f"{self.url} has no complete label round yet (is extraction finished?)")
+        return rounds[-1]
+
+    def round_array(self, k: int) -> zarr.Array:
+        return self.group[L.round_name(k)]
+
+    def begin_round(self, k: int, attrs: Mapping) -> zarr.Array:
+        """Create (or recreate) round k, invisible to readers until finish_round(k)."""
+        if k in self.label_rounds():
+            raise StoreError(f"label round {k} is already complete in {self.url}")
+        name = L.round_name(k)
+        if name in self.group:
+            del self.group[name]
+        spec = L.ArraySpec(name, (len(self.classes),), np.float32, np.nan, ("image", "class"))
+        arr = self._new_array(self.group, spec, self.n, self.chunk_len)
+        arr.attrs.update({**attrs, "round": k, "complete": False})
+        return arr
+
+    def finish_round(self, k: int) -> None:
+        arr = self.round_array(k)
+        arr.attrs["complete"] = True
+        rounds = sorted(set(self.label_rounds()) | {k})
+        self.set_attrs(label_rounds=rounds)
+
+    def drop_rounds_after(self, k: int) -> None:
+        """Remove every round newer than k, complete or not (resume of a run that wrote them)."""
+        keep = [r for r in self.label_rounds() if r <= k]
+        self.set_attrs(label_rounds=keep)
+        if L.LABELS in self.group:
+            for name in list(self.group[L.LABELS].array_keys()):
+                if int(name.split("_")[-1]) > k:
+                    del self.group[L.LABELS][name]
