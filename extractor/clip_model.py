@@ -179,7 +179,13 @@ def load_clip(model: str, pretrained: str, classes: list[str], *, device="cpu", 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            if weights and _is_jit_archive(weights):
+            if weights is None:
+                # Random weights from a fixed seed: every worker (and every rerun) builds the
+                # same model, so a store never mixes two random models.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    net = open_clip.create_model(arch, pretrained=None, **kwargs)
+            elif _is_jit_archive(weights):
                 net = open_clip.create_model(arch, pretrained=None, **kwargs)
                 _load_jit_archive(net, weights)
             else:

@@ -7,9 +7,10 @@ geometry: PIL's resampling is separable, so each axis is a matrix whose rows are
 filter taps of one output pixel. Keeping only the rows of the centre crop, and slicing the
 input to the columns those rows touch, gives crop-after-resize results at the cost of a
 crop, even for a 100000 x 2 image. All tiles of one image share their size, so they go
-through the same two matrix products as one batch. Each pass is clamped to [0, 255] and
-rounded, as PIL does with 8-bit images; what remains is float rounding of the taps
-(differences of at most one grey level in a few pixels).
+through the same two matrix products as one batch. The taps are PIL's 22-bit fixed-point
+coefficients and each pass rounds and clamps to 8 bits as PIL does, so in float64 (CPU,
+data-centre GPUs) the views equal PIL's bit for bit; in float32 about one pixel in 10^4
+may differ by one grey level.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 from .tiling import Tiling
 
 _SUPPORT = {"bicubic": 2.0, "bilinear": 1.0}
+_ONE = float(1 << 22)  # PIL's PRECISION_BITS = 32 - 8 - 2
 
 
 def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
@@ -58,6 +60,8 @@ def resample_matrix(in_size: int, out_size: int, keep_start: int, keep_len: int,
         total = taps.sum()
         if total != 0.0:
             taps = taps / total
+        # PIL's 8-bit path turns each tap into a 22-bit fixed-point integer, rounding half away from zero
+        taps = np.trunc(taps * _ONE + np.where(taps < 0, -0.5, 0.5)) / _ONE
         rows.append((xmin, taps))
     first = min(r[0] for r in rows)
     last = max(r[0] + len(r[1]) for r in rows)
@@ -84,6 +88,25 @@ def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") ->
     return new_h, new_w, top, left
 
 
+def _to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Round half up and clamp to [0, 255], as PIL's 8-bit resampling does after each pass.
+
+    In float64 the taps are exact multiples of 2**-22 and every partial sum is exact, so this
+    reproduces PIL bit for bit. In float32 the products are rounded; a bias of 1e-4 grey
+    levels puts exact halves back on PIL's side (a value that truly lies within 1e-4 below a
+    half, about one pixel in 10^4, then rounds the other way)."""
+    bias = 0.5 if x.dtype == torch.float64 else 0.5 + 1e-4
+    return x.add_(bias).floor_().clamp_(0.0, 255.0)
+
+
+def exact_dtype(device: torch.device) -> torch.dtype:
+    """float64 (bit-exact PIL) where float64 is cheap: the CPU and data-centre GPUs; else float32."""
+    if device.type != "cuda":
+        return torch.float64
+    major, minor = torch.cuda.get_device_capability(device)
+    return torch.float64 if (major, minor) in ((6, 0), (7, 0), (8, 0), (9, 0), (10, 0)) else torch.float32
+
+
 class ViewMaker:
     """Turns one decoded image into its normalised global view and tile views."""
 
@@ -101,6 +124,7 @@ class ViewMaker:
         self._mul = 1.0 / (255.0 * std)
         self._add = -mean / std
         self._mats: dict[tuple[int, int], tuple] = {}
+        self.work_dtype = exact_dtype(self.device)
 
     def _matrices(self, h: int, w: int):
         key = (h, w)
@@ -108,19 +132,19 @@ class ViewMaker:
             new_h, new_w, top, left = output_geometry(h, w, self.size, self.resize_mode)
             r0, my = resample_matrix(h, new_h, top, self.size, self.interpolation)
             c0, mx = resample_matrix(w, new_w, left, self.size, self.interpolation)
-            f = dict(device=self.device, dtype=torch.float32)
+            f = dict(device=self.device, dtype=self.work_dtype)
             self._mats[key] = (r0, torch.as_tensor(my, **f), c0, torch.as_tensor(mx.T.copy(), **f))
             if len(self._mats) > 512:
                 self._mats.pop(next(iter(self._mats)))
         return self._mats[key]
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, h, w] uint8 -> [B, 3, R, R] float32 in 0..255, PIL-equivalent resize + crop."""
+        """[B, 3, h, w] uint8 -> [B, 3, R, R] float32 in 0..255: PIL's resize, then the centre crop."""
         h, w = x.shape[-2:]
         r0, my, c0, mxt = self._matrices(h, w)
-        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]].float()
-        x = torch.matmul(x, mxt).clamp_(0.0, 255.0).round_()  # horizontal pass first, as PIL
-        return torch.matmul(my, x).clamp_(0.0, 255.0).round_()
+        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]].to(self.work_dtype)
+        x = _to_levels(torch.matmul(x, mxt))  # horizontal pass first, as PIL
+        return _to_levels(torch.matmul(my, x)).float()
 
     def make(self, image: torch.Tensor, tiling: Tiling | None) -> tuple[torch.Tensor, int]:
         """[3, H, W] uint8 (or [H, W, 3]) -> ([1 + T, 3, R, R] normalised views, T).
@@ -143,16 +167,3 @@ class ViewMaker:
         out = torch.cat(views) if len(views) > 1 else views[0]
         out = out.mul_(self._mul).add_(self._add)
         return out.to(self.dtype), n
-
-
-def pil_reference_view(pil_image, size: int, mean, std, interpolation: str = "bicubic") -> torch.Tensor:
-    """The same preprocess through PIL and torchvision, for tests and debugging."""
-    from torchvision.transforms import functional as TF
-    from torchvision.transforms import InterpolationMode
-
-    mode = InterpolationMode.BICUBIC if interpolation == "bicubic" else InterpolationMode.BILINEAR
-    im = TF.center_crop(TF.resize(pil_image.convert("RGB"), size, interpolation=mode), size)
-    return TF.normalize(TF.to_tensor(im), mean, std)
-
-
-__all__ = ["ViewMaker", "resample_matrix", "output_geometry", "pil_reference_view"]

@@ -1,7 +1,11 @@
 """One writer per store: an inter-process lock held for the whole of a run.
 
-On a local path the lock is ``fcntl.flock`` on ``<store>/.lock``: the kernel releases it
-when the holder dies, even by ``kill -9``, so a crash never leaves a stale lock. On an
+On a local path the lock is a POSIX record lock (``fcntl.lockf``) on ``<store>/.lock``: the
+kernel releases it when the holding process dies, even by ``kill -9``, so a crash never
+leaves a stale lock. Unlike ``flock``, a record lock is not shared with forked children
+(DataLoader workers), which could otherwise keep it alive for seconds after their parent
+was killed. Record locks do not exclude the process holding them, so a set of the paths
+held here refuses a second lock from the same process. On an
 fsspec URL there is no such primitive; the lock is an object naming its holder, removed on
 exit, and the refusal message says how to remove it by hand after a crash.
 """
@@ -14,9 +18,10 @@ import socket
 
 import fsspec
 
-from .zstore import is_url
+from .zstore import is_url, normalise
 
 LOCK_NAME = ".lock"
+_HELD: set[str] = set()  # lock files this process holds
 
 
 class StoreLockedError(Exception):
@@ -30,8 +35,9 @@ def _holder() -> dict:
 
 class StoreLock:
     def __init__(self, url: str):
-        self.url = str(url)
+        self.url = normalise(url)
         self._fd = None
+        self._path = None
         self._remote = None
 
     def __enter__(self) -> "StoreLock":
@@ -51,11 +57,13 @@ class StoreLock:
         import fcntl
 
         os.makedirs(self.url, exist_ok=True)
-        path = os.path.join(self.url, LOCK_NAME)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        path = os.path.realpath(os.path.join(self.url, LOCK_NAME))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if path in _HELD:
+                raise BlockingIOError
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
             try:
                 holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
             except ValueError:
@@ -68,6 +76,8 @@ class StoreLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder()).encode(), 0)
         self._fd = fd
+        self._path = path
+        _HELD.add(path)
 
     def _acquire_remote(self) -> None:
         fs, path = fsspec.core.url_to_fs(self.url)
@@ -89,8 +99,9 @@ class StoreLock:
         if self._fd is not None:
             import fcntl
 
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
+            _HELD.discard(self._path)
             self._fd = None
         if self._remote is not None:
             fs, lock_path = self._remote

@@ -26,6 +26,12 @@ def is_url(path: str) -> bool:
     return "://" in str(path)
 
 
+def normalise(url) -> str:
+    """file:// URLs become plain paths (the local store writes atomically and locks with flock)."""
+    url = os.fspath(url)
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
 def _fs_path(url: str):
     fs, path = fsspec.core.url_to_fs(str(url))
     return fs, path
@@ -36,12 +42,13 @@ def _zarr_store(url: str):
 
 
 def store_exists(url: str) -> bool:
-    fs, path = _fs_path(url)
+    fs, path = _fs_path(normalise(url))
     return fs.exists(path.rstrip("/") + "/zarr.json")
 
 
 def remove_store(url: str) -> None:
     """Delete a store, refusing anything that is not one (so --overwrite cannot wipe a home directory)."""
+    url = normalise(url)
     fs, path = _fs_path(url)
     if not fs.exists(path):
         return
@@ -71,7 +78,7 @@ class Store:
 
     def __init__(self, group: zarr.Group, url: str):
         self.group = group
-        self.url = str(url)
+        self.url = normalise(url)
         attrs = group.attrs.asdict()
         self.attrs = attrs
         self.n = int(attrs["n_images"])
@@ -108,7 +115,10 @@ class Store:
             complete=False,
             label_rounds=[],
         )
-        group = zarr.open_group(_zarr_store(url), mode="w")
+        url = normalise(url)
+        # "a", not "w": "w" would also delete the lock file of the run creating the store
+        # (callers remove an old store first, see remove_store)
+        group = zarr.open_group(_zarr_store(url), mode="a")
         # Recognisable from the start, marked unfinished until its arrays exist.
         group.attrs.update(format=L.FORMAT, format_version=L.FORMAT_VERSION, creating=True)
         c = len(classes)
@@ -146,6 +156,7 @@ class Store:
     @staticmethod
     def peek(url: str) -> dict:
         """The root attributes of whatever Zarr group is at url ({} when there is none)."""
+        url = normalise(url)
         if not store_exists(url):
             return {}
         try:
@@ -155,6 +166,7 @@ class Store:
 
     @classmethod
     def open(cls, url: str, mode: str = "r") -> "Store":
+        url = normalise(url)
         if not store_exists(url):
             raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
         try:

@@ -1,0 +1,73 @@
+"""A small VOC-layout sample that needs no download: real photos that scikit-image ships,
+with their VOC labels written by hand, topped up with generated images."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from cdul.data.voc import VOC_KEYS
+
+
+def sample_photos() -> dict[str, tuple[np.ndarray, list[str]]]:
+    """skimage's bundled photos and the VOC classes they show (empty: none of the 20)."""
+    from skimage import data
+
+    def rgb(gray):
+        return np.stack([gray] * 3, axis=-1)
+
+    photos = {
+        "astronaut": (data.astronaut(), ["person"]),
+        "camera": (rgb(data.camera()), ["person"]),
+        "chelsea": (data.chelsea(), ["cat"]),
+        "horse": (rgb(np.where(data.horse(), 255, 0).astype(np.uint8)), ["horse"]),
+        "coffee": (data.coffee(), []),
+        "rocket": (data.rocket(), []),
+        "clock": (rgb(data.clock()), []),
+        "coins": (rgb(data.coins()), []),
+    }
+    return photos
+
+
+def write_voc_layout(root: str, items: dict, split: str = "train", year: str = "2012",
+                     difficult: dict[str, list[str]] | None = None) -> str:
+    """Write VOCdevkit/VOC<year>: items maps image id -> (PIL image or HxWx3 array, VOC keys).
+    Images go to JPEGImages/<id>.jpg (RGBA and other modes JPEG cannot hold as PNG bytes)."""
+    base = os.path.join(root, "VOCdevkit", f"VOC{year}")
+    os.makedirs(os.path.join(base, "JPEGImages"), exist_ok=True)
+    os.makedirs(os.path.join(base, "ImageSets", "Main"), exist_ok=True)
+    difficult = difficult or {}
+    for name, (image, _) in items.items():
+        im = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        path = os.path.join(base, "JPEGImages", f"{name}.jpg")
+        if im.mode in ("RGB", "L"):
+            im.save(path, format="JPEG", quality=92)
+        else:
+            im.save(path, format="PNG")
+    names = sorted(items)
+    with open(os.path.join(base, "ImageSets", "Main", f"{split}.txt"), "w") as f:
+        f.write("".join(f"{n}\n" for n in names))
+    for key in VOC_KEYS:
+        with open(os.path.join(base, "ImageSets", "Main", f"{key}_{split}.txt"), "w") as f:
+            for n in names:
+                value = 0 if key in difficult.get(n, []) else (1 if key in items[n][1] else -1)
+                f.write(f"{n} {value:2d}\n")
+    return base
+
+
+def generated_images(n: int, seed: int = 0, size=(40, 160)) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Random-noise images of random sizes with a random VOC label each (filler, not signal)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n):
+        h, w = rng.integers(size[0], size[1], size=2)
+        out[f"gen_{i:04d}"] = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                               [VOC_KEYS[int(rng.integers(0, len(VOC_KEYS)))]])
+    return out
+
+
+def build_sample(root: str, n_generated: int = 8, split: str = "train") -> str:
+    """The demo's dataset: the real photos plus `n_generated` filler images."""
+    items = {**sample_photos(), **generated_images(n_generated)}
+    return write_voc_layout(root, items, split)

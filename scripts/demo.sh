@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on a bundled sample, no download needed (sets up .venv first if needed).
+# Extra arguments go to cdul-demo (see: .venv/bin/cdul-demo --help).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/env.sh
+exec .venv/bin/python -m cdul.demo "$@"

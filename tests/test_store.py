@@ -1,0 +1,69 @@
+"""The store on its own: creation, chunk flags, rounds, version and lock refusals."""
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from cdul.store import Store, StoreError, StoreLock, StoreLockedError, layout, remove_store
+
+
+def small_store(path, n=7, chunk_len=3):
+    return Store.create(str(path), ids=[f"img{i}.jpg" for i in range(n)], classes=["a", "b"],
+                        specs=layout.result_specs(2), targets=np.ones((n, 2), np.int8), chunk_len=chunk_len,
+                        attrs={"config_hash": "x"})
+
+
+def test_chunks_flags_and_reads(tmp_path):
+    s = small_store(tmp_path / "s.zarr")
+    assert s.n_chunks == 3 and s.chunk_bounds(2) == (6, 7)
+    assert s.pending_chunks() == [0, 1, 2]
+    s.write_chunk(1, {layout.SIM_GLOBAL: np.full((3, 2), 0.5, np.float32)})
+    assert s.pending_chunks() == [0, 2]
+    assert np.isnan(s.read(layout.SIM_GLOBAL, 0, 3)).all() and (s.read(layout.SIM_GLOBAL, 3, 6) == 0.5).all()
+    with pytest.raises(ValueError):
+        s.write_chunk(0, {layout.SIM_GLOBAL: np.zeros((2, 2), np.float32)})
+    assert Store.open(str(tmp_path / "s.zarr")).ids() == [f"img{i}.jpg" for i in range(7)]
+
+
+def test_rounds_become_visible_when_finished(tmp_path):
+    s = small_store(tmp_path / "s.zarr")
+    arr = s.begin_round(0, {"zeta": 0.5})
+    arr[:] = np.zeros((7, 2), np.float32)
+    assert s.label_rounds() == []
+    with pytest.raises(StoreError, match="no complete label round"):
+        s.latest_round()
+    s.finish_round(0)
+    s.begin_round(1, {})
+    assert Store.open(str(tmp_path / "s.zarr")).label_rounds() == [0]
+    s.finish_round(1)
+    s.drop_rounds_after(0)
+    assert s.label_rounds() == [0] and "round_001" not in s.group["labels"]
+
+
+def test_unknown_format_version_is_refused(tmp_path):
+    path = tmp_path / "s.zarr"
+    small_store(path)
+    zarr.open_group(str(path), mode="r+").attrs["format_version"] = 99
+    with pytest.raises(StoreError, match="format version 99"):
+        Store.open(str(path))
+
+
+def test_remove_refuses_what_is_not_a_store(tmp_path):
+    (tmp_path / "important").mkdir()
+    (tmp_path / "important" / "thesis.tex").write_text("x")
+    with pytest.raises(StoreError, match="not a cdul store"):
+        remove_store(str(tmp_path / "important"))
+    assert (tmp_path / "important" / "thesis.tex").exists()
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    with StoreLock(path):
+        with pytest.raises(StoreLockedError, match="in use"):
+            StoreLock(path).acquire()
+        holder = json.loads(open(os.path.join(path, ".lock")).read())
+        assert holder["pid"] == os.getpid()
+    with StoreLock(path):
+        pass
