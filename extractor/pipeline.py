@@ -13,6 +13,7 @@ the work was distributed.
 from __future__ import annotations
 
 import collections
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -174,6 +175,7 @@ class BatchEncoder:
 def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.device = "cpu",
                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)."""
+    started = time.perf_counter()
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -200,6 +202,7 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
                         prefetch_factor=4 if cfg.loader_workers else None)
     items = (d for batch in loader for d in batch)
     counts = collections.Counter()
+    ready = time.perf_counter()
     report = progress or (lambda images, tiles: None)
     for k, (start, stop) in zip(chunks, bounds):
         results = ChunkResults(start, stop, len(store.classes), tiles_max,
@@ -227,6 +230,10 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     counts["tiles"] = scorer.tiles
     counts["batches"] = encoder.batches
     counts["crops"] = encoder.crops
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    counts["load_seconds"] = ready - started  # model, text embeddings, loader start
+    counts["work_seconds"] = time.perf_counter() - ready
     return dict(counts)
 
 

@@ -27,3 +27,28 @@ def table(rows: list[tuple], header: tuple | None = None) -> str:
     if header:
         lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+class FailureLimit(click.ParamType):
+    """A count ("25") or a share of the images ("1%")."""
+
+    name = "N|P%"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, FailureLimit.Limit):
+            return value
+        text = str(value).strip()
+        try:
+            number = float(text[:-1]) if text.endswith("%") else int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a count (25) nor a percentage (1%)", param, ctx)
+        if number < 0 or (text.endswith("%") and number > 100):
+            self.fail(f"{value!r} is out of range", param, ctx)
+        return FailureLimit.Limit(number, text.endswith("%"))
+
+    class Limit:
+        def __init__(self, number, percent: bool):
+            self.number, self.percent = number, percent
+
+        def allowed(self, n_images: int) -> int:
+            return int(n_images * self.number / 100) if self.percent else int(self.number)

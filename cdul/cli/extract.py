@@ -1,6 +1,7 @@
 """cdul-extract: a dataset on disk -> a Zarr store of CLIP similarities and initial pseudo labels."""
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -9,7 +10,7 @@ import click
 from cdul.data import DATASETS, DatasetError, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 
-from .common import CONTEXT, fail, table, warn
+from .common import CONTEXT, FailureLimit, fail, table, warn
 
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -58,11 +59,14 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--exif/--no-exif", default=True, help="Apply EXIF orientation before anything else.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               help="Refuse (record as failed) images with more pixels.")
+@click.option("--max-failures", type=FailureLimit(), default="1%",
+              help="Images that may fail to decode (a count, or a percentage of the split) before the "
+                   "command exits with status 3; failed images are recorded in the store either way.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
          classes, csv_path, gpus, batch_size, workers, threads, precision, chunk_len, zeta, lam, keep_tiles,
-         max_tiles, keep_embeddings, limit, exif, max_pixels, overwrite, quiet):
+         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, quiet):
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     if "{}" not in template:
@@ -107,12 +111,21 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         if dist:
             from .extract_dist import run_torchrun
 
-            run_torchrun(cfg, data, dist, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
-                         quiet=quiet)
+            result = run_torchrun(cfg, data, dist, devices, chunk_len=chunk_len, zeta=zeta, lam=lam,
+                                  overwrite=overwrite, quiet=quiet)
         else:
-            run(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite, quiet=quiet)
+            result = run(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
+                         quiet=quiet)
     except (StoreError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
+        fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
+    if result is not None:
+        failed, allowed = result["summary"]["failed"], max_failures.allowed(len(data))
+        if failed > allowed:
+            fail(f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
+                 "their reasons are in the store (images/error) and listed above", code=3)
 
 
 def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
@@ -138,15 +151,16 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
         try:
             counts = run_local(cfg, pending, devices[: max(1, min(len(devices), len(pending)))], Progress(bar.update))
         except WorkerFailed as exc:
-            fail(f"{exc}\nchunks finished so far are kept; rerun the same command to resume")
+            hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
+            fail(f"{exc}{hint}\nchunks finished so far are kept; rerun the same command to resume")
         except KeyboardInterrupt:
             fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
         finally:
             bar.close()
         elapsed = time.time() - started
         result = finalise_store(store, zeta, lam)
-        speed = {"seconds": round(elapsed, 2), "images": counts.get("images", 0), "tiles": counts.get("tiles", 0),
-                 "devices": devices}
+        speed = {"seconds": round(elapsed, 2), "load_seconds": round(counts.get("load_seconds", 0.0), 2),
+                 "images": counts.get("images", 0), "tiles": counts.get("tiles", 0), "devices": devices}
         store.set_attrs(last_run=speed)
         _print_summary(cfg.store, result, speed)
         return result
@@ -190,8 +204,11 @@ def _print_summary(url: str, result: dict, speed: dict) -> None:
     rows = [("images", s["images"]), ("ok", s["ok"]), ("failed", s["failed"]), ("without tiles", s["no_tiles"]),
             ("tiles", s["tiles"])]
     if speed["images"]:
-        rows += [("this run: seconds", f"{speed['seconds']:.1f}"), ("images/s", f"{speed['images'] / secs:.2f}"),
-                 ("tiles/s", f"{speed['tiles'] / secs:.1f}")]
+        work = max(secs - speed.get("load_seconds", 0.0), 1e-9)
+        rows += [("this run: seconds", f"{speed['seconds']:.1f}"),
+                 ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
+                 ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
+                 ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}")]
     click.echo(table(rows, ("store " + url, "")))
     m = s.get("pseudo_label_map")
     if m:

@@ -10,7 +10,8 @@ import click
 from .common import fail
 
 
-def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> None:
+def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict | None:
+    """Rank 0 returns the finalised store's summary; the other ranks return None."""
     import torch
     import torch.distributed as dist
 
@@ -26,6 +27,7 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
     dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
     device = "cpu" if devices == ["cpu"] or not torch.cuda.is_available() else f"cuda:{local_rank}"
     lock = StoreLock(cfg.store) if rank == 0 else None
+    result = None
     try:
         if rank == 0:
             try:
@@ -53,3 +55,4 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
         if lock is not None:
             lock.release()
         dist.destroy_process_group()
+    return result

@@ -1,0 +1,36 @@
+"""Benchmark datasets: VOC-layout folders of JPEGs of VOC-like size, made once and reused."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from cdul.sample import sample_photos, write_voc_layout
+
+
+def work_dir() -> str:
+    path = os.environ.get("CDUL_BENCH_DIR") or os.path.join(tempfile.gettempdir(), "cdul-bench")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def jpeg_dataset(n: int, size=(375, 500), seed: int = 0, tag: str = "voc") -> str:
+    """n JPEGs cut from the bundled photos (random crops resized to `size`), with their labels."""
+    root = os.path.join(work_dir(), f"{tag}-{n}-{size[0]}x{size[1]}-{seed}")
+    split = os.path.join(root, "VOCdevkit", "VOC2012", "ImageSets", "Main", "train.txt")
+    if os.path.exists(split):
+        return root
+    photos = list(sample_photos().values())
+    rng = np.random.default_rng(seed)
+    items = {}
+    for i in range(n):
+        arr, labels = photos[i % len(photos)]
+        h, w = arr.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        im = Image.fromarray(arr[top:top + ch, left:left + cw]).resize((size[1], size[0]), Image.BICUBIC)
+        items[f"img_{i:06d}"] = (im, labels)
+    write_voc_layout(root, items)
+    return root
