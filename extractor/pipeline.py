@@ -155,7 +155,8 @@ class BatchEncoder:
     @torch.inference_mode()
     def _run(self) -> list:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
-            emb = self.visual(self.buf[: self.fill]).float()
+            # kept in the tower's output dtype (fp16 under autocast): the scorer reads it as is
+            emb = self.visual(self.buf[: self.fill])
         self.batches += 1
         self.crops += self.fill
         finished = []
@@ -252,11 +253,13 @@ class _Scorer:
         if not keys:
             return
         embs = [encoder.take(k) for k in keys]
-        sizes = torch.tensor([0] + [e.shape[0] for e in embs], device=embs[0].device)
-        offsets = torch.cumsum(sizes, 0)
+        offsets = torch.tensor(np.cumsum([0] + [e.shape[0] for e in embs]))  # on the host: no sync to check
         emb = torch.cat(embs)
+        if self.text.dtype != emb.dtype:  # the fused kernel wants one dtype (tensor cores for fp16)
+            self.text = self.text.to(emb.dtype)
         sc = score_segments(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles)
-        glob = F.normalize(emb[offsets[:-1]], dim=-1).half() if self.keep_embeddings else None
+        heads = offsets[:-1].to(emb.device)
+        glob = F.normalize(emb[heads].float(), dim=-1).half() if self.keep_embeddings else None
         self.queue.append((keys, sc, glob, offsets))
         while len(self.queue) > self.lag:
             self._store(self.queue.popleft(), results, report)
@@ -270,7 +273,7 @@ class _Scorer:
         s_g, alpha, beta = sc.global_.cpu().numpy(), sc.alpha.cpu().numpy(), sc.beta.cpu().numpy()
         tiles = sc.tiles.cpu().numpy() if sc.tiles is not None else None
         glob = glob.cpu().numpy() if glob is not None else None
-        tile_off = (offsets.cpu().numpy() - np.arange(len(keys) + 1))  # tile rows exclude the heads
+        tile_off = offsets.numpy() - np.arange(len(keys) + 1)  # tile rows exclude the heads
         n_tiles = 0
         for i, key in enumerate(keys):
             hw, recorded = self.meta.pop(key)

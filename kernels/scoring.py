@@ -39,6 +39,8 @@ def check_segments(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor)
         raise ValueError("offsets must be 1-D with at least 2 entries (B + 1)")
     if offsets.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"offsets must be int32 or int64, got {offsets.dtype}")
+    if offsets.is_cuda:  # reading values back from the GPU would stall the stream: pass CPU offsets
+        return
     counts = offsets[1:] - offsets[:-1]
     if int(offsets[0]) != 0 or int(offsets[-1]) != emb.shape[0] or bool((counts < 1).any()):
         raise ValueError("offsets must start at 0, end at emb.shape[0], and give every image >= 1 row")
@@ -82,8 +84,12 @@ def _triton_available() -> bool:
 
 
 def score_segments(emb, offsets, text, logit_scale: float, keep_tiles: bool = False) -> Scores:
-    """Score B images whose view embeddings are stacked as segments (see module docstring)."""
+    """Score B images whose view embeddings are stacked as segments (see module docstring).
+
+    Offsets given on the CPU are validated, then copied to the embeddings' device. For speed
+    on a GPU pass fp16 (or bf16) embeddings and class matrix of the same dtype."""
     check_segments(emb, offsets, text)
+    offsets = offsets.to(emb.device, non_blocking=True)
     if _backend(emb) == "triton":
         from .triton_scoring import score_segments_triton
 
