@@ -28,7 +28,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["cdul", "cdul.data", "cdul.cli"] + [f"cdul.{p}" for p in PARTS],
+    packages=["cdul", "cdul.data", "cdul.cli", "cdul.index"] + [f"cdul.{p}" for p in PARTS],
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
     package_data={"cdul": ["model_configs/*.json"]},
     install_requires=[
@@ -54,6 +54,8 @@ setup(
             "cdul-extract=cdul.cli.extract:main",
             "cdul-train=cdul.cli.train:main",
             "cdul-eval=cdul.cli.eval:main",
+            "cdul-refine=cdul.cli.refine:main",
+            "cdul-search=cdul.cli.search:main",
         ],
     },
 )

@@ -1,0 +1,49 @@
+"""cdul-refine: smooth the pseudo labels over each image's nearest neighbours in CLIP space."""
+from __future__ import annotations
+
+import click
+
+from .common import CONTEXT, fail
+
+HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
+
+\b
+    y <- (1 - W) * y + W * mean of y over the K nearest images (the image itself excluded)
+
+Neighbours come from a faiss inner-product index over the stored global image embeddings
+(extract with --keep-embeddings). The result is written as a new label round, so
+cdul-train starts from it. Example:
+
+\b
+  cdul-refine --store voc12_train.zarr --knn 10 --weight 0.3
+"""
+
+
+@click.command(help=HELP, context_settings=CONTEXT)
+@click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
+@click.option("--knn", type=click.IntRange(min=1), default=10, help="Neighbours per image (K).")
+@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=0.3, help="Weight W of the neighbours' mean.")
+@click.option("--from-round", type=click.IntRange(min=0), default=None, help="Label round to refine.  [default: latest]")
+@click.option("--index", "kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
+              help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.")
+@click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists.  [default: 4 sqrt(N)]")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.  [default: 16]")
+@click.option("--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]")
+@click.option("--cache-gb", type=click.FloatRange(min=0.01), default=2.0, help="Memory for cached label chunks.")
+@click.option("--quiet", "-q", is_flag=True)
+def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb, quiet):
+    from tqdm import tqdm
+
+    from cdul.index import choose_index, refine_labels
+    from cdul.store import Store, StoreError, StoreLock, StoreLockedError
+
+    try:
+        with StoreLock(store_url):
+            store = Store.open(store_url, mode="r+")
+            spec = choose_index(store.n, kind, nlist, nprobe)
+            with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
+                k = refine_labels(store, knn, weight, spec, from_round=from_round, gpu=gpu,
+                                  cache_bytes=int(cache_gb * 2**30), progress=bar.update)
+    except (StoreError, StoreLockedError, ValueError) as exc:
+        fail(str(exc))
+    click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

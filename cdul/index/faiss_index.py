@@ -1,0 +1,137 @@
+"""A faiss inner-product index over a store's ``emb/global`` (normalised, so inner product
+is cosine similarity), built chunk by chunk.
+
+Exact search (``IndexFlatIP``) up to ``FLAT_MAX`` images; beyond, an inverted-file index
+(``IndexIVFFlat``, nlist ~ 4 sqrt(N) lists, nprobe 16 probed), trained on an evenly spread
+sample. Both are overridable. On a machine with faiss-gpu and a GPU the index moves to the
+GPU. For a local store the built index is kept in ``<store>/_index/`` and reused while the
+embeddings it was built from are unchanged.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cdul.store import Store, is_url, layout
+
+FLAT_MAX = 200_000
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    kind: str  # "flat" or "ivf"
+    nlist: int = 0
+    nprobe: int = 0
+
+
+def choose_index(n: int, kind: str = "auto", nlist: int | None = None, nprobe: int | None = None) -> IndexSpec:
+    if kind not in ("auto", "flat", "ivf"):
+        raise ValueError(f"index kind must be auto, flat or ivf, not {kind!r}")
+    if kind == "auto":
+        kind = "flat" if n <= FLAT_MAX else "ivf"
+    if kind == "flat":
+        return IndexSpec("flat")
+    nlist = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
+    return IndexSpec("ivf", nlist, nprobe or min(16, nlist))
+
+
+def require_embeddings(store: Store) -> None:
+    if not store.has(layout.EMB_GLOBAL):
+        raise ValueError(f"{store.url} has no image embeddings: extract with --keep-embeddings")
+
+
+def embedding_chunks(store: Store):
+    """(start, rows, embeddings) per chunk: float32, only rows with a finite embedding of an OK image."""
+    require_embeddings(store)
+    for k in range(store.n_chunks):
+        a, b = store.chunk_bounds(k)
+        emb = store.read(layout.EMB_GLOBAL, a, b).astype(np.float32)
+        ok = (store.read(layout.STATUS, a, b) == layout.OK) & np.isfinite(emb).all(1)
+        yield a, np.flatnonzero(ok) + a, np.ascontiguousarray(emb[ok])
+
+
+def _training_sample(store: Store, size: int) -> np.ndarray:
+    n_valid = sum(len(rows) for _, rows, _ in embedding_chunks(store))
+    step = max(1, n_valid // size)
+    parts, seen = [], 0
+    for _, _, emb in embedding_chunks(store):
+        take = np.arange((-seen) % step, len(emb), step)
+        parts.append(emb[take])
+        seen += len(emb)
+    return np.concatenate(parts)
+
+
+def build_index(store: Store, spec: IndexSpec, gpu: bool | None = None):
+    import faiss
+
+    dim = store.array(layout.EMB_GLOBAL).shape[1]
+    if spec.kind == "flat":
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    else:
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = _training_sample(store, max(256 * spec.nlist, 10_000))
+        if len(sample) < spec.nlist:
+            raise ValueError(f"{len(sample)} embeddings cannot train {spec.nlist} lists; use --index flat")
+        index.train(sample)
+        index.nprobe = spec.nprobe
+        index.quantizer_trains_alone = 0
+    for _, rows, emb in embedding_chunks(store):
+        if len(rows):
+            index.add_with_ids(emb, rows.astype(np.int64))
+    return to_gpu(index) if gpu is not False else index
+
+
+def to_gpu(index):
+    """The index on GPU 0 where faiss-gpu and a GPU are there; unchanged otherwise."""
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return index
+    res = faiss.StandardGpuResources()
+    moved = faiss.index_cpu_to_gpu(res, 0, index)
+    moved.cdul_resources = res  # keep the resources alive as long as the index
+    return moved
+
+
+def _fingerprint(store: Store, spec: IndexSpec) -> dict:
+    return {"config_hash": store.attrs.get("config_hash"), "summary": store.attrs.get("summary"),
+            "spec": asdict(spec)}
+
+
+def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
+    """The index kept in the store when it matches; otherwise a new one, kept for next time."""
+    import faiss
+
+    require_embeddings(store)
+    if is_url(store.url):
+        return build_index(store, spec, gpu)
+    folder = os.path.join(store.url, "_index")
+    name = f"{spec.kind}-{spec.nlist}"
+    path, meta = os.path.join(folder, name + ".faiss"), os.path.join(folder, name + ".json")
+    want = _fingerprint(store, spec)
+    if os.path.exists(path) and os.path.exists(meta):
+        with open(meta) as f:
+            if json.load(f) == json.loads(json.dumps(want)):
+                index = faiss.read_index(path)
+                if spec.kind == "ivf":
+                    index.nprobe = spec.nprobe
+                return to_gpu(index) if gpu is not False else index
+    index = build_index(store, spec, gpu=False)
+    os.makedirs(folder, exist_ok=True)
+    faiss.write_index(index, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    with open(meta + ".tmp", "w") as f:
+        json.dump(want, f)
+    os.replace(meta + ".tmp", meta)
+    return to_gpu(index) if gpu is not False else index
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, row ids), each [q, k]; ids of -1 where fewer than k were found."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    return index.search(queries, k)
