@@ -37,3 +37,23 @@ def make_voc(root: str, split: str = "train", n_generated: int = 0, photos: bool
         items.update({name: (im, []) for name, im in odd_images(seed).items()})
     items.update(generated_images(n_generated, seed))
     return write_voc_layout(root, items, split, year, difficult={"camera": ["person"]} if photos else None)
+
+
+def make_label_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,
+                     chunk_len: int = 8, root: str = "", kind: str = "folder"):
+    """A finished store as the trainer reads it, written directly: image ids, status,
+    optional ground truth, and ``labels`` as round 0."""
+    from cdul.store import Store, layout
+
+    specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
+    store = Store.create(url, ids=ids, classes=classes, specs=specs, targets=targets, chunk_len=chunk_len,
+                         attrs={"dataset": {"kind": kind, "root": root, "split": "train"}})
+    status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
+    for k in range(store.n_chunks):
+        a, b = store.chunk_bounds(k)
+        store.write_chunk(k, {layout.STATUS: status[a:b]})
+    arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": "test", "epoch": None})
+    arr[:] = np.asarray(labels, dtype=np.float32)
+    store.finish_round(0)
+    store.set_attrs(complete=True)
+    return store

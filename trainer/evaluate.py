@@ -1,0 +1,109 @@
+"""Evaluation: classifier scores on a labelled split, and the pseudo labels against the
+training split's ground truth.
+
+Scores are the classifier's own probabilities (labels.scores: softmax under ``--loss kl``,
+sigmoid under ``--loss bce``); mAP ranks them per class, and CF1/OF1 threshold them at
+``threshold`` (0.5 by default). Under ``kl`` the probabilities of an image sum to one, so a
+threshold of 0.5 admits at most one class per image; lower it for more.
+
+mAP values are in percent, as the paper and cdul-extract report them.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from cdul.metrics import f1_scores, per_class_ap
+from cdul.store import Store, layout
+
+from . import labels as L
+from .distributed import Dist
+from .images import ImageSet, Normalise, collate
+
+
+def autocast(device: torch.device, amp: str):
+    """The one autocast context of training and evaluation: CUDA only, bf16 or fp16."""
+    if device.type != "cuda" or amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, root: str, ids: list[str], *, size: int, loss: str, batch_size: int,
+            workers: int, device: torch.device, amp: str = "none", env: Dist | None = None) -> np.ndarray:
+    """[N, C] float32 scores of the images ``ids`` under ``root``; NaN rows for unreadable
+    images. Under torchrun every rank scores a share and every rank gets all rows."""
+    rank, world = (env.rank, env.world) if env is not None else (0, 1)
+    mine = list(range(rank, len(ids), world))
+    batches = [[(i, ids[i]) for i in mine[j: j + batch_size]] for j in range(0, len(mine), batch_size)]
+    loader = torch.utils.data.DataLoader(ImageSet(root, size), batch_sampler=batches, num_workers=workers,
+                                         collate_fn=collate, pin_memory=device.type == "cuda")
+    norm = Normalise().to(device)
+    was_training = model.training
+    model.eval()
+    rows, out = [], []
+    try:
+        for images, index, ok in loader:
+            x = norm(images.to(device, non_blocking=True), contiguous=device.type != "cuda")
+            with autocast(device, amp):
+                logits = model(x)
+            s = L.scores(logits, loss).cpu().numpy().astype(np.float32)
+            s[~ok.numpy()] = np.nan
+            rows.append(index.numpy())
+            out.append(s)
+    finally:
+        model.train(was_training)
+    n_classes = out[0].shape[1] if out else 0
+    part = (np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            np.concatenate(out) if out else np.zeros((0, n_classes), np.float32))
+    parts = env.gather(part) if env is not None else [part]
+    n_classes = max(p[1].shape[1] for p in parts)
+    scores = np.full((len(ids), n_classes), np.nan, dtype=np.float32)
+    for index, s in parts:
+        scores[index] = s
+    return scores
+
+
+def classifier_report(scores: np.ndarray, targets: np.ndarray, classes: list[str], *, difficult: str = "ignore",
+                      threshold: float = 0.5) -> dict:
+    """mAP and per-class AP (percent), CP/CR/CF1/OP/OR/OF1 at ``threshold`` (fractions)."""
+    rows = np.isfinite(scores).all(axis=1)
+    ap = per_class_ap(scores, targets, difficult, rows=rows)
+    finite = ap[np.isfinite(ap)]
+    f1 = f1_scores(np.nan_to_num(scores, nan=-1.0), targets, threshold, difficult, rows=rows)
+    return {
+        "map": float(100 * finite.mean()) if len(finite) else float("nan"),
+        "ap": {c: (float(100 * a) if np.isfinite(a) else None) for c, a in zip(classes, ap)},
+        "images": int(rows.sum()),
+        "unreadable": int((~rows).sum()),
+        **{k: float(v) for k, v in f1.items()},
+    }
+
+
+def pseudo_label_map(store: Store, round_k: int, *, difficult: str = "ignore",
+                     max_bytes: int = 256 << 20) -> float | None:
+    """mAP (percent) of label round ``round_k`` against the store's ground truth, or None
+    when the store has none. Reads chunk by chunk, a block of classes at a time, so it needs
+    at most about ``max_bytes`` whatever N is (AP itself needs a whole class column)."""
+    if not store.has(layout.TARGETS):
+        return None
+    n, c = store.n, len(store.classes)
+    block = int(max(1, min(c, max_bytes // max(1, n * 10))))
+    name = layout.round_name(round_k)
+    ap: list[float] = []
+    for c0 in range(0, c, block):
+        c1 = min(c, c0 + block)
+        scores = np.empty((n, c1 - c0), dtype=np.float64)
+        targets = np.empty((n, c1 - c0), dtype=np.int8)
+        ok = np.empty(n, dtype=bool)
+        for k in range(store.n_chunks):
+            a, b = store.chunk_bounds(k)
+            scores[a:b] = store.read(name, a, b)[:, c0:c1]
+            targets[a:b] = store.read(layout.TARGETS, a, b)[:, c0:c1]
+            ok[a:b] = store.read(layout.STATUS, a, b) == layout.OK
+        ap.extend(per_class_ap(scores, targets, difficult, rows=ok).tolist())
+    ap = np.asarray(ap)
+    ap = ap[np.isfinite(ap)]
+    return float(100 * ap.mean()) if len(ap) else None

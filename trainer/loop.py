@@ -1,0 +1,338 @@
+"""Gradient-alignment training (SPEC 1.5): the classifier learns from the pseudo labels
+streamed out of the store while the labels move towards what it predicts.
+
+Per batch of an epoch (:meth:`Trainer.train_one_epoch`):
+
+1. Network step: forward, per-sample loss against the batch's current labels, mean over
+   the batch's readable images, backward, optional clipping, optimizer step.
+2. Label step, in update epochs only and only when the network step was taken:
+   ``labels.align_labels`` on the logits of that same forward pass, detached (the network
+   frozen: no gradient reaches it, and no second forward pass is paid for).
+   The new labels go back to the stream, which writes each chunk to round k + 1 when all its
+   rows are back; the round becomes visible (``finish_round``) once every rank is done.
+
+A non-finite loss or gradient skips the optimizer step and the label step of that batch and
+is counted. Under DDP the decision must be the same on every rank: a rank whose loss is not
+finite poisons its gradients with NaN, the all-reduce spreads them, and every rank sees a
+non-finite gradient norm. Ranks may have different batch counts (they own whole chunks);
+DDP's ``join`` lets the ones that finish early shadow the others' all-reduces.
+
+Between epochs (:meth:`Trainer.end_epoch`), rank 0 alone writes the metrics, then
+``last.pt`` (and ``best.pt``). A crash after a round was written but before the checkpoint
+that knows it is repaired on ``--resume``: rounds newer than the checkpoint's are dropped
+and redone from the same state, so the resumed run retraces the uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from cdul.store import StoreLock, StoreLockedError, layout
+
+from . import checkpoint as ckpt_io
+from . import labels as L
+from .config import TrainConfig
+from .distributed import Dist
+from .evaluate import autocast, classifier_report, predict, pseudo_label_map
+from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, Normalise, collate
+from .model import WeightsError, build_classifier, unwrap
+from .runlog import RunLog
+from .prepare import TrainError, load_val, make_optimizer, make_scheduler, open_store, resume_state
+from .stream import LabelStream, chunk_order, count_rows
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, env: Dist, log=None):
+        self.cfg, self.env = cfg, env
+        self.log = log if (log is not None and env.main) else (lambda *_: None)
+        self.store = open_store(cfg.store)
+        self.classes = list(self.store.classes)
+        self.root = cfg.data or self.store.attrs.get("dataset", {}).get("root")
+        if not self.root:
+            raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
+        self.val = load_val(cfg, self.store)
+        self.last_path = os.path.join(cfg.out_dir, "last.pt")
+        self.best_path = os.path.join(cfg.out_dir, "best.pt")
+        self.device = env.device
+        self.stopped_early = False
+
+    # -- the run -----------------------------------------------------------------------------
+    def fit(self) -> dict:
+        lock = StoreLock(self.cfg.store) if self.env.main else None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except StoreLockedError as exc:
+                raise TrainError(str(exc)) from None
+        try:
+            self.setup()
+            for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
+                record = self.train_one_epoch(epoch)
+                record.update(self.evaluate())
+                if self.end_epoch(epoch, record):
+                    break
+            return self.summary()
+        finally:
+            self.loader = None  # stops the persistent workers now, not at garbage collection
+            if lock is not None:
+                lock.release()
+
+    def setup(self) -> None:
+        cfg, env, store = self.cfg, self.env, self.store
+        saved = resume_state(cfg, store, self.last_path, self.log)
+        self.round = saved["label_round"] if saved else store.latest_round()
+        if not saved and cfg.start_round is not None:
+            if cfg.start_round not in store.label_rounds():
+                raise TrainError(f"--start-round {cfg.start_round}: the store's complete rounds are "
+                                 f"{store.label_rounds()}")
+            self.round = cfg.start_round
+        later = [r for r in store.label_rounds() if r > self.round]
+        env.barrier()  # every rank has read the rounds before rank 0 changes them
+        if env.main and (later or store.has(layout.round_name(self.round + 1))):
+            self.log(f"dropping label rounds newer than {self.round}: {later or 'an incomplete one'}")
+            store.drop_rounds_after(self.round)
+        torch.manual_seed(cfg.seed)
+        if not env.main:
+            env.barrier()  # rank 0 fills the weights cache first
+        try:
+            model, how = build_classifier(cfg.arch, len(self.classes), "none" if saved else cfg.weights)
+        except WeightsError as exc:
+            raise TrainError(str(exc)) from None
+        if env.main:
+            env.barrier()
+        model.to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # one input size: pick the fastest kernels once
+        self.opt = make_optimizer(cfg, model, self.device)
+        self.sched = make_scheduler(cfg, self.opt)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.amp == "fp16")
+        if saved:
+            model.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["optimizer"])
+            self.sched.load_state_dict(saved["scheduler"])
+            if saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
+        self.epoch = saved["epoch"] if saved else 0
+        self.model = model
+        if env.active:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(model, device_ids=ids)
+        self.rows = count_rows(store, self.round)
+        self.batches = EpochBatches()
+        self.loader = torch.utils.data.DataLoader(
+            ImageSet(self.root, cfg.img_size, augment=cfg.augment, seed=cfg.seed), batch_sampler=self.batches,
+            num_workers=cfg.workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+            persistent_workers=cfg.workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed))  # worker seeds: not from the global RNG
+        self.norm = Normalise().to(self.device)
+        self.runlog = RunLog(cfg.out_dir, keep_until=self.epoch if saved else None) if env.main else None
+        if saved:
+            self.history = saved["history"]
+        else:
+            self.history = {"pseudo_map": {}, "bad_rounds": 0, "best_map": None, "best_epoch": None}
+            if env.main:
+                for r in sorted({0, self.round}):
+                    self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
+                self.runlog.append({"epoch": 0, "label_round": self.round,
+                                    "pseudo_map": self.history["pseudo_map"][self.round]})
+        if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
+            self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
+        self.log(f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
+                 f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else ""))
+        if saved:
+            ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def _begin_round(self, epoch: int):
+        cfg, store = self.cfg, self.store
+        new = self.round + 1
+        if self.env.main:
+            r0 = store.round_array(0).attrs.asdict()
+            store.begin_round(new, {
+                "epoch": epoch, "zeta": r0.get("zeta"), "lam": r0.get("lam"), "source": "cdul-train",
+                "from_round": self.round, "loss": cfg.loss, "label_lr": cfg.label_lr, "psi_mu": cfg.psi_mu,
+                "psi_sigma": cfg.psi_sigma, "label_eps": cfg.label_eps})
+        self.env.barrier()  # the array exists before any rank writes a chunk of it
+        return new, store.round_array(new)
+
+    def train_one_epoch(self, epoch: int) -> dict:
+        cfg, env = self.cfg, self.env
+        update = cfg.is_update_epoch(epoch)
+        new_round, out = self._begin_round(epoch) if update else (None, None)
+        chunks = chunk_order(self.store.n_chunks, cfg.seed, epoch, env.rank, env.world)
+        stream = LabelStream(self.store, self.round, chunks, seed=cfg.seed, epoch=epoch, batch_size=cfg.batch_size,
+                             out=out)
+        self.batches.stream, self.batches.epoch = stream, epoch
+        bar = tqdm(total=int(self.rows[chunks].sum()), unit="img", desc=f"epoch {epoch}/{cfg.epochs}",
+                   disable=cfg.quiet or not env.main, dynamic_ncols=True, smoothing=0.1)
+        lr = self.opt.param_groups[0]["lr"]
+        # loss x images and images of the steps taken, images, steps, skipped, unreadable, |label change|
+        sums = np.zeros(7)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.model.train()
+        started = time.time()
+        joined = self.model.join() if isinstance(self.model, DistributedDataParallel) else contextlib.nullcontext()
+        with joined:
+            for images, index, ok in self.loader:
+                idx = index.numpy()
+                y_host = stream.labels(idx)
+                new, stats = self._step(images, torch.from_numpy(y_host), ok, params, update)
+                stream.commit(idx, new)
+                sums += stats
+                bar.update(len(idx))
+                if sums[1]:
+                    bar.set_postfix(loss=f"{sums[0] / sums[1]:.4f}", skipped=int(sums[4]), refresh=False)
+        stream.close()
+        bar.close()
+        seconds = time.time() - started
+        loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
+        env.barrier()  # every rank's chunks are in the store
+        self.sched.step()
+        record = {"epoch": epoch, "lr": lr, "loss": loss_sum / n_loss if n_loss else float("nan"),
+                  "images": int(n_img), "seconds": round(seconds, 3),
+                  "images_per_s": round(n_img / max(seconds, 1e-9), 2), "steps": int(steps),
+                  "skipped_steps": int(skipped), "unreadable": int(unreadable), "label_round": self.round,
+                  "label_round_written": new_round, "peak_label_chunks": stream.peak_live}
+        if update:
+            record["label_change"] = change / max(n_loss * len(self.classes), 1)
+            self._finish_round(new_round)
+        record["pseudo_map"] = self.history["pseudo_map"].get(self.round)
+        return record
+
+    def _step(self, images, y_host, ok, params, update: bool):
+        """One batch: the network step, then (update epochs) the label step.
+        -> (new labels [B, C] as numpy or None, statistics to add up)."""
+        cfg, dev = self.cfg, self.device
+        x = self.norm(images.to(dev, non_blocking=True), contiguous=dev.type != "cuda")
+        y = y_host.to(dev, non_blocking=True)
+        okd = ok.to(dev, non_blocking=True)
+        with autocast(dev, cfg.amp):
+            logits = self.model(x)
+        per = L.per_sample_loss(logits, y, cfg.loss)
+        per = torch.where(okd, per, torch.zeros_like(per))  # unreadable images weigh nothing
+        loss = per.sum() / okd.sum().clamp_min(1)
+        # A non-finite loss makes the gradients NaN, so that after DDP's all-reduce every
+        # rank skips this step (a finite-gradient inf loss would otherwise step on some ranks).
+        poison = torch.where(torch.isfinite(loss), 0.0, float("nan"))
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss * (1.0 + poison)).backward()
+        self.scaler.unscale_(self.opt)
+        if cfg.clip_grad > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        # The one CPU<->GPU sync of a step: the host decides whether to step, and the bar
+        # shows the loss. (GradScaler syncs the same way for fp16.)
+        finite, loss_value = torch.stack([torch.isfinite(norm).float(), loss.detach().float()]).tolist()
+        if finite:
+            self.scaler.step(self.opt)
+        self.scaler.update()
+        n_ok = int(ok.sum())
+        new, change = None, 0.0
+        if update and finite:
+            moved = L.align_labels(logits, y, kind=cfg.loss, lr=cfg.label_lr, mu=cfg.psi_mu, sigma=cfg.psi_sigma,
+                                   eps=cfg.label_eps)
+            moved = torch.where(okd[:, None], moved, y)  # unreadable images keep their labels
+            new = moved.cpu().numpy()  # sync: the stream writes them to the store
+            change = float(np.abs(new - y_host.numpy())[ok.numpy()].sum())
+        stats = np.array([loss_value * n_ok if finite else 0.0, n_ok if finite else 0, n_ok, 1, 0 if finite else 1,
+                          len(ok) - n_ok, change])
+        return new, stats
+
+    def _finish_round(self, new_round: int) -> None:
+        if self.env.main:
+            self.store.finish_round(new_round)
+            pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult)
+            self.history["pseudo_map"][new_round] = pmap
+            self.store.round_array(new_round).attrs.update({"pseudo_map": pmap, "difficult": self.cfg.difficult})
+        self.round = new_round
+        self.env.barrier()  # the round is complete before anyone reads it
+
+    # -- evaluation and the end of an epoch ----------------------------------------------------
+    def evaluate(self) -> dict:
+        if self.val is None:
+            return {}
+        cfg = self.cfg
+        self.env.sync_buffers(unwrap(self.model))  # every rank scores with rank 0's model
+        scores = predict(unwrap(self.model), self.val.root, self.val.ids, size=cfg.img_size, loss=cfg.loss,
+                         batch_size=cfg.batch_size, workers=cfg.workers, device=self.device, amp=cfg.amp,
+                         env=self.env)
+        if not self.env.main:
+            return {}
+        rep = classifier_report(scores, self.val.targets, self.classes, difficult=cfg.difficult,
+                                threshold=cfg.threshold)
+        return {"val_map": rep["map"], **{f"val_{k}": rep[k] for k in ("CF1", "OF1", "CP", "CR", "OP", "OR")},
+                "val_images": rep["images"]}
+
+    def end_epoch(self, epoch: int, record: dict) -> bool:
+        """Metrics, then checkpoints (rank 0); -> whether to stop early (on every rank)."""
+        stop = False
+        if self.env.main:
+            stop = self._early_stop(record)
+            val = record.get("val_map")
+            best = val is not None and math.isfinite(val) and (self.history["best_map"] is None
+                                                               or val > self.history["best_map"])
+            if best:
+                self.history.update(best_map=val, best_epoch=epoch)
+            record["best"] = best
+            self.runlog.append(record)
+            state = self.state(epoch)
+            ckpt_io.save_checkpoint(state, self.last_path)
+            if best:
+                ckpt_io.save_checkpoint(state, self.best_path)
+            self.log(_epoch_line(record))
+        stop = bool(self.env.broadcast(stop))
+        self.stopped_early = stop
+        self.epoch = epoch
+        return stop
+
+    def _early_stop(self, record: dict) -> bool:
+        if record.get("label_round_written") is None:
+            return False
+        base, now = self.history["pseudo_map"].get(0), record.get("pseudo_map")
+        if base is None or now is None:
+            return False
+        self.history["bad_rounds"] = self.history["bad_rounds"] + 1 if now < base else 0
+        record["rounds_below_initial"] = self.history["bad_rounds"]
+        if self.cfg.early_stop and self.history["bad_rounds"] >= 3:
+            self.log(f"early stop: pseudo-label mAP below round 0's ({base:.2f}) for 3 rounds in a row")
+            return True
+        return False
+
+    def state(self, epoch: int) -> dict:
+        return {"epoch": epoch, "label_round": self.round, "model": unwrap(self.model).state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": ckpt_io.rng_state(), "config": self.cfg.as_dict(),
+                "classes": self.classes, "arch": self.cfg.arch, "img_size": self.cfg.img_size, "loss": self.cfg.loss,
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "history": self.history,
+                "store_n": self.store.n, "dataset": self.store.attrs.get("dataset", {}).get("kind")}
+
+    def summary(self) -> dict:
+        return {"epochs": self.epoch, "label_round": self.round, "best_map": self.history.get("best_map"),
+                "best_epoch": self.history.get("best_epoch"), "stopped_early": self.stopped_early,
+                "out_dir": self.cfg.out_dir}
+
+
+def _fmt(value, spec=".2f") -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
+
+
+def _epoch_line(r: dict) -> str:
+    parts = [f"epoch {r['epoch']}", f"loss {_fmt(r['loss'], '.4f')}", f"{r['images_per_s']:.1f} img/s",
+             f"pseudo mAP {_fmt(r.get('pseudo_map'))}"]
+    if "val_map" in r:
+        parts += [f"val mAP {_fmt(r['val_map'])}", f"CF1 {_fmt(r.get('val_CF1'), '.3f')}",
+                  f"OF1 {_fmt(r.get('val_OF1'), '.3f')}"]
+    if r.get("label_round_written") is not None:
+        parts.append(f"wrote round {r['label_round_written']}")
+    if r.get("skipped_steps"):
+        parts.append(f"{r['skipped_steps']} steps skipped (non-finite)")
+    return ", ".join(parts)

@@ -1,0 +1,69 @@
+"""The run's metrics: one JSON object per epoch in ``metrics.jsonl``, the same as a table
+in ``metrics.csv``, next to the checkpoints.
+
+Both files are rewritten whole (temporary file + os.replace) after every epoch, so they are
+never half-written, and a resumed run first drops the epochs its checkpoint does not cover.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+
+JSONL = "metrics.jsonl"
+CSV = "metrics.csv"
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _plain(value):
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class RunLog:
+    def __init__(self, out_dir: str, keep_until: int | None = None):
+        """``keep_until``: the epochs (<=) of an earlier log to keep (resume); None starts afresh."""
+        self.out_dir = out_dir
+        self.records: list[dict] = []
+        path = os.path.join(out_dir, JSONL)
+        if keep_until is not None and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            self.records = [r for r in rows if r.get("epoch", 0) <= keep_until]
+
+    def append(self, record: dict) -> None:
+        self.records.append(_plain(record))
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_text(os.path.join(self.out_dir, JSONL),
+                          "".join(json.dumps(r, sort_keys=False) + "\n" for r in self.records))
+        keys: list[str] = []
+        for r in self.records:
+            keys += [k for k in r if k not in keys and not isinstance(r[k], (dict, list))]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        for r in self.records:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+        atomic_write_text(os.path.join(self.out_dir, CSV), buf.getvalue())
