@@ -56,6 +56,8 @@ setup(
             "cdul-eval=cdul.cli.eval:main",
             "cdul-refine=cdul.cli.refine:main",
             "cdul-search=cdul.cli.search:main",
+            "cdul-bench=cdul.benchmarks.run_all:main",
+            "cdul-demo=cdul.demo:main",
         ],
     },
 )

@@ -41,6 +41,10 @@ def run_ours(root, model, tiling, device, batch_size, workers) -> dict:
     out = os.path.join(work_dir(), "ours.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=tiling,
                        batch_size=batch_size, loader_workers=workers)
+    # warm-up on a few images first: CUDA loads kernels lazily, and the first batches of a
+    # process would otherwise be timed with them
+    warm = prepare_store(out, cfg, data.head(max(8, 2 * workers)), chunk_len=256, overwrite=True)
+    extract_chunks(cfg, warm.pending_chunks(), device)
     store = prepare_store(out, cfg, data, chunk_len=256, overwrite=True)
     counts = extract_chunks(cfg, store.pending_chunks(), device)
     return {"images": counts["images"], "tiles": counts["tiles"], "seconds": counts["work_seconds"]}

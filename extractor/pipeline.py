@@ -254,11 +254,13 @@ class _Scorer:
             return
         embs = [encoder.take(k) for k in keys]
         offsets = torch.tensor(np.cumsum([0] + [e.shape[0] for e in embs]))  # on the host: no sync to check
+        if embs[0].is_cuda:
+            offsets = offsets.pin_memory()  # a copy from pageable memory would wait for the queued work
         emb = torch.cat(embs)
         if self.text.dtype != emb.dtype:  # the fused kernel wants one dtype (tensor cores for fp16)
             self.text = self.text.to(emb.dtype)
         sc = score_segments(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles)
-        heads = offsets[:-1].to(emb.device)
+        heads = offsets[:-1].to(emb.device, non_blocking=True)
         glob = F.normalize(emb[heads].float(), dim=-1).half() if self.keep_embeddings else None
         self.queue.append((keys, sc, glob, offsets))
         while len(self.queue) > self.lag:

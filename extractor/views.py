@@ -8,9 +8,9 @@ filter taps of one output pixel. Keeping only the rows of the centre crop, and s
 input to the columns those rows touch, gives crop-after-resize results at the cost of a
 crop, even for a 100000 x 2 image. All tiles of one image share their size, so they go
 through the same two matrix products as one batch. The taps are PIL's 22-bit fixed-point
-coefficients and each pass rounds and clamps to 8 bits as PIL does, so in float64 (CPU,
-data-centre GPUs) the views equal PIL's bit for bit; in float32 about one pixel in 10^4
-may differ by one grey level.
+coefficients and each pass rounds and clamps to 8 bits as PIL does, so in float64 (on the
+CPU) the views equal PIL's bit for bit; in float32 (on GPUs) about one pixel in 10^4 may
+differ by one grey level.
 """
 from __future__ import annotations
 
@@ -100,11 +100,10 @@ def _to_levels(x: torch.Tensor) -> torch.Tensor:
 
 
 def exact_dtype(device: torch.device) -> torch.dtype:
-    """float64 (bit-exact PIL) where float64 is cheap: the CPU and data-centre GPUs; else float32."""
-    if device.type != "cuda":
-        return torch.float64
-    major, minor = torch.cuda.get_device_capability(device)
-    return torch.float64 if (major, minor) in ((6, 0), (7, 0), (8, 0), (9, 0), (10, 0)) else torch.float32
+    """float64 on the CPU (bit-exact PIL at a few per cent of the encoder's cost); float32 on
+    GPUs, where float64 resizing was measured on an H100 to take about as much device time as
+    a ViT-B-32 encoding the same views (benchmarks/results/NOTES.md)."""
+    return torch.float64 if device.type != "cuda" else torch.float32
 
 
 class ViewMaker:

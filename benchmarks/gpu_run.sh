@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One GPU session's checks in one go: the GPU-only tests, the kernel benchmark, the
+# extraction benchmark (ours / naive / encoder limit) and the extraction profile. Every
+# step has its own time limit; logs and a results CSV land in $OUT as the steps finish.
+#
+#   OUT=benchmarks/results/gpu bash benchmarks/gpu_run.sh          # in the repository root
+#
+# Works in the project's .venv, or with a system python3 holding torch (then wheels found
+# in .whl/ are installed to /tmp/site and the repository is assembled as the cdul package).
+set -u
+OUT="${OUT:-benchmarks/results/gpu}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 CDUL_BENCH_CSV="$OUT/results.csv"
+PY="${PY:-python3}"
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+if [ -d .whl ] && ! "$PY" -c "import zarr, open_clip" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if ! "$PY" -c "import cdul.kernels, cdul.benchmarks" 2>/dev/null; then
+  rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r cdul /tmp/pkg/cdul
+  for part in kernels extractor store trainer benchmarks; do cp -r "$part" "/tmp/pkg/cdul/$part"; done
+  export PYTHONPATH="/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}"
+  PY="$PY -P"  # the repository's own cdul/ folder must not shadow the assembled package
+fi
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.txt"
+cat "$OUT/env.txt"
+
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$OUT/steps.txt"
+  tail -n 25 "$OUT/$name.log"
+}
+
+Q=${QUICK:-0}
+if [ "$Q" = 1 ]; then M=cdul-tiny-vit,cdul-tiny-rn; N=24; NV=4; PM=cdul-tiny-vit; else M=ViT-B-32,RN50; N=512; NV=48; PM=ViT-B-32; fi
+step kernel_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py -q -x -p no:cacheprovider -m gpu
+step kernel_bench 80 $PY -m cdul.benchmarks.kernel_bench $([ "$Q" = 1 ] && echo --quick)
+step extract_bench 100 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3 --images "$N" --naive-images "$NV"
+step profile 45 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"

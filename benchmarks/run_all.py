@@ -1,0 +1,45 @@
+"""Every benchmark subject, one after the other, then the report.
+
+    cdul-bench --quick                 # this 2-core CPU: each subject in about 3 minutes or less
+    cdul-bench                         # a GPU machine: the full suite
+    cdul-bench --only extract,kernel   # some subjects
+
+Each subject runs in its own process (its memory and threads are its own); results append
+to benchmarks/results/results.csv and the report is rewritten from it.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import click
+
+SUBJECTS = ("extract", "scaling", "store", "memory", "train", "kernel", "refine")
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="CPU-sized runs.")
+@click.option("--only", default=None, help="Comma list of subjects: " + ", ".join(SUBJECTS))
+@click.option("--no-report", is_flag=True)
+def main(quick, only, no_report):
+    chosen = only.split(",") if only else list(SUBJECTS)
+    unknown = set(chosen) - set(SUBJECTS)
+    if unknown:
+        raise click.BadParameter(f"unknown subjects {sorted(unknown)}", param_hint="--only")
+    failed = []
+    for subject in chosen:
+        cmd = [sys.executable, "-m", f"cdul.benchmarks.{subject}_bench"] + (["--quick"] if quick else [])
+        click.secho(f"== {subject}: {' '.join(cmd[1:])}", bold=True)
+        t = time.time()
+        if subprocess.run(cmd).returncode != 0:
+            failed.append(subject)
+        click.echo(f"   {subject} took {time.time() - t:.0f} s")
+    if not no_report:
+        subprocess.run([sys.executable, "-m", "cdul.benchmarks.report"], check=False)
+    if failed:
+        raise click.ClickException(f"subjects failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
