@@ -105,8 +105,8 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     tilings = (tilings or ("1,3" if quick else "1,3,8,px64")).split(",")
     images = images or (12 if quick else 512)
     naive_images = naive_images or (4 if quick else 64)
-    batch_size = batch_size or (256 if on_gpu else 32)
-    workers = (min(8, os.cpu_count() or 1) if on_gpu else 1) if workers is None else workers
+    batch_size = batch_size or (256 if on_gpu else 8)
+    workers = (min(8, os.cpu_count() or 1) if on_gpu else 0) if workers is None else workers
     root = jpeg_dataset(images)
     rows = []
     for model in models:

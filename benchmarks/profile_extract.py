@@ -54,11 +54,11 @@ def _device_time(evt) -> float:
 def main(model, images, snippet, device, workers, trace):
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
-    workers = (min(8, os.cpu_count() or 1) if cuda else 1) if workers is None else workers
+    workers = (min(8, os.cpu_count() or 1) if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     out = os.path.join(work_dir(), "profile.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(snippet),
-                       batch_size=256 if cuda else 32, loader_workers=workers)
+                       batch_size=256 if cuda else 8, loader_workers=workers)
     store = prepare_store(out, cfg, data, chunk_len=64, overwrite=True)
     # a short warm-up run, so kernel selection and the first compiles are not profiled
     warm = prepare_store(out + "-warm", cfg.__class__(**{**cfg.__dict__, "store": out + "-warm"}),

@@ -45,7 +45,7 @@ def main(quick, model, images):
         # the cores are split between the processes, so perfect scaling is 1.0 per worker only
         # where the single process cannot use them all
         cores = os.cpu_count() or 1
-        one, two, batch, workers, threads = ["cpu"], ["cpu", "cpu"], 32, 0, None
+        one, two, batch, workers, threads = ["cpu"], ["cpu", "cpu"], 8, 0, None
         click.echo(f"{n_gpu} GPU(s): comparing 1 and 2 CPU processes on {cores} cores")
     rate1 = run(root, model, one, batch, workers, threads)
     rate2 = run(root, model, two, batch, workers, threads)

@@ -9,8 +9,8 @@ input to the columns those rows touch, gives crop-after-resize results at the co
 crop, even for a 100000 x 2 image. All tiles of one image share their size, so they go
 through the same two matrix products as one batch. The taps are PIL's 22-bit fixed-point
 coefficients and each pass rounds and clamps to 8 bits as PIL does, so in float64 (on the
-CPU) the views equal PIL's bit for bit; in float32 (on GPUs) about one pixel in 10^4 may
-differ by one grey level.
+CPU) the views equal PIL's bit for bit; in float32 (on GPUs) a few pixels in 10^4 differ by
+one grey level (two where a side of 3 pixels or less is upscaled to R).
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _to_levels(x: torch.Tensor) -> torch.Tensor:
     In float64 the taps are exact multiples of 2**-22 and every partial sum is exact, so this
     reproduces PIL bit for bit. In float32 the products are rounded; a bias of 1e-4 grey
     levels puts exact halves back on PIL's side (a value that truly lies within 1e-4 below a
-    half, about one pixel in 10^4, then rounds the other way)."""
+    half then rounds the other way)."""
     bias = 0.5 if x.dtype == torch.float64 else 0.5 + 1e-4
     return x.add_(bias).floor_().clamp_(0.0, 255.0)
 
@@ -146,13 +146,15 @@ class ViewMaker:
         return _to_levels(torch.matmul(my, x)).float()
 
     def make(self, image: torch.Tensor, tiling: Tiling | None) -> tuple[torch.Tensor, int]:
-        """[3, H, W] uint8 (or [H, W, 3]) -> ([1 + T, 3, R, R] normalised views, T).
+        """[H, W, 3] uint8, as decoded -> ([1 + T, 3, R, R] normalised views, T).
 
         The global view comes first. A 1 x 1 grid gives no extra view (its tile is the
         global view); the caller records it as one tile."""
-        if image.dim() == 3 and image.shape[-1] == 3 and image.shape[0] != 3:
-            image = image.permute(2, 0, 1)
-        image = image.to(self.device, non_blocking=True)
+        if image.dim() != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an [H, W, 3] image, got shape {tuple(image.shape)}")
+        # Copy first, permute on the device: a permuted (non-contiguous) host tensor would be
+        # staged through pageable memory, and that copy waits for all queued GPU work.
+        image = image.to(self.device, non_blocking=True).permute(2, 0, 1)
         _, h, w = image.shape
         views = [self.resize(image[None])]
         n = 0

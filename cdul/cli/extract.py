@@ -43,9 +43,11 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--csv", "csv_path", default=None, help="Folder dataset: CSV 'path,labels' (default ROOT/labels.csv).")
 @click.option("--gpus", default="auto", help="Devices, one worker each: 0,1 | all | cpu | cpu,cpu | auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Crops per encoder batch.  [default: 256 on GPU, 32 on CPU]")
+              help="Crops per encoder batch.  [default: 256 on GPU; 8 on CPU, where larger batches "
+                   "fall out of cache and run slower]")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Decoding processes per device worker.  [default: CPU count / devices, at most 8]")
+              help="Decoding processes per device worker.  [default on GPU: CPU count / devices, at most 8; "
+                   "on CPU: 0, decoding in the worker itself, since the encoder already uses every core]")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads per worker.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
               help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.")
@@ -102,8 +104,8 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         store=out, root=data.root, model=model, pretrained=pretrained, template=template,
         ensemble=prompts == "ensemble", cache_dir=cache_dir,
         tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
-        batch_size=batch_size or (256 if on_gpu else 32),
-        loader_workers=min(8, per_device) if workers is None else workers,
+        batch_size=batch_size or (256 if on_gpu else 8),
+        loader_workers=(min(8, per_device) if on_gpu else 0) if workers is None else workers,
         threads=threads, precision=precision, keep_tiles=keep_tiles, max_tiles=max_tiles,
         keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels,
     )
