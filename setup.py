@@ -58,6 +58,7 @@ setup(
             "cdul-search=cdul.cli.search:main",
             "cdul-bench=cdul.benchmarks.run_all:main",
             "cdul-demo=cdul.demo:main",
+            "cdul-report=cdul.cli.report:main",
         ],
     },
 )

@@ -1,7 +1,16 @@
-"""The main job end to end on a sample that needs no download (see scripts/demo.sh)."""
+"""cdul-demo: the main job end to end on a sample that needs no download.
+
+It builds a VOC-layout folder from real photos that scikit-image ships (with their VOC
+labels written by hand) plus generated filler, extracts CLIP similarities and initial
+pseudo labels, trains a small classifier on them for a few epochs, evaluates it, and
+writes a report (``<out-dir>/report/index.html``). Real weights are used when they can be
+had (cache or network); otherwise random ones, with a warning that the numbers then mean
+nothing. scripts/demo.sh runs it after setting up the environment.
+"""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import click
@@ -9,38 +18,81 @@ import click
 from cdul.cli.common import CONTEXT, warn
 
 
-def pick_weights(model: str, pretrained: str) -> str:
-    """The real weights when open_clip can load them (cache or network), else random ones."""
+def pick_clip_weights(model: str, pretrained: str) -> str:
+    """The real CLIP weights when open_clip can load them (cache or network), else random ones."""
     from cdul.extractor.clip_model import WeightsUnavailableError, register_model, resolve_weights
 
     try:
         resolve_weights(register_model(model), pretrained)
         return pretrained
     except WeightsUnavailableError as exc:
-        warn(f"{exc}\nFalling back to random weights: every score below is meaningless. On a connected machine "
-             f"the same command downloads the real {model} weights and gives real pseudo labels.")
+        warn(f"{exc}\nFalling back to random CLIP weights: every score below is meaningless. On a connected "
+             f"machine the same command downloads the real {model} weights and gives real pseudo labels.")
         return "none"
 
 
+def pick_classifier_weights(arch: str) -> str:
+    """torchvision's ImageNet weights when cached or downloadable, else a random start."""
+    import torch
+    import torchvision
+
+    try:
+        url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        return "none"
+    if os.path.exists(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))):
+        return "imagenet"
+    try:
+        socket.create_connection(("download.pytorch.org", 443), timeout=3).close()
+        return "imagenet"
+    except OSError:
+        warn(f"no ImageNet weights for {arch} (not cached, no network): the classifier starts from random weights")
+        return "none"
+
+
+def _run(command, args: list[str]) -> None:
+    click.secho(f"$ {command.name} " + " ".join(args), fg="cyan", err=True)
+    command.main(args, prog_name=command.name, standalone_mode=False)
+
+
 @click.command(context_settings=CONTEXT)
-@click.option("--out-dir", default="sample", help="Where the sample dataset, store and results go.")
+@click.option("--out-dir", default="sample", help="Where the sample dataset, store, run and report go.")
 @click.option("--model", default="ViT-B-32", help="CLIP architecture (small enough for a CPU).")
-@click.option("--pretrained", default="openai", help="Weights tag; random weights if they cannot be loaded.")
+@click.option("--pretrained", default="openai", help="CLIP weights; random ones if they cannot be had.")
 @click.option("--gpus", default="auto", help="Devices for extraction (see cdul-extract --help).")
-def main(out_dir, model, pretrained, gpus):
-    """Build the sample (real photos shipped by scikit-image plus generated filler), then
-    extract CLIP similarities and initial pseudo labels into a store."""
+@click.option("--arch", default="resnet18", help="Classifier (a small one keeps the demo short on a CPU).")
+@click.option("--epochs", type=click.IntRange(min=1), default=3)
+@click.option("--img-size", type=click.IntRange(min=32), default=128, help="Classifier input size.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
+    """Extract, train, evaluate and report on a sample that needs no download."""
+    from cdul.cli.eval import main as evaluate
     from cdul.cli.extract import main as extract
+    from cdul.cli.train import main as train
+    from cdul.report import write_report
     from cdul.sample import build_sample
 
     os.makedirs(out_dir, exist_ok=True)
-    data_root = os.path.join(out_dir, "data")
-    build_sample(data_root)
-    weights = pick_weights(model, pretrained)
-    args = [data_root, "--dataset", "voc2012", "--split", "train", "--out", os.path.join(out_dir, "sample.zarr"),
-            "--model", model, "--pretrained", weights, "--gpus", gpus, "--overwrite"]
-    click.echo("cdul-extract " + " ".join(args), err=True)
-    extract.main(args, standalone_mode=False)
+    data = os.path.join(out_dir, "data")
+    store = os.path.join(out_dir, "sample.zarr")
+    run = os.path.join(out_dir, "run")
+    build_sample(data)
+    q = ["-q"] if quiet else []
+    _run(extract, [data, "--dataset", "voc2012", "--split", "train", "--out", store, "--model", model,
+                   "--pretrained", pick_clip_weights(model, pretrained), "--gpus", gpus, "--keep-tiles",
+                   "--overwrite", *q])
+    if os.path.exists(os.path.join(run, "last.pt")):
+        import shutil
+
+        shutil.rmtree(run)  # a fresh run on the fresh store
+    _run(train, ["--store", store, "--out-dir", run, "--val-data", data, "--val-split", "val", "--arch", arch,
+                 "--weights", pick_classifier_weights(arch), "--img-size", str(img_size), "--epochs", str(epochs),
+                 "--batch-size", "8", "--lr", "1e-4", "--workers", "0", *(["--quiet"] if quiet else [])])
+    eval_json = os.path.join(run, "eval.json")
+    _run(evaluate, ["--checkpoint", os.path.join(run, "best.pt"), "--data", data, "--dataset", "voc2012",
+                    "--split", "val", "--out", eval_json, "--workers", "0"])
+    index = write_report(os.path.join(out_dir, "report"), store, run, eval_json)
+    click.secho(f"\nreport: {index} (also report.md beside it)", fg="green", bold=True)
 
 
 if __name__ == "__main__":

@@ -56,18 +56,21 @@ def write_voc_layout(root: str, items: dict, split: str = "train", year: str = "
     return base
 
 
-def generated_images(n: int, seed: int = 0, size=(40, 160)) -> dict[str, tuple[np.ndarray, list[str]]]:
+def generated_images(n: int, seed: int = 0, size=(40, 160), prefix: str = "gen") -> dict[str, tuple[np.ndarray, list[str]]]:
     """Random-noise images of random sizes with a random VOC label each (filler, not signal)."""
     rng = np.random.default_rng(seed)
     out = {}
     for i in range(n):
         h, w = rng.integers(size[0], size[1], size=2)
-        out[f"gen_{i:04d}"] = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-                               [VOC_KEYS[int(rng.integers(0, len(VOC_KEYS)))]])
+        out[f"{prefix}_{i:04d}"] = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+                                    [VOC_KEYS[int(rng.integers(0, len(VOC_KEYS)))]])
     return out
 
 
-def build_sample(root: str, n_generated: int = 8, split: str = "train") -> str:
-    """The demo's dataset: the real photos plus `n_generated` filler images."""
-    items = {**sample_photos(), **generated_images(n_generated)}
-    return write_voc_layout(root, items, split)
+def build_sample(root: str, n_generated: int = 8) -> str:
+    """The demo's dataset: split "train" holds the real photos plus `n_generated` filler
+    images; split "val" the same photos plus other filler (the classifier never sees labels
+    of either: it trains on pseudo labels)."""
+    photos = sample_photos()
+    write_voc_layout(root, {**photos, **generated_images(n_generated, seed=0, prefix="gen")}, "train")
+    return write_voc_layout(root, {**photos, **generated_images(n_generated, seed=1, prefix="val")}, "val")

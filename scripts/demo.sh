@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/env.sh
-exec .venv/bin/python -m cdul.demo "$@"
+VENV="${CDUL_VENV:-.venv}"
+exec "$VENV/bin/cdul-demo" "$@"

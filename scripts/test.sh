@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/env.sh
+VENV="${CDUL_VENV:-.venv}"
 export TRITON_INTERPRET=1  # Triton kernels run through the interpreter on the CPU
-exec .venv/bin/python -m pytest -q "$@"
+exec "$VENV/bin/python" -m pytest -q "$@"

@@ -1,6 +1,8 @@
 """cdul-eval: score a cdul-train checkpoint on a labelled split."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from cdul.data import DATASETS
@@ -33,7 +35,7 @@ Example:
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5,
               help="Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, help="Images per forward pass.")
-@click.option("--workers", type=click.IntRange(min=0), default=4, help="DataLoader processes decoding images.")
+@click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), help="DataLoader processes decoding images.")
 @click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
 @click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help="Mixed precision on CUDA.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the mAP line.")

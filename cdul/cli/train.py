@@ -75,7 +75,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
               help="Epochs in all (a resumed run counts the done ones).")
 @click.option("--clip-grad", type=click.FloatRange(min=0.0), default=0.0,
               help="Clip the gradient norm at this (0: off).")
-@click.option("--workers", type=click.IntRange(min=0), default=4,
+@click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1),
               help="DataLoader processes reading and decoding images (0: in the main process).")
 @click.option("--seed", type=int, default=0,
               help="Seeds the initialisation, the chunk and row order and the augmentation.")

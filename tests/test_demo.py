@@ -1,0 +1,52 @@
+"""The README's first command, run as a user runs it, in a temporary copy of the project:
+it builds the sample, extracts, trains, evaluates and writes the report."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import zarr
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.dirname(os.path.dirname(sys.executable))
+
+
+def test_demo_writes_a_full_report(tmp_path):
+    copy = tmp_path / "cdul"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if os.path.exists(os.path.join(REPO, rel)):
+            os.makedirs(copy / os.path.dirname(rel), exist_ok=True)
+            shutil.copy2(os.path.join(REPO, rel), copy / rel)
+    out = tmp_path / "demo"
+    env = {**os.environ, "CDUL_VENV": VENV, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run(["bash", "scripts/demo.sh", "--out-dir", str(out), "--epochs", "2", "--img-size", "64",
+                        "-q"], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "report:" in r.stdout
+    report = out / "report"
+    for name in ("index.html", "report.md", "report.json", "zeta_sweep.png", "tiles.png", "curves.png",
+                 "per_class_ap.png"):
+        assert (report / name).stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (report / "index.html").read_text()
+    for section in ("Pseudo-label mAP against the ground truth", "Per image: top classes",
+                    "One image, its tiles and their top class", "Training", "Classifier on voc2012 val"):
+        assert section in page, section
+    assert "random weights" in page  # offline here: the report says its numbers mean nothing
+    data = json.loads((report / "report.json").read_text())
+    store = zarr.open_group(str(out / "sample.zarr"), mode="r")
+    summary = store.attrs["summary"]["pseudo_label_map"]
+    for key in ("global", "aggregated", "y0"):
+        assert abs(data["pseudo_label_map"][key] - summary[key]) < 1e-6
+    sweep = {r["zeta"]: r for r in data["zeta_sweep"]}
+    assert abs(sweep[0.5]["y0"] - summary["y0"]) < 1e-6
+    names = {rec["id"] for rec in data["images"]}
+    assert {"JPEGImages/astronaut.jpg", "JPEGImages/chelsea.jpg"} <= names
+    chelsea = next(rec for rec in data["images"] if rec["id"] == "JPEGImages/chelsea.jpg")
+    assert chelsea["truth"] == ["cat"] and len(chelsea["S_g"]) == 3
+    assert [r["epoch"] for r in data["training"]][-1] == 2 and data["eval"]["split"] == "val"
+    assert (report / "img").is_dir() and len(list((report / "img").iterdir())) == len(data["images"])
