@@ -84,7 +84,7 @@ def run_limit(model, device, batch_size, crops: int, max_batches: int) -> dict:
                 visual(x)
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    seconds = timeit(go, warmup=1, repeat=1, sync=sync)
+    seconds = timeit(go, warmup=1, repeat=3, sync=sync)
     return {"crops_per_s": n * batch_size / seconds}
 
 
@@ -103,7 +103,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     on_gpu = device.startswith("cuda")
     models = (models or ("RN50" if quick else "RN50,ViT-B-32,RN50x64")).split(",")
     tilings = (tilings or ("1,3" if quick else "1,3,8,px64")).split(",")
-    images = images or (12 if quick else 512)
+    images = images or (48 if quick else 512)
     naive_images = naive_images or (4 if quick else 64)
     batch_size = batch_size or (256 if on_gpu else 8)
     workers = (min(8, os.cpu_count() or 1) if on_gpu else 0) if workers is None else workers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 
@@ -47,6 +48,7 @@ def measure_train(n: int) -> dict:
     path = os.path.join(work_dir(), f"mem-train-{n}.zarr")
     label_store(path, small_jpegs(n), chunk_len=256)
     out = os.path.join(work_dir(), f"mem-train-{n}")
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, not a resume of an earlier one
     train(TrainConfig(store=path, out_dir=out, arch="resnet18", weights="none", img_size=32, batch_size=64, epochs=1,
                       workers=1, device="cpu", amp="none", quiet=True))
     return _peaks()

@@ -69,12 +69,15 @@ def plot(subject: str, rows: list[dict], path: str) -> bool:
     pts = [r for r in rows if r["metric"] == metric]
     if not pts:
         return False
+    # label the bars with the parameters that vary between them
+    keys = list(OrderedDict.fromkeys(k for r in pts for k in r["params"]))
+    varying = [k for k in keys if len({json.dumps(r["params"].get(k)) for r in pts}) > 1]
     labels = OrderedDict()
     for r in pts:
-        labels.setdefault(_param_text(r["params"], drop=("device", "images", "batch_size")), {})[r["variant"]] = \
-            r["value"]
+        text = ", ".join(f"{k}={r['params'].get(k)}" for k in varying) or r["variant"]
+        labels.setdefault(text, {})[r["variant"]] = r["value"]
     variants = list(OrderedDict.fromkeys(r["variant"] for r in pts))
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) * max(1, len(variants)) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.35 * len(labels) * max(1, len(variants)) + 2)), 4.2))
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):
         xs = [j + i * width for j in range(len(labels))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _binary(targets: np.ndarray, difficult: str) -> tuple[np.ndarray, np.ndarray]:
+def binary_targets(targets: np.ndarray, difficult: str) -> tuple[np.ndarray, np.ndarray]:
     """-> (positive mask, mask of entries that count)."""
     if difficult not in ("ignore", "positive", "negative"):
         raise ValueError(f"difficult must be ignore, positive or negative, not {difficult!r}")
@@ -24,21 +24,27 @@ def _binary(targets: np.ndarray, difficult: str) -> tuple[np.ndarray, np.ndarray
     return pos, valid
 
 
-def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the precision-recall step curve (sklearn's average_precision_score).
-    NaN when there is no positive."""
+def precision_recall(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct score, highest first; empty without a positive."""
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
     if n_pos == 0:
-        return float("nan")
+        return np.zeros(0), np.zeros(0)
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], positive[order]
     # one threshold per distinct score: tied scores enter the curve together
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     tps = np.cumsum(y)[last]
-    precision = tps / (last + 1)
-    recall = tps / n_pos
+    return tps / n_pos, tps / (last + 1)
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the precision-recall step curve (sklearn's average_precision_score).
+    NaN when there is no positive."""
+    recall, precision = precision_recall(scores, positive)
+    if not len(recall):
+        return float("nan")
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
@@ -46,7 +52,7 @@ def per_class_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "igno
                  rows: np.ndarray | None = None) -> np.ndarray:
     """AP of every class (NaN for a class with no positive). `rows` masks images out (e.g. failed)."""
     scores = np.asarray(scores, dtype=np.float64)
-    pos, valid = _binary(targets, difficult)
+    pos, valid = binary_targets(targets, difficult)
     if rows is not None:
         valid = valid & np.asarray(rows, dtype=bool)[:, None]
     valid = valid & np.isfinite(scores)
@@ -65,7 +71,7 @@ def f1_scores(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, d
               rows=None) -> dict:
     """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) at `threshold`."""
     scores = np.asarray(scores, dtype=np.float64)
-    pos, valid = _binary(targets, difficult)
+    pos, valid = binary_targets(targets, difficult)
     if rows is not None:
         valid = valid & np.asarray(rows, dtype=bool)[:, None]
     pred = scores >= threshold

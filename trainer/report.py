@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from cdul.metrics import binary_targets, precision_recall
+
 from .runlog import atomic_write_text
 
 
@@ -15,17 +17,9 @@ def pr_curve(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore")
     """(recall, precision) at every distinct score of one class, highest score first, as
     the AP of cdul.metrics integrates them. Difficult entries follow the same rule as there."""
     scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets)
-    valid = np.isfinite(scores) & ((targets != 0) if difficult == "ignore" else True)
-    pos = (targets == 1) | ((targets == 0) if difficult == "positive" else False)
-    s, y = scores[valid], pos[valid]
-    if not y.any():
-        return np.zeros(0), np.zeros(0)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[last]
-    return tps / y.sum(), tps / (last + 1)
+    pos, valid = binary_targets(targets, difficult)
+    valid = valid & np.isfinite(scores)
+    return precision_recall(scores[valid], pos[valid])
 
 
 def write_plots(folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict,
