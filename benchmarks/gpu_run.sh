@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's checks in one go: the GPU-only tests, the kernel benchmark, the
+# The GPU checks in one go: the GPU-only tests, the kernel benchmark, the
 # extraction benchmark (ours / naive / encoder limit) and the extraction profile. Every
 # step has its own time limit; logs and a results CSV land in $OUT as the steps finish.
 #
