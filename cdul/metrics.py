@@ -60,11 +60,40 @@ def per_class_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "igno
                      for c in range(scores.shape[1])])
 
 
+def mean_of(ap: np.ndarray) -> float:
+    """The mean over classes with at least one positive (NaN AP)."""
+    ap = np.asarray(ap)[np.isfinite(ap)]
+    return float(ap.mean()) if len(ap) else float("nan")
+
+
 def mean_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore", rows=None) -> float:
     """mAP in [0, 1] over classes with at least one positive."""
-    ap = per_class_ap(scores, targets, difficult, rows)
-    ap = ap[np.isfinite(ap)]
-    return float(ap.mean()) if len(ap) else float("nan")
+    return mean_of(per_class_ap(scores, targets, difficult, rows))
+
+
+def streamed_per_class_ap(chunks, n: int, n_classes: int, difficult: str = "ignore",
+                          max_bytes: int = 256 << 20) -> np.ndarray:
+    """Per-class AP over data read chunk by chunk, in bounded memory whatever n is.
+
+    ``chunks()`` returns a fresh iterator of ``(scores [m, C], targets [m, C], rows [m])`` over
+    consecutive rows (``rows`` masks out images, e.g. failed ones). AP needs a whole class
+    column, so classes go in blocks of at most about ``max_bytes`` (one pass when they fit)."""
+    block = int(max(1, min(n_classes, max_bytes // max(1, n * 10))))
+    ap: list[float] = []
+    for c0 in range(0, n_classes, block):
+        c1 = min(n_classes, c0 + block)
+        scores = np.empty((n, c1 - c0), dtype=np.float64)
+        targets = np.empty((n, c1 - c0), dtype=np.int8)
+        rows = np.empty(n, dtype=bool)
+        start = 0
+        for s, t, r in chunks():
+            stop = start + len(s)
+            scores[start:stop], targets[start:stop], rows[start:stop] = s[:, c0:c1], t[:, c0:c1], r
+            start = stop
+        if start != n:
+            raise ValueError(f"the chunks held {start} rows, not {n}")
+        ap.extend(per_class_ap(scores, targets, difficult, rows=rows).tolist())
+    return np.asarray(ap)
 
 
 def f1_scores(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, difficult: str = "ignore",

@@ -10,7 +10,7 @@ import numpy as np
 import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import mean_ap
+from cdul.metrics import mean_of, streamed_per_class_ap
 from cdul.store import Store, StoreError, layout, remove_store
 
 from .pipeline import WorkerConfig
@@ -121,33 +121,39 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
 def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
     """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
     names = [layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS]
-    status, n_tiles, failures = [], [], {}
-    n_failed = 0
+    counts = {"images": int(store.n), "ok": 0, "failed": 0, "no_tiles": 0, "tiles": 0}
+    failures = {}
     for _, _, rows in chunk_rows(store, names):
-        status.append(rows[layout.STATUS])
-        n_tiles.append(rows[layout.N_TILES])
-        for i in np.flatnonzero(rows[layout.STATUS] == layout.FAILED):
-            n_failed += 1
-            if len(failures) < max_listed:
-                failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
-    status, n_tiles = np.concatenate(status), np.concatenate(n_tiles)
-    ok = status == layout.OK
-    summary = {
-        "images": int(store.n), "ok": int(ok.sum()), "failed": int(n_failed),
-        "no_tiles": int((ok & (n_tiles == 0)).sum()), "tiles": int(n_tiles[ok].sum()),
-    }
-    if store.has(layout.TARGETS) and ok.any():
-        summary["pseudo_label_map"] = pseudo_label_map(store, zeta, lam, rows=ok)
-    return {"summary": summary, "failures": failures}
+        ok, failed = rows[layout.STATUS] == layout.OK, rows[layout.STATUS] == layout.FAILED
+        counts["ok"] += int(ok.sum())
+        counts["failed"] += int(failed.sum())
+        counts["no_tiles"] += int((ok & (rows[layout.N_TILES] == 0)).sum())
+        counts["tiles"] += int(rows[layout.N_TILES][ok].sum())
+        for i in np.flatnonzero(failed)[: max(0, max_listed - len(failures))]:
+            failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
+    if store.has(layout.TARGETS) and counts["ok"]:
+        counts["pseudo_label_map"] = pseudo_label_map(store, zeta, lam)
+    return {"summary": counts, "failures": failures}
 
 
-def pseudo_label_map(store: Store, zeta: float, lam: float, rows: np.ndarray) -> dict:
-    targets = store.read(layout.TARGETS)
-    s_g, alpha, beta = (store.read(n) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA))
-    s_ag = aggregate_local(alpha, beta, zeta)
-    y0 = initial_labels(s_g, alpha, beta, zeta, lam)
-    return {"global": 100 * mean_ap(s_g, targets, rows=rows), "aggregated": 100 * mean_ap(s_ag, targets, rows=rows),
-            "y0": 100 * mean_ap(y0, targets, rows=rows), "zeta": zeta, "lam": lam}
+def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
+    """mAP (percent) of S_g, S_ag and y0 against the targets, over the images that are OK;
+    read chunk by chunk, in bounded memory."""
+    names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
+
+    def chunks(kind: str):
+        def read():
+            for _, _, r in chunk_rows(store, names):
+                s_g, alpha, beta = r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA]
+                scores = {"global": lambda: s_g, "aggregated": lambda: aggregate_local(alpha, beta, zeta),
+                          "y0": lambda: initial_labels(s_g, alpha, beta, zeta, lam)}[kind]()
+                yield scores, r[layout.TARGETS], r[layout.STATUS] == layout.OK
+        return read
+
+    c = len(store.classes)
+    out = {kind: 100 * mean_of(streamed_per_class_ap(chunks(kind), store.n, c))
+           for kind in ("global", "aggregated", "y0")}
+    return {**out, "zeta": zeta, "lam": lam}
 
 
 def finalise_store(store: Store, zeta: float, lam: float) -> dict:

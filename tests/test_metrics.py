@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from cdul.metrics import average_precision, f1_scores, mean_ap, per_class_ap
+from cdul.metrics import average_precision, f1_scores, mean_ap, per_class_ap, streamed_per_class_ap
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -54,3 +54,18 @@ def test_f1_by_hand():
     assert f["CP"] == pytest.approx(0.5) and f["CR"] == pytest.approx(0.75)
     assert f["OP"] == pytest.approx(0.5) and f["OR"] == pytest.approx(2 / 3)
     assert f["CF1"] == pytest.approx(2 * 0.5 * 0.75 / 1.25)
+
+
+def test_streamed_ap_equals_in_memory_ap_in_class_blocks():
+    rng = np.random.default_rng(11)
+    scores = rng.random((300, 7))
+    targets = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(300, 7), p=[0.6, 0.1, 0.3])
+    rows = rng.random(300) > 0.1
+
+    def chunks():
+        for a in range(0, 300, 64):
+            yield scores[a:a + 64], targets[a:a + 64], rows[a:a + 64]
+
+    want = per_class_ap(scores, targets, rows=rows)
+    for max_bytes in (1, 3000 * 3, 1 << 30):  # one class a block, a few, all at once
+        np.testing.assert_allclose(streamed_per_class_ap(chunks, 300, 7, max_bytes=max_bytes), want, atol=1e-12)

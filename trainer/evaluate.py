@@ -15,7 +15,7 @@ import contextlib
 import numpy as np
 import torch
 
-from cdul.metrics import f1_scores, per_class_ap
+from cdul.metrics import f1_scores, mean_of, per_class_ap, streamed_per_class_ap
 from cdul.store import Store, layout
 
 from . import labels as L
@@ -85,25 +85,17 @@ def classifier_report(scores: np.ndarray, targets: np.ndarray, classes: list[str
 def pseudo_label_map(store: Store, round_k: int, *, difficult: str = "ignore",
                      max_bytes: int = 256 << 20) -> float | None:
     """mAP (percent) of label round ``round_k`` against the store's ground truth, or None
-    when the store has none. Reads chunk by chunk, a block of classes at a time, so it needs
-    at most about ``max_bytes`` whatever N is (AP itself needs a whole class column)."""
+    when the store has none. Reads chunk by chunk (see streamed_per_class_ap), so it needs
+    at most about ``max_bytes`` whatever N is."""
     if not store.has(layout.TARGETS):
         return None
-    n, c = store.n, len(store.classes)
-    block = int(max(1, min(c, max_bytes // max(1, n * 10))))
     name = layout.round_name(round_k)
-    ap: list[float] = []
-    for c0 in range(0, c, block):
-        c1 = min(c, c0 + block)
-        scores = np.empty((n, c1 - c0), dtype=np.float64)
-        targets = np.empty((n, c1 - c0), dtype=np.int8)
-        ok = np.empty(n, dtype=bool)
+
+    def chunks():
         for k in range(store.n_chunks):
             a, b = store.chunk_bounds(k)
-            scores[a:b] = store.read(name, a, b)[:, c0:c1]
-            targets[a:b] = store.read(layout.TARGETS, a, b)[:, c0:c1]
-            ok[a:b] = store.read(layout.STATUS, a, b) == layout.OK
-        ap.extend(per_class_ap(scores, targets, difficult, rows=ok).tolist())
-    ap = np.asarray(ap)
-    ap = ap[np.isfinite(ap)]
-    return float(100 * ap.mean()) if len(ap) else None
+            yield (store.read(name, a, b), store.read(layout.TARGETS, a, b),
+                   store.read(layout.STATUS, a, b) == layout.OK)
+
+    m = mean_of(streamed_per_class_ap(chunks, store.n, len(store.classes), difficult, max_bytes))
+    return None if np.isnan(m) else 100 * m
