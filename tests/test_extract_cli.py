@@ -122,8 +122,21 @@ def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
     out = str(tmp_path / "z.zarr")
     assert cli(*base_args(voc_root, out, "--limit", "4")).returncode == 0
     before = zarr.open_group(out, mode="r")["sim/global"][:]
-    r = cli(*base_args(voc_root, out, "--limit", "4", "--zeta", "0.1", "--lam", "1"))
-    assert r.returncode == 0, r.stderr
+    import cdul.extractor.pipeline as pipeline
+    from click.testing import CliRunner
+
+    from cdul.cli.extract import main
+
+    def no_model(*a, **k):
+        raise AssertionError("a finished store must not load the model again")
+
+    pipeline_load, pipeline.load_clip = pipeline.load_clip, no_model
+    try:
+        r = CliRunner().invoke(main, [str(a) for a in base_args(voc_root, out, "--limit", "4", "--zeta", "0.1",
+                                                                "--lam", "1")])
+    finally:
+        pipeline.load_clip = pipeline_load
+    assert r.exit_code == 0, r.output
     g = zarr.open_group(out, mode="r")
     assert g["labels/round_000"].attrs["zeta"] == 0.1 and g["labels/round_000"].attrs["lam"] == 1.0
     np.testing.assert_array_equal(g["sim/global"][:], before)

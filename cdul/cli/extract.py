@@ -151,7 +151,8 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
         bar = _bar(todo, quiet)
         started = time.time()
         try:
-            counts = run_local(cfg, pending, devices[: max(1, min(len(devices), len(pending)))], Progress(bar.update))
+            # a finished store (a rerun, or new --zeta/--lam) loads no model at all
+            counts = run_local(cfg, pending, devices[:len(pending)], Progress(bar.update)) if pending else {}
         except WorkerFailed as exc:
             hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
             fail(f"{exc}{hint}\nchunks finished so far are kept; rerun the same command to resume")

@@ -42,7 +42,7 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
         mine = deal(pending, rank, world)
         bar = _Bar(sum(b - a for a, b in map(store.chunk_bounds, mine)), quiet or rank != 0)
         started = time.time()
-        counts = extract_chunks(cfg, mine, device, bar.update)
+        counts = extract_chunks(cfg, mine, device, bar.update) if mine else {}
         bar.close()
         dist.barrier()
         if rank == 0:
