@@ -63,17 +63,23 @@ _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.floa
 
 
 @triton.jit
-def _inv_norm_kernel(x_ptr, out_ptr, stride_r, R, D, scale,
-                     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    rmask = rows < R
+def _inv_norms(x_ptr, rows, rmask, stride_r, D, scale, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """scale / |x_r| for a block of BLOCK_R rows, with F.normalize's eps."""
     ss = tl.zeros([BLOCK_R], dtype=tl.float32)
     for k0 in range(0, D, BLOCK_D):
         ks = k0 + tl.arange(0, BLOCK_D)
         x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * stride_r + ks[None, :],
                     mask=rmask[:, None] & (ks < D)[None, :], other=0.0).to(tl.float32)
         ss += tl.sum(x * x, axis=1)
-    tl.store(out_ptr + rows, scale / tl.maximum(tl.sqrt(ss), 1e-12), mask=rmask)  # F.normalize's eps
+    return scale / tl.maximum(tl.sqrt(ss), 1e-12)
+
+
+@triton.jit
+def _inv_norm_kernel(x_ptr, out_ptr, stride_r, R, D, scale,
+                     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < R
+    tl.store(out_ptr + rows, _inv_norms(x_ptr, rows, rmask, stride_r, D, scale, BLOCK_R, BLOCK_D), mask=rmask)
 
 
 @triton.jit
@@ -106,13 +112,7 @@ def _row_stats_kernel(emb_ptr, text_ptr, colscale_ptr, rowscale_ptr, lse_ptr,
     rmask = rows < M
     part = tl.program_id(1)  # this program's class blocks: part, part + CSPLIT, ...
     # Row norms first: the block's rows then sit in L2 for the class loop below.
-    ss = tl.zeros([BLOCK_M], dtype=tl.float32)
-    for k0 in range(0, D, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(emb_ptr + rows.to(tl.int64)[:, None] * stride_em + ks[None, :],
-                    mask=rmask[:, None] & (ks < D)[None, :], other=0.0).to(tl.float32)
-        ss += tl.sum(x * x, axis=1)
-    rs = scale / tl.maximum(tl.sqrt(ss), 1e-12)
+    rs = _inv_norms(emb_ptr, rows, rmask, stride_em, D, scale, BLOCK_M, BLOCK_K)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     for n0 in range(part * BLOCK_N, C, CSPLIT * BLOCK_N):
