@@ -40,7 +40,7 @@ def test_voc_bad_label_line_names_file_and_line(tmp_path, line, needle):
         f.write(line + "\n")
     with pytest.raises(DatasetError) as err:
         load_dataset("voc2012", str(tmp_path), "train")
-    assert f"cat_train.txt:4:" in str(err.value) and needle in str(err.value)
+    assert "cat_train.txt:4:" in str(err.value) and needle in str(err.value)
 
 
 def test_voc_duplicate_id(tmp_path):

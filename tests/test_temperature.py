@@ -10,7 +10,6 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-import torch.nn.functional as F
 import zarr
 from click.testing import CliRunner
 

@@ -71,10 +71,9 @@ def classifier_report(scores: np.ndarray, targets: np.ndarray, classes: list[str
     """mAP and per-class AP (percent), CP/CR/CF1/OP/OR/OF1 at ``threshold`` (fractions)."""
     rows = np.isfinite(scores).all(axis=1)
     ap = per_class_ap(scores, targets, difficult, rows=rows)
-    finite = ap[np.isfinite(ap)]
     f1 = f1_scores(np.nan_to_num(scores, nan=-1.0), targets, threshold, difficult, rows=rows)
     return {
-        "map": float(100 * finite.mean()) if len(finite) else float("nan"),
+        "map": 100 * mean_of(ap),
         "ap": {c: (float(100 * a) if np.isfinite(a) else None) for c, a in zip(classes, ap)},
         "images": int(rows.sum()),
         "unreadable": int((~rows).sum()),

@@ -114,10 +114,10 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
             from .extract_dist import run_torchrun
 
             result = run_torchrun(cfg, data, dist, devices, chunk_len=chunk_len, zeta=zeta, lam=lam,
-                                  overwrite=overwrite, quiet=quiet)
+                                  overwrite=overwrite, quiet=quiet, embed_dim=embed_dim)
         else:
             result = run(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
-                         quiet=quiet)
+                         quiet=quiet, embed_dim=embed_dim)
     except (StoreError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
     except OSError as exc:
@@ -130,7 +130,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
                  "their reasons are in the store (images/error) and listed above", code=3)
 
 
-def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
+def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim: int = 0) -> dict:
     from cdul.extractor.build import finalise_store, prepare_store
     from cdul.extractor.runner import Progress, WorkerFailed, run_local
     from cdul.store import StoreLock, StoreLockedError
@@ -142,13 +142,13 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
         fail(str(exc))
     try:
         store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
-                              embed_dim=_embed_dim(cfg))
+                              embed_dim=embed_dim)
         pending = store.pending_chunks()
         todo = sum(b - a for a, b in map(store.chunk_bounds, pending))
         if pending and len(pending) < store.n_chunks:
             click.echo(f"resuming {cfg.store}: {store.n_chunks - len(pending)} of {store.n_chunks} chunks already done",
                        err=True)
-        bar = _bar(todo, quiet)
+        bar = _Bar(todo, quiet)
         started = time.time()
         try:
             # a finished store (a rerun, or new --zeta/--lam) loads no model at all
@@ -171,14 +171,6 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict:
         lock.release()
 
 
-def _embed_dim(cfg) -> int:
-    if not cfg.keep_embeddings:
-        return 0
-    from cdul.extractor.clip_model import model_embed_dim
-
-    return model_embed_dim(cfg.model)
-
-
 class _Bar:
     def __init__(self, total: int, quiet: bool):
         from tqdm import tqdm
@@ -195,10 +187,6 @@ class _Bar:
 
     def close(self) -> None:
         self.tqdm.close()
-
-
-def _bar(total: int, quiet: bool) -> _Bar:
-    return _Bar(total, quiet)
 
 
 def _print_summary(url: str, result: dict, speed: dict) -> None:

@@ -10,7 +10,8 @@ import click
 from .common import fail
 
 
-def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrite, quiet) -> dict | None:
+def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrite, quiet,
+                 embed_dim: int = 0) -> dict | None:
     """Rank 0 returns the finalised store's summary; the other ranks return None."""
     import torch
     import torch.distributed as dist
@@ -20,7 +21,7 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
     from cdul.extractor.runner import deal
     from cdul.store import Store, StoreLock, StoreLockedError
 
-    from .extract import _Bar, _embed_dim, _print_summary
+    from .extract import _Bar, _print_summary
 
     rank, world, local_rank = dist_env
     # Extraction of a large split takes hours: barriers must outwait it.
@@ -34,7 +35,7 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
                 lock.acquire()
             except StoreLockedError as exc:
                 fail(str(exc))
-            prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite, embed_dim=_embed_dim(cfg))
+            prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite, embed_dim=embed_dim)
         dist.barrier()
         store = Store.open(cfg.store)
         pending = store.pending_chunks()
