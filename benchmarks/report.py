@@ -14,6 +14,8 @@ from collections import OrderedDict, defaultdict
 
 import click
 
+from cdul.data.fs import atomic_write_text
+
 from .common import RESULTS_CSV, RESULTS_DIR
 
 
@@ -113,11 +115,7 @@ def main(csv_path, out_dir):
     notes = os.path.join(out_dir, "NOTES.md")
     if os.path.exists(notes):
         parts += ["## Notes and profiles", "", open(notes).read()]
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, ".REPORT.md.tmp")
-    with open(tmp, "w") as f:
-        f.write("\n".join(parts) + "\n")
-    os.replace(tmp, os.path.join(out_dir, "REPORT.md"))
+    atomic_write_text(os.path.join(out_dir, "REPORT.md"), "\n".join(parts) + "\n")
     click.echo(f"wrote {os.path.join(out_dir, 'REPORT.md')} ({len(runs)} subject/device runs)")
 
 

@@ -8,9 +8,8 @@ import os
 
 import numpy as np
 
+from cdul.data.fs import atomic_write_text
 from cdul.metrics import binary_targets, precision_recall
-
-from .runlog import atomic_write_text
 
 
 def pr_curve(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore") -> tuple[np.ndarray, np.ndarray]:

@@ -11,24 +11,11 @@ import io
 import json
 import math
 import os
-import tempfile
+
+from cdul.data.fs import atomic_write_text
 
 JSONL = "metrics.jsonl"
 CSV = "metrics.csv"
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _plain(value):

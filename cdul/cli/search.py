@@ -47,10 +47,10 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
             for i, (s, r) in enumerate(zip(scores[0], rows[0])) if r >= 0]
     click.echo(table([(h["rank"], h["id"], f"{h['score']:.4f}") for h in hits], ("rank", "image", "cosine")))
     if json_out:
-        tmp = json_out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"query": query or os.path.abspath(image_path), "hits": hits}, f, indent=1)
-        os.replace(tmp, json_out)
+        from cdul.data.fs import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits},
+                                               indent=1))
 
 
 def encode_query(store, text: str | None, image_path: str | None, cache_dir=None) -> np.ndarray:

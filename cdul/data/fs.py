@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import fsspec
 
@@ -55,3 +56,19 @@ def walk_files(root: str) -> list[str]:
 
 def normalise_root(root: str) -> str:
     return root if "://" in root else os.path.abspath(root)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a local text file through a temporary file and os.replace: readers (and a crash)
+    see the old file or the new one, never half of it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cdul.data.fs import atomic_write_text
 from cdul.store import Store, is_url, layout
 
 FLAT_MAX = 200_000
@@ -125,9 +126,7 @@ def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
     os.makedirs(folder, exist_ok=True)
     faiss.write_index(index, path + ".tmp")
     os.replace(path + ".tmp", path)
-    with open(meta + ".tmp", "w") as f:
-        json.dump(want, f)
-    os.replace(meta + ".tmp", meta)
+    atomic_write_text(meta, json.dumps(want))
     return to_gpu(index) if gpu is not False else index
 
 
