@@ -122,3 +122,17 @@ def test_paths_leaving_the_root_are_refused(tmp_path, path):
     root = _folder(tmp_path, f"path,labels\n{path},cat\n")
     with pytest.raises(DatasetError, match="leaves the dataset root"):
         load_dataset("folder", root, "")
+
+
+def test_a_labelled_split_must_have_targets_for_the_same_classes(voc_root, tmp_path):
+    from cdul.data import load_labelled
+    from cdul.data.voc import VOC_NAMES
+
+    assert len(load_labelled("voc2012", voc_root, "train", list(VOC_NAMES), limit=3)) == 3
+    with pytest.raises(DatasetError, match="are not the classifier's"):
+        load_labelled("voc2012", voc_root, "train", list(VOC_NAMES)[::-1])
+    base = make_voc(str(tmp_path), photos=False, odd=False, n_generated=2)
+    for key in VOC_KEYS:
+        os.remove(os.path.join(base, "ImageSets", "Main", f"{key}_train.txt"))
+    with pytest.raises(DatasetError, match="no labels to score against"):
+        load_labelled("voc2012", str(tmp_path), "train", list(VOC_NAMES))

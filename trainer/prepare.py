@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cdul.data import DatasetError, load_dataset
+from cdul.data import DatasetError, load_labelled
 from cdul.store import Store, StoreError
 
 from . import checkpoint as ckpt_io
@@ -47,16 +47,9 @@ def load_val(cfg: TrainConfig, store: Store) -> ValSplit | None:
         return None
     kind = cfg.val_dataset or store.attrs.get("dataset", {}).get("kind", "voc2012")
     try:
-        # A folder dataset takes its class names (and their order) from the store.
-        ds = load_dataset(kind, cfg.val_data, cfg.val_split, classes=store.classes if kind == "folder" else None)
+        ds = load_labelled(kind, cfg.val_data, cfg.val_split, list(store.classes), cfg.val_limit)
     except DatasetError as exc:
         raise TrainError(f"--val-data: {exc}") from None
-    if ds.targets is None:
-        raise TrainError(f"--val-data {cfg.val_data}: split {cfg.val_split!r} has no labels to score against")
-    if list(ds.classes) != list(store.classes):
-        raise TrainError(f"--val-data {cfg.val_data}: its classes ({', '.join(ds.classes[:4])}, ...) are not the "
-                         f"store's ({', '.join(store.classes[:4])}, ...); check --val-dataset")
-    ds = ds.head(cfg.val_limit)
     return ValSplit(ds.root, list(ds.ids), ds.targets)
 
 

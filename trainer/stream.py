@@ -54,10 +54,6 @@ class _Live:
     labels: np.ndarray  # [rows of the chunk, C] float32, updated in place
     flight: np.ndarray  # [rows of the chunk] bool: handed out and not yet committed
 
-    @property
-    def outstanding(self) -> int:
-        return int(self.flight.sum())
-
 
 class LabelStream:
     """One epoch of one rank over the label round ``round_k``.
@@ -80,7 +76,6 @@ class LabelStream:
         self._live: dict[int, _Live] = {}
         self._done: list[int] = []
         self.peak_live = 0  # most chunks held at once: the memory bound, observable
-        self.chunks_read = 0
         self.chunks_written = 0
 
     # -- the batch sampler --------------------------------------------------------------------
@@ -91,7 +86,6 @@ class LabelStream:
         ok = usable_rows(self.store.read(layout.STATUS, start, stop), labels)
         order = row_order(stop - start, self.seed, self.epoch, k)
         rows = order[ok[order]]
-        self.chunks_read += 1
         flight = np.zeros(stop - start, dtype=bool)
         flight[rows] = True
         self._live[k] = _Live(start, labels, flight)

@@ -43,7 +43,7 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
          quiet):
     import torch
 
-    from cdul.data import DatasetError, load_dataset
+    from cdul.data import DatasetError, load_labelled
     from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
     from cdul.trainer.distributed import pick_device
     from cdul.trainer.evaluate import classifier_report, predict
@@ -57,14 +57,9 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     classes = list(ckpt["classes"])
     kind = dataset or ckpt.get("dataset") or "voc2012"
     try:
-        ds = load_dataset(kind, data, split, classes=classes if kind == "folder" else None).head(limit)
+        ds = load_labelled(kind, data, split, classes, limit)
     except DatasetError as exc:
-        fail(str(exc))
-    if ds.targets is None:
-        fail(f"{data}: split {split!r} has no labels to score against")
-    if list(ds.classes) != classes:
-        fail(f"{data}: its classes ({', '.join(ds.classes[:4])}, ...) are not the checkpoint's "
-             f"({', '.join(classes[:4])}, ...); check --dataset")
+        fail(f"{exc} (--dataset {kind})")
     try:
         dev = pick_device(device)
         model = new_model(ckpt["arch"], len(classes))

@@ -26,5 +26,17 @@ def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = Non
     return ds
 
 
-__all__ = ["Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
+def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: int | None = None) -> Dataset:
+    """A split with ground truth for the classes ``classes``, in that order (a folder dataset
+    takes them as its class list): what a classifier trained on those classes is scored on."""
+    ds = load_dataset(kind, root, split, classes=classes if kind == "folder" else None).head(limit)
+    if ds.targets is None:
+        raise DatasetError(f"{root}: split {split!r} has no labels to score against")
+    if list(ds.classes) != list(classes):
+        raise DatasetError(f"{root}: its classes ({', '.join(ds.classes[:4])}, ...) are not the classifier's "
+                           f"({', '.join(classes[:4])}, ...); check the dataset kind")
+    return ds
+
+
+__all__ = ["load_labelled", "Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
            "read_class_file", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]
