@@ -48,28 +48,16 @@ def small_jpegs(n: int, size: int = 48, seed: int = 0) -> str:
     return root
 
 
-def label_store(path: str, root: str, n_classes: int = 20, chunk_len: int = 256, seed: int = 0):
+def label_store(path: str, root: str, chunk_len: int = 256, seed: int = 0):
     """A finished store over a VOC-layout root whose round 0 holds random soft labels: what the
     trainer reads, without running CLIP first."""
     import shutil
 
     from cdul.data import load_dataset
-    from cdul.store import Store, layout
+    from cdul.sample import labels_store
 
     data = load_dataset("voc2012", root, "train")
     shutil.rmtree(path, ignore_errors=True)
-    specs = [s for s in layout.result_specs(len(data.classes)) if s.name == layout.STATUS]
-    store = Store.create(path, ids=data.ids, classes=data.classes, specs=specs, targets=data.targets,
-                         chunk_len=chunk_len, attrs={"dataset": {"kind": data.kind, "root": data.root,
-                                                                 "split": "train"}})
-    rng = np.random.default_rng(seed)
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {layout.STATUS: np.full(b - a, layout.OK, np.uint8)})
-    arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": "benchmark"})
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        arr[a:b] = rng.uniform(0.01, 0.99, (b - a, len(data.classes))).astype(np.float32)
-    store.finish_round(0)
-    store.set_attrs(complete=True)
-    return store
+    labels = np.random.default_rng(seed).uniform(0.01, 0.99, (len(data), len(data.classes))).astype(np.float32)
+    return labels_store(path, data.ids, data.classes, labels, targets=data.targets, chunk_len=chunk_len,
+                        root=data.root, kind=data.kind, source="benchmark")

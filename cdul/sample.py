@@ -74,3 +74,24 @@ def build_sample(root: str, n_generated: int = 8) -> str:
     photos = sample_photos()
     write_voc_layout(root, {**photos, **generated_images(n_generated, seed=0, prefix="gen")}, "train")
     return write_voc_layout(root, {**photos, **generated_images(n_generated, seed=1, prefix="val")}, "val")
+
+
+def labels_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,
+                 chunk_len: int = 1024, root: str = "", kind: str = "folder", source: str = "given"):
+    """A finished store written directly, without CLIP: image ids, status, optional ground
+    truth, and ``labels`` [N, C] as round 0. What cdul-train reads; for tests, benchmarks and
+    for training on soft labels that came from elsewhere."""
+    from cdul.store import Store, layout
+
+    specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
+    store = Store.create(url, ids=ids, classes=classes, specs=specs, targets=targets, chunk_len=chunk_len,
+                         attrs={"dataset": {"kind": kind, "root": root, "split": "train"}})
+    status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
+    arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": source, "epoch": None})
+    for k in range(store.n_chunks):
+        a, b = store.chunk_bounds(k)
+        store.write_chunk(k, {layout.STATUS: status[a:b]})
+        arr[a:b] = np.asarray(labels[a:b], dtype=np.float32)
+    store.finish_round(0)
+    store.set_attrs(complete=True)
+    return store

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cdul.sample import generated_images, sample_photos, write_voc_layout
+from cdul.sample import generated_images, labels_store, sample_photos, write_voc_layout
 
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket")
 
@@ -41,19 +41,6 @@ def make_voc(root: str, split: str = "train", n_generated: int = 0, photos: bool
 
 def make_label_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,
                      chunk_len: int = 8, root: str = "", kind: str = "folder"):
-    """A finished store as the trainer reads it, written directly: image ids, status,
-    optional ground truth, and ``labels`` as round 0."""
-    from cdul.store import Store, layout
-
-    specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
-    store = Store.create(url, ids=ids, classes=classes, specs=specs, targets=targets, chunk_len=chunk_len,
-                         attrs={"dataset": {"kind": kind, "root": root, "split": "train"}})
-    status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {layout.STATUS: status[a:b]})
-    arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": "test", "epoch": None})
-    arr[:] = np.asarray(labels, dtype=np.float32)
-    store.finish_round(0)
-    store.set_attrs(complete=True)
-    return store
+    """A finished store as the trainer reads it, written directly (small chunks for tests)."""
+    return labels_store(url, ids, classes, labels, targets=targets, status=status, chunk_len=chunk_len, root=root,
+                        kind=kind, source="test")
