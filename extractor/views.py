@@ -22,53 +22,79 @@ import torch
 from .tiling import Tiling
 
 _SUPPORT = {"bicubic": 2.0, "bilinear": 1.0}
-_ONE = float(1 << 22)  # PIL's PRECISION_BITS = 32 - 8 - 2
+PRECISION_BITS = 22  # PIL's PRECISION_BITS = 32 - 8 - 2: taps are 22-bit fixed point
+_ONE = float(1 << PRECISION_BITS)
 
 
 def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """PIL's ``bicubic_filter``, operation for operation (``* x * x``, not ``x ** 2``)."""
     x = np.abs(x)
-    out = np.zeros_like(x)
-    near = x < 1.0
-    far = (x >= 1.0) & (x < 2.0)
-    out[near] = ((a + 2.0) * x[near] - (a + 3.0)) * x[near] ** 2 + 1.0
-    out[far] = (((x[far] - 5.0) * x[far] + 8.0) * x[far] - 4.0) * a
-    return out
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
 def _bilinear(x: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - np.abs(x), 0.0, None)
+    x = np.abs(x)
+    return np.where(x < 1.0, 1.0 - x, 0.0)
 
 
 @lru_cache(maxsize=4096)
-def resample_matrix(in_size: int, out_size: int, keep_start: int, keep_len: int,
-                    interpolation: str = "bicubic") -> tuple[int, np.ndarray]:
-    """PIL's resampling of one axis, in_size -> out_size, restricted to outputs
-    [keep_start, keep_start + keep_len). Returns (first input used, [keep_len, window] taps)."""
+def pil_taps(in_size: int, out_size: int, keep_start: int, keep_len: int,
+             interpolation: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
+    """PIL's resampling of one axis, in_size -> out_size, for the outputs
+    [keep_start, keep_start + keep_len): (first input of each output [keep_len] int32,
+    fixed-point taps [keep_len, K] int32, in units of 2**-22).
+
+    This is ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` of PIL's Resample.c, done
+    for all outputs at once in float64 with the same operations in the same order (the
+    taps' sum is sequential, as PIL's loop). K is the widest window; shorter windows are
+    padded with zero taps, and a window that would run past the last input is moved back
+    (its taps shifted right) so that every ``first + k`` is a valid input index."""
     if interpolation not in _SUPPORT:
         raise ValueError(f"interpolation must be bicubic or bilinear, not {interpolation!r}")
+    if in_size < 1 or out_size < 1 or keep_len < 1:
+        raise ValueError(f"sizes must be >= 1, got in {in_size}, out {out_size}, kept {keep_len}")
     filt = _bicubic if interpolation == "bicubic" else _bilinear
-    scale = in_size / out_size
+    scale = float(in_size) / out_size
     filterscale = max(scale, 1.0)
     support = _SUPPORT[interpolation] * filterscale
-    rows = []
-    for xx in range(keep_start, keep_start + keep_len):
-        center = (xx + 0.5) * scale
-        # C casts truncate toward zero; both bounds are then clamped to the image.
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size)
-        taps = filt((np.arange(xmin, xmax) - center + 0.5) / filterscale)
-        total = taps.sum()
-        if total != 0.0:
-            taps = taps / total
-        # PIL's 8-bit path turns each tap into a 22-bit fixed-point integer, rounding half away from zero
-        taps = np.trunc(taps * _ONE + np.where(taps < 0, -0.5, 0.5)) / _ONE
-        rows.append((xmin, taps))
-    first = min(r[0] for r in rows)
-    last = max(r[0] + len(r[1]) for r in rows)
-    mat = np.zeros((keep_len, last - first), dtype=np.float64)
-    for i, (xmin, taps) in enumerate(rows):
-        mat[i, xmin - first: xmin - first + len(taps)] = taps
-    return first, mat
+    ss = 1.0 / filterscale
+    center = (np.arange(keep_start, keep_start + keep_len, dtype=np.float64) + 0.5) * scale
+    # C casts truncate toward zero; both bounds are then clamped to the image
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    xmax = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)
+    k = int((xmax - xmin).max())
+    x = np.arange(k)[None, :]
+    inside = x < (xmax - xmin)[:, None]
+    w = np.where(inside, filt(((x + xmin[:, None]).astype(np.float64) - center[:, None] + 0.5) * ss), 0.0)
+    total = np.cumsum(w, axis=1)[:, -1]  # sequential, as PIL's ww += w
+    w = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
+    taps = np.trunc(w * _ONE + np.where(w < 0, -0.5, 0.5)).astype(np.int32)
+    first = np.minimum(xmin, in_size - k)  # keep first + k - 1 inside the image
+    shift = xmin - first
+    if shift.any():
+        rows, cols = np.nonzero(shift[:, None] + x < k)
+        moved = np.zeros_like(taps)
+        moved[rows, cols + shift[rows]] = taps[rows, cols]
+        taps = moved
+    first = first.astype(np.int32)
+    first.setflags(write=False)  # cached: shared by every caller
+    taps.setflags(write=False)
+    return first, taps
+
+
+def resample_matrix(in_size: int, out_size: int, keep_start: int, keep_len: int,
+                    interpolation: str = "bicubic") -> tuple[int, np.ndarray]:
+    """The same taps as a dense float64 matrix over the inputs they touch: (first input
+    used, [keep_len, window] taps), for the matrix-product path."""
+    first, taps = pil_taps(in_size, out_size, keep_start, keep_len, interpolation)
+    lo = int(first.min())
+    width = int(first.max()) - lo + taps.shape[1]
+    mat = np.zeros((keep_len, width), dtype=np.float64)
+    cols = (first - lo)[:, None] + np.arange(taps.shape[1])[None, :]
+    np.put_along_axis(mat, cols, taps / _ONE, axis=1)
+    return lo, mat
 
 
 def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") -> tuple[int, int, int, int]:
