@@ -1,0 +1,159 @@
+"""A group of decoded images and everything the GPU needs to cut their views, in one buffer.
+
+The loader's worker processes call ``pack``: the images (HWC uint8), the view table, the
+taps of every resize (see ``cdul.kernels.resample``) and the segment offsets the scorer
+reads all go into one uint8 tensor, so a batch reaches the device with one copy, and
+the views of all its images are cut with two kernel launches. Layout of ``data``:
+
+    [view table, int64 [V, N_FIELDS]] [segment offsets, int64 [B + 1]] [taps, int32] [images]
+
+Views are ordered image by image, global view first, then the tiles row-major; failed
+images have none. Only the images that decoded (B of them) are segments for the scorer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cdul.kernels.view_table import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_SCR, F_XT, F_YT, N_FIELDS
+
+from .tiling import Tiling
+from .views import output_geometry, pil_taps
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The model's eval preprocess: output size R, interpolation and resize mode."""
+
+    size: int
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+
+@dataclass
+class PackedBatch:
+    chunk: int
+    rows: np.ndarray  # [n] store rows, in order
+    hw: np.ndarray  # [n, 2] int32 decoded height, width (0, 0 when failed)
+    n_views: np.ndarray  # [n] int32 views of each image (0 when failed)
+    n_tiles: np.ndarray  # [n] int32 tiles recorded in the store (a 1 x 1 grid records 1)
+    errors: list  # [n] reason of failure, "" when decoded
+    data: torch.Tensor  # uint8, the layout above
+    images: np.ndarray  # [n, 3] int64 byte offset, height, width of each image in data
+    views_off: int = 0
+    offsets_off: int = 0
+    taps_off: int = 0
+    max_rows: int = 0  # the largest intermediate of a view, in rows
+    scratch_bytes: int = 0  # what pass 1 of the view kernel writes
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_view_rows(self) -> int:
+        return int(self.n_views.sum())
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.n_views > 0).sum())
+
+    def pin_memory(self) -> "PackedBatch":
+        """Called by the DataLoader's pinning thread (pin_memory=True)."""
+        self.data = self.data.pin_memory()
+        return self
+
+    def image(self, i: int) -> torch.Tensor:
+        """Image i as an [H, W, 3] uint8 view into ``data`` (on data's device)."""
+        off, h, w = (int(x) for x in self.images[i])
+        return self.data[off: off + h * w * 3].view(h, w, 3)
+
+
+class _Taps:
+    """The taps tables of one batch, deduplicated by geometry (all tiles of a grid share theirs)."""
+
+    def __init__(self, size: int, interpolation: str):
+        self.size, self.interpolation = size, interpolation
+        self.parts: list[np.ndarray] = []
+        self.length = 0
+        self.seen: dict[tuple, tuple] = {}
+
+    def axis(self, in_size: int, out_size: int, keep_start: int) -> tuple[int, int, int, int]:
+        """(int32 offset, K, first input read, inputs read) of one axis's table."""
+        key = (in_size, out_size, keep_start)
+        if key not in self.seen:
+            first, taps = pil_taps(in_size, out_size, keep_start, self.size, self.interpolation)
+            lo = int(first.min())
+            span = int(first.max()) - lo + taps.shape[1]
+            part = np.concatenate([first - lo, taps.ravel()]).astype(np.int32)
+            self.seen[key] = (self.length, taps.shape[1], lo, span)
+            self.parts.append(part)
+            self.length += part.size
+        return self.seen[key]
+
+
+def _views_of(h: int, w: int, tiling: Tiling | None) -> list[tuple[int, int, int, int]]:
+    boxes = [(0, 0, h, w)]
+    if tiling is not None and not tiling.whole_image:
+        boxes += tiling.boxes(h, w)
+    return boxes
+
+
+def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None) -> PackedBatch:
+    """``decoded``: per row, an [H, W, 3] uint8 array, or a failure reason (str)."""
+    n = len(decoded)
+    hw = np.zeros((n, 2), np.int32)
+    n_views = np.zeros(n, np.int32)
+    n_tiles = np.zeros(n, np.int32)
+    errors = [""] * n
+    taps = _Taps(spec.size, spec.interpolation)
+    table: list[list[int]] = []
+    scratch = max_rows = 0
+    ok = []
+    for i, item in enumerate(decoded):
+        if isinstance(item, str):
+            errors[i] = item
+            continue
+        h, w = item.shape[:2]
+        hw[i] = h, w
+        boxes = _views_of(h, w, tiling)
+        n_views[i] = len(boxes)
+        n_tiles[i] = 1 if (tiling is not None and tiling.whole_image) else len(boxes) - 1
+        ok.append(i)
+        for top, left, bh, bw in boxes:
+            new_h, new_w, ctop, cleft = output_geometry(bh, bw, spec.size, spec.resize_mode)
+            xt, kx, x_lo, _ = taps.axis(bw, new_w, cleft)
+            yt, ky, y_lo, y_rows = taps.axis(bh, new_h, ctop)
+            row = [0] * N_FIELDS
+            row[F_IMG], row[F_IMG_W], row[F_ROW0], row[F_COL0] = i, w, top + y_lo, left + x_lo
+            row[F_NROWS], row[F_XT], row[F_KX], row[F_YT], row[F_KY], row[F_SCR] = y_rows, xt, kx, yt, ky, scratch
+            table.append(row)
+            scratch += y_rows * spec.size * 3
+            max_rows = max(max_rows, y_rows)
+    views = np.array(table, np.int64).reshape(-1, N_FIELDS)
+    offsets = np.concatenate([[0], np.cumsum(n_views[ok])]).astype(np.int64)
+    tap_arr = np.concatenate(taps.parts) if taps.parts else np.zeros(0, np.int32)
+    views_off, offsets_off = 0, views.nbytes
+    taps_off = offsets_off + offsets.nbytes
+    cursor = _align(taps_off + tap_arr.nbytes, 16)
+    images = np.zeros((n, 3), np.int64)
+    for i in ok:
+        h, w = hw[i]
+        images[i] = cursor, h, w
+        cursor = _align(cursor + int(h) * int(w) * 3, 16)
+    # the table's image field becomes the image's byte offset
+    if len(views):
+        views[:, F_IMG] = images[views[:, F_IMG], 0]
+    data = torch.empty(max(cursor, 16), dtype=torch.uint8)
+    buf = data.numpy()
+    buf[views_off:offsets_off] = views.view(np.uint8).ravel()
+    buf[offsets_off:taps_off] = offsets.view(np.uint8)
+    buf[taps_off:taps_off + tap_arr.nbytes] = tap_arr.view(np.uint8)
+    for i in ok:
+        off, h, w = images[i]
+        buf[off: off + h * w * 3] = np.ascontiguousarray(decoded[i]).reshape(-1)
+    return PackedBatch(chunk, np.asarray(rows, np.int64), hw, n_views, n_tiles, errors, data, images,
+                       views_off, offsets_off, taps_off, max_rows, scratch)
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
