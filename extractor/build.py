@@ -21,8 +21,9 @@ def _digest(obj) -> str:
 
 
 def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> dict:
-    """Everything that changes what lands in the store. Batch size, devices and the like
-    do not; zeta and lambda neither (the initial labels are recomputed from S_g, alpha, beta)."""
+    """Everything that changes what lands in the store, the encoder's precision included.
+    Batch size, devices, the view path (both give PIL's levels) and the like do not; zeta
+    and lambda neither (the initial labels are recomputed from S_g, alpha, beta)."""
     return {
         "format_version": layout.FORMAT_VERSION,
         "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
@@ -37,6 +38,7 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
         "keep_embeddings": cfg.keep_embeddings,
         "exif": cfg.exif,
         "max_pixels": cfg.max_pixels,
+        "precision": cfg.precision,
     }
 
 

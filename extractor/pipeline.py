@@ -1,37 +1,38 @@
-"""One extraction worker: decoded images -> views -> full encoder batches -> scores -> chunks.
+"""One extraction worker: the stages of ``stages.py`` wired by a short runner.
 
-The data path runs one way: a DataLoader decodes in worker processes; the views are cut,
-resized and normalised as tensors on the worker's device (ViewMaker); they are packed
-into full batches for the image tower (BatchEncoder); every image whose views are all
-encoded is scored by ``cdul.kernels.score_segments``; a chunk's rows are written to the
-store in one piece and only then flagged done.
+    loader (decode + pack, worker processes) -> ToDevice -> views -> Encoder -> Scorer
+        -> ChunkResults -> ChunkWriter
 
-Batches never mix chunks: a chunk's crops are cut into batches the same way whichever
-worker runs it and whether or not the run was resumed, so results do not depend on how
-the work was distributed.
+Batches are fixed groups of whole images of one chunk and never mix chunks, so results do
+not depend on how the work was distributed or resumed. ``extract_chunks`` times each stage
+(host seconds; with ``sync_stages`` the device is waited for after each stage, so the
+times include its work: for profiles only).
 """
 from __future__ import annotations
 
 import collections
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from cdul.data.decode import DEFAULT_MAX_PIXELS
-from cdul.kernels import score_segments
 from cdul.store import Store, layout
 
 from .clip_model import load_clip
-from .reader import ChunkSampler, ImageReader, collate_list
+from .packing import ViewSpec
+from .reader import BatchReader, BatchSampler, unbatched
+from .stages import (PRECISIONS, ChunkResults, ChunkWriter, Encoder, ExactViews, HostScores, KernelViews, Scorer,
+                     ToDevice, images_per_batch)
 from .tiling import Tiling
 from .views import ViewMaker
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+VIEW_MODES = ("auto", "kernel", "exact")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+STAGES = ("load", "copy", "views", "encode", "score", "collect")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class WorkerConfig:
     keep_embeddings: bool = False
     exif: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
+    views: str = "auto"
+    compile: str = "none"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -63,229 +66,149 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-class ChunkResults:
-    """The rows of one chunk, filled image by image and written to the store in one piece."""
-
-    def __init__(self, start: int, stop: int, n_classes: int, tiles_max: int = 0, embed_dim: int = 0):
-        n, c = stop - start, n_classes
-        self.start, self.left = start, n
-        self.arrays = {
-            layout.HW: np.zeros((n, 2), np.int32),
-            layout.N_TILES: np.zeros(n, np.int32),
-            layout.STATUS: np.full(n, layout.PENDING, np.uint8),
-            layout.ERROR: np.full(n, "", dtype=object),
-            layout.SIM_GLOBAL: np.full((n, c), np.nan, np.float32),
-            layout.SIM_ALPHA: np.full((n, c), np.nan, np.float32),
-            layout.SIM_BETA: np.full((n, c), np.nan, np.float32),
-        }
-        if tiles_max:
-            self.arrays[layout.SIM_TILES] = np.full((n, tiles_max, c), np.nan, np.float16)
-        if embed_dim:
-            self.arrays[layout.EMB_GLOBAL] = np.full((n, embed_dim), np.nan, np.float16)
-
-    def fail(self, index: int, hw, reason: str) -> None:
-        i = index - self.start
-        self.arrays[layout.HW][i] = hw
-        self.arrays[layout.STATUS][i] = layout.FAILED
-        self.arrays[layout.ERROR][i] = reason
-        self.left -= 1
-
-    def put(self, index: int, hw, n_tiles: int, s_g, alpha, beta, tiles=None, emb=None) -> None:
-        i = index - self.start
-        a = self.arrays
-        a[layout.HW][i] = hw
-        a[layout.N_TILES][i] = n_tiles
-        a[layout.STATUS][i] = layout.OK
-        a[layout.SIM_GLOBAL][i], a[layout.SIM_ALPHA][i], a[layout.SIM_BETA][i] = s_g, alpha, beta
-        if tiles is not None and layout.SIM_TILES in a:
-            keep = min(len(tiles), a[layout.SIM_TILES].shape[1])
-            a[layout.SIM_TILES][i, :keep] = tiles[:keep]
-        if emb is not None and layout.EMB_GLOBAL in a:
-            a[layout.EMB_GLOBAL][i] = emb
-        self.left -= 1
-
-    @property
-    def complete(self) -> bool:
-        return self.left == 0
+def resolve_views(views: str, device: torch.device) -> str:
+    """auto: the batch kernel on CUDA, the float64 matrix path on the CPU."""
+    if views not in VIEW_MODES:
+        raise ValueError(f"views must be one of {', '.join(VIEW_MODES)}, not {views!r}")
+    if views == "auto":
+        return "kernel" if device.type == "cuda" else "exact"
+    if views == "kernel" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("--views kernel on the CPU runs Triton's interpreter: set TRITON_INTERPRET=1 "
+                         "before starting (or use --views exact)")
+    return views
 
 
-class BatchEncoder:
-    """Packs views of successive images into full batches for the image tower.
+def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    if device.type == "cuda":
+        visual = visual.to(memory_format=torch.channels_last)
+    if mode != "none":
+        visual = torch.compile(visual, mode=None if mode == "default" else mode, dynamic=False)
+    return visual
 
-    ``add`` stages an image's views (splitting them across batches when they do not fit)
-    and runs the tower whenever the staging buffer is full; it returns the keys of images
-    whose views are now all encoded, whose [V, D] embeddings ``take`` hands over."""
 
-    def __init__(self, visual: torch.nn.Module, batch_size: int, size: int, device: torch.device, precision: str):
-        self.visual = visual
-        self.batch_size = int(batch_size)
-        self.device = device
-        self.autocast = device.type == "cuda" and precision != "fp32"
-        self.amp_dtype = PRECISIONS[precision]
-        self.in_dtype = self.amp_dtype if self.autocast else torch.float32
-        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        self.buf = torch.empty(self.batch_size, 3, size, size, dtype=self.in_dtype, device=device)
-        self.buf = self.buf.contiguous(memory_format=fmt)
-        self.fill = 0
-        self.staged: list[tuple[object, int, int, int]] = []  # key, first view, count, buffer row
-        self.pending: dict[object, list] = {}  # key -> [embeddings or None, views, views left]
-        self.batches = 0
-        self.crops = 0
+_LOADED: dict = {}
+REUSE_LOADED = False  # benchmarks set it: a process that extracts several times loads and compiles once
 
-    def add(self, key, views: torch.Tensor) -> list:
-        v = views.shape[0]
-        self.pending[key] = [None, v, v]
-        finished, off = [], 0
-        while off < v:
-            take = min(v - off, self.batch_size - self.fill)
-            self.buf[self.fill:self.fill + take].copy_(views[off:off + take], non_blocking=True)
-            self.staged.append((key, off, take, self.fill))
-            self.fill += take
-            off += take
-            if self.fill == self.batch_size:
-                finished += self._run()
-        return finished
 
-    def flush(self) -> list:
-        return self._run() if self.fill else []
+def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
+    """The model and its (compiled) tower; with REUSE_LOADED the last one is kept for the
+    next call with the same model options in this process."""
+    key = (cfg.model, cfg.pretrained, cfg.cache_dir, cfg.template, cfg.ensemble, tuple(classes), str(device),
+           cfg.compile)
+    if key not in _LOADED or not REUSE_LOADED:
+        _LOADED.clear()
+        bundle = load_clip(cfg.model, cfg.pretrained, classes, device=device, cache_dir=cfg.cache_dir,
+                           template=cfg.template, ensemble=cfg.ensemble)
+        _LOADED[key] = (bundle, _tower(bundle.visual, device, cfg.compile))
+    return _LOADED[key]
 
-    def take(self, key) -> torch.Tensor:
-        return self.pending.pop(key)[0]
 
-    @torch.inference_mode()
-    def _run(self) -> list:
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
-            # kept in the tower's output dtype (fp16 under autocast): the scorer reads it as is
-            emb = self.visual(self.buf[: self.fill])
-        self.batches += 1
-        self.crops += self.fill
-        finished = []
-        for key, first, count, row in self.staged:
-            rec = self.pending[key]
-            if rec[0] is None:
-                rec[0] = emb.new_empty(rec[1], emb.shape[1])
-            rec[0][first:first + count] = emb[row:row + count]
-            rec[2] -= count
-            if rec[2] == 0:
-                finished.append(key)
-        self.staged.clear()
-        self.fill = 0
-        return finished
+@dataclass
+class StageTimes:
+    """Host seconds per stage; with ``sync`` each stage also waits for its device work."""
+
+    sync: bool = False
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def run(self, name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        if self.sync and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds[name] += time.perf_counter() - t
+        return out
 
 
 def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.device = "cpu",
-                   progress: Callable[[int, int], None] | None = None) -> dict:
-    """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)."""
+                   progress: Callable[[int, int], None] | None = None, sync_stages: bool = False) -> dict:
+    """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)
+    and ``stage_seconds``."""
     started = time.perf_counter()
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    views_mode = resolve_views(cfg.views, device)
     store = Store.open(cfg.store, mode="r+")
-    bundle = load_clip(cfg.model, cfg.pretrained, store.classes, device=device, cache_dir=cfg.cache_dir,
-                       template=cfg.template, ensemble=cfg.ensemble)
+    bundle, tower = _loaded(cfg, list(store.classes), device)
     store.array(layout.DONE).attrs.update({"model": bundle.info})  # identical from every worker
     precision = resolve_precision(cfg.precision, device)
-    visual = bundle.visual
-    if device.type == "cuda":
-        visual = visual.to(memory_format=torch.channels_last)
-    encoder = BatchEncoder(visual, cfg.batch_size, bundle.input_size, device, precision)
-    maker = ViewMaker(bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
-                      resize_mode=bundle.resize_mode, device=device, dtype=encoder.in_dtype)
+    tiling = cfg.tiling
+    fixed = cfg.compile != "none"
+    encoder = Encoder(tower, cfg.batch_size, device, precision, fixed)
+    pad = cfg.batch_size if fixed else 0
+    if views_mode == "kernel":
+        make_views = KernelViews(bundle.input_size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
+    else:
+        maker = ViewMaker(bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
+                          resize_mode=bundle.resize_mode, device=device, dtype=encoder.in_dtype)
+        make_views = ExactViews(maker, tiling, pad)
     tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.keep_tiles else 0
-    scorer = _Scorer(bundle.text, bundle.logit_scale, keep_tiles=bool(tiles_max),
-                     keep_embeddings=cfg.keep_embeddings, lag=1 if device.type == "cuda" else 0)
-    reader = ImageReader(cfg.store, cfg.root, exif=cfg.exif, max_pixels=cfg.max_pixels)
+    scorer = Scorer(bundle.text, bundle.logit_scale, triton=views_mode == "kernel", keep_tiles=bool(tiles_max),
+                    keep_embeddings=cfg.keep_embeddings)
+    spec = ViewSpec(bundle.input_size, bundle.interpolation, bundle.resize_mode)
+    reader = BatchReader(cfg.store, cfg.root, spec, tiling, exif=cfg.exif, max_pixels=cfg.max_pixels)
     bounds = [store.chunk_bounds(k) for k in chunks]
-    loader = DataLoader(reader, batch_size=4, sampler=ChunkSampler(bounds), num_workers=cfg.loader_workers,
-                        collate_fn=collate_list, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if cfg.loader_workers else None)
-    items = (d for batch in loader for d in batch)
-    counts = collections.Counter()
-    ready = time.perf_counter()
+    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.batch_size))
+    loader = DataLoader(reader, batch_size=None, sampler=sampler, num_workers=cfg.loader_workers,
+                        collate_fn=unbatched, pin_memory=device.type == "cuda",
+                        prefetch_factor=4 if cfg.loader_workers else None,
+                        persistent_workers=False)
+    to_device = ToDevice(device)
+    results = {k: ChunkResults(a, b, len(store.classes), tiles_max, bundle.embed_dim if cfg.keep_embeddings else 0)
+               for k, (a, b) in zip(chunks, bounds)}
+    writer = ChunkWriter(store)
+    times = StageTimes(sync=sync_stages)
     report = progress or (lambda images, tiles: None)
-    for k, (start, stop) in zip(chunks, bounds):
-        results = ChunkResults(start, stop, len(store.classes), tiles_max,
-                               bundle.embed_dim if cfg.keep_embeddings else 0)
-        for _ in range(stop - start):
-            d = next(items)
-            if d.image is None:
-                results.fail(d.index, d.hw, d.error)
-                counts["failed"] += 1
-                report(1, 0)
-                continue
-            views, n = maker.make(d.image, cfg.tiling)
-            recorded = 1 if cfg.tiling.whole_image else n
-            scorer.meta[d.index] = (d.hw, recorded)
-            finished = encoder.add(d.index, views)
-            if finished:
-                scorer.score(encoder, finished, results, report)
-        scorer.score(encoder, encoder.flush(), results, report)
-        scorer.drain(results, report)
-        if not results.complete:
-            raise RuntimeError(f"chunk {k}: {results.left} images left unscored (internal error)")
-        store.write_chunk(k, results.arrays)
-        counts["chunks"] += 1
-    counts["images"] = scorer.images
-    counts["tiles"] = scorer.tiles
-    counts["batches"] = encoder.batches
-    counts["crops"] = encoder.crops
+    counts = collections.Counter()
+    in_flight: collections.deque = collections.deque()
+    lag = 2 if device.type == "cuda" else 0  # the host reads a batch's scores two batches later
+
+    def collect(host) -> None:
+        batch = host.batch
+        scores, tiles, emb = host.wait()
+        chunk = results[batch.chunk]
+        counts["tiles"] += chunk.put(batch, scores, tiles, emb)
+        counts["images"] += batch.n_ok
+        counts["failed"] += len(batch.rows) - batch.n_ok
+        report(len(batch.rows), int(batch.n_tiles[batch.n_views > 0].sum()))
+        if chunk.complete:
+            writer.submit(batch.chunk, results.pop(batch.chunk).arrays)
+            counts["chunks"] += 1
+
+    ready = time.perf_counter()
+    try:
+        batches = iter(loader)
+        while True:
+            batch = times.run("load", next, batches, None)
+            if batch is None:
+                break
+            counts["batches"] += 1
+            if batch.n_ok:
+                batch = times.run("copy", to_device, batch)
+                views = times.run("views", make_views, batch)
+                emb = times.run("encode", encoder, views, batch.n_view_rows)
+                in_flight.append(times.run("score", scorer, emb, batch))
+            else:
+                in_flight.append(HostScores(batch, torch.zeros(0, 3, 1), None, None))  # all failed
+            while len(in_flight) > lag:
+                times.run("collect", collect, in_flight.popleft())
+        while in_flight:
+            times.run("collect", collect, in_flight.popleft())
+    finally:
+        writer.close()  # chunks already complete are written even when a later batch failed
+    if results:
+        raise RuntimeError(f"chunks {sorted(results)} left incomplete (internal error)")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    counts["crops"] = encoder.rows
+    counts["encoder_calls"] = encoder.calls
     counts["load_seconds"] = ready - started  # model, text embeddings, loader start
     counts["work_seconds"] = time.perf_counter() - ready
-    return dict(counts)
+    out = dict(counts)
+    out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
+    return out
 
-
-class _Scorer:
-    """Scores finished images in groups; on a GPU the copy back to the host lags one group
-    behind, so the host does not wait for work it has just queued."""
-
-    def __init__(self, text, logit_scale, *, keep_tiles: bool, keep_embeddings: bool, lag: int):
-        self.text, self.logit_scale = text, logit_scale
-        self.keep_tiles, self.keep_embeddings, self.lag = keep_tiles, keep_embeddings, lag
-        self.meta: dict[int, tuple] = {}
-        self.queue: collections.deque = collections.deque()
-        self.images = self.tiles = 0
-
-    def score(self, encoder: BatchEncoder, keys: list, results: ChunkResults, report) -> None:
-        if not keys:
-            return
-        embs = [encoder.take(k) for k in keys]
-        offsets = torch.tensor(np.cumsum([0] + [e.shape[0] for e in embs]))  # on the host: no sync to check
-        if embs[0].is_cuda:
-            offsets = offsets.pin_memory()  # a copy from pageable memory would wait for the queued work
-        emb = torch.cat(embs)
-        if self.text.dtype != emb.dtype:  # the fused kernel wants one dtype (tensor cores for fp16)
-            self.text = self.text.to(emb.dtype)
-        sc = score_segments(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles)
-        heads = offsets[:-1].to(emb.device, non_blocking=True)
-        glob = F.normalize(emb[heads].float(), dim=-1).half() if self.keep_embeddings else None
-        self.queue.append((keys, sc, glob, offsets))
-        while len(self.queue) > self.lag:
-            self._store(self.queue.popleft(), results, report)
-
-    def drain(self, results: ChunkResults, report) -> None:
-        while self.queue:
-            self._store(self.queue.popleft(), results, report)
-
-    def _store(self, item, results: ChunkResults, report) -> None:
-        keys, sc, glob, offsets = item
-        s_g, alpha, beta = sc.global_.cpu().numpy(), sc.alpha.cpu().numpy(), sc.beta.cpu().numpy()
-        tiles = sc.tiles.cpu().numpy() if sc.tiles is not None else None
-        glob = glob.cpu().numpy() if glob is not None else None
-        tile_off = offsets.numpy() - np.arange(len(keys) + 1)  # tile rows exclude the heads
-        n_tiles = 0
-        for i, key in enumerate(keys):
-            hw, recorded = self.meta.pop(key)
-            t = None
-            if tiles is not None:
-                t = tiles[tile_off[i]:tile_off[i + 1]]
-                if recorded and not len(t):  # a 1 x 1 grid: the tile is the global view
-                    t = s_g[i:i + 1].astype(np.float16)
-            results.put(key, hw, recorded, s_g[i], alpha[i], beta[i], t, None if glob is None else glob[i])
-            n_tiles += recorded
-        self.images += len(keys)
-        self.tiles += n_tiles
-        report(len(keys), n_tiles)

@@ -1,83 +1,79 @@
-"""Decoding in DataLoader workers: image ids are read lazily from the store, one chunk at
-a time, so a worker's memory does not grow with the dataset."""
+"""Decoding and packing in DataLoader workers. Each item is one batch: a fixed group of
+whole images of one chunk, decoded and packed into one buffer (``packing.pack``). Image
+ids are read lazily from the store, one chunk at a time, so a worker's memory does not
+grow with the dataset."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
 from torch.utils.data import Dataset, Sampler
 
 from cdul.data import fs
 from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from cdul.store import Store, layout
 
-
-@dataclass
-class Decoded:
-    index: int  # row in the store
-    image: torch.Tensor | None  # [H, W, 3] uint8, None when decoding failed
-    hw: tuple[int, int]
-    error: str
-
-    def pin_memory(self) -> "Decoded":
-        """Called by the DataLoader's pinning thread when it runs with pin_memory=True."""
-        if self.image is None:
-            return self
-        return Decoded(self.index, self.image.pin_memory(), self.hw, self.error)
+from .packing import PackedBatch, ViewSpec, pack
+from .tiling import Tiling
 
 
-class ImageReader(Dataset):
-    def __init__(self, store_url: str, root: str, *, exif: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS):
-        self.store_url = store_url
-        self.root = root
-        self.exif = exif
-        self.max_pixels = max_pixels
+def read_image(root: str, rel: str, *, exif: bool, max_pixels: int):
+    """An [H, W, 3] uint8 array, or the reason it could not be had (a str)."""
+    try:
+        data = fs.read_bytes(fs.join(root, rel))
+    except FileNotFoundError:
+        return f"file not found: {rel}"
+    except OSError as exc:
+        return f"cannot read {rel}: {exc}"
+    try:
+        return decode_image(data, exif=exif, max_pixels=max_pixels)
+    except DecodeError as exc:
+        return str(exc)
+
+
+class BatchReader(Dataset):
+    """``reader[(k, start, stop)]`` -> the PackedBatch of store rows [start, stop) of chunk k."""
+
+    def __init__(self, store_url: str, root: str, spec: ViewSpec, tiling: Tiling | None, *, exif: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.store_url, self.root, self.spec, self.tiling = store_url, root, spec, tiling
+        self.exif, self.max_pixels = exif, max_pixels
         self._store = None
         self._chunk = (-1, None)
 
-    def _path(self, index: int) -> str:
+    def _ids(self, k: int):
         if self._store is None:  # opened in the DataLoader worker, not pickled into it
             self._store = Store.open(self.store_url)
-        k = index // self._store.chunk_len
         if self._chunk[0] != k:
             start, stop = self._store.chunk_bounds(k)
             self._chunk = (k, self._store.read(layout.IDS, start, stop))
-        return str(self._chunk[1][index - k * self._store.chunk_len])
+        return self._chunk[1]
 
-    def __len__(self) -> int:
-        return Store.open(self.store_url).n
-
-    def __getitem__(self, index: int) -> Decoded:
-        rel = self._path(index)
-        try:
-            data = fs.read_bytes(fs.join(self.root, rel))
-        except FileNotFoundError:
-            return Decoded(index, None, (0, 0), f"file not found: {rel}")
-        except OSError as exc:
-            return Decoded(index, None, (0, 0), f"cannot read {rel}: {exc}")
-        try:
-            arr = decode_image(data, exif=self.exif, max_pixels=self.max_pixels)
-        except DecodeError as exc:
-            return Decoded(index, None, (0, 0), str(exc))
-        return Decoded(index, torch.from_numpy(arr), (arr.shape[0], arr.shape[1]), "")
+    def __getitem__(self, item: tuple[int, int, int]) -> PackedBatch:
+        k, start, stop = item
+        ids = self._ids(k)
+        first = k * self._store.chunk_len
+        decoded = [read_image(self.root, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
+                   for i in range(start, stop)]
+        return pack(k, range(start, stop), decoded, self.spec, self.tiling)
 
 
-class ChunkSampler(Sampler):
-    """Every row of the given chunks, chunk after chunk, in order."""
+class BatchSampler(Sampler):
+    """(chunk, start, stop) of every batch: each chunk cut into groups of ``per_batch``
+    images, chunk after chunk, in order. The cut depends only on the chunk."""
 
-    def __init__(self, bounds: list[tuple[int, int]]):
-        self.bounds = bounds
+    def __init__(self, chunks: list[int], bounds: list[tuple[int, int]], per_batch: int):
+        self.chunks, self.bounds, self.per_batch = chunks, bounds, max(1, int(per_batch))
 
     def __iter__(self):
-        for start, stop in self.bounds:
-            yield from range(start, stop)
+        for k, (start, stop) in zip(self.chunks, self.bounds):
+            for a in range(start, stop, self.per_batch):
+                yield k, a, min(a + self.per_batch, stop)
 
     def __len__(self) -> int:
-        return sum(stop - start for start, stop in self.bounds)
+        return sum(-(-(stop - start) // self.per_batch) for start, stop in self.bounds)
 
 
-def collate_list(batch: list[Decoded]) -> list[Decoded]:
+def unbatched(batch):
+    """The DataLoader's collate for items that are batches already."""
     return batch
 
 
-__all__ = ["ImageReader", "ChunkSampler", "Decoded", "collate_list"]
+__all__ = ["BatchReader", "BatchSampler", "read_image", "unbatched"]

@@ -121,11 +121,21 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progr
                 p.terminate()
         for p in procs:
             p.join(timeout=30)
+    return merge_counts(list(finished.values()))
+
+
+def merge_counts(parts: list[dict]) -> dict:
+    """Workers run side by side: their wall times overlap (the longest counts), their counts
+    and per-stage times add up."""
     total: dict = {}
-    for counts in finished.values():
+    for counts in parts:
         for key, value in counts.items():
-            # workers run side by side: their times overlap, their counts add up
-            total[key] = max(total.get(key, 0), value) if key.endswith("seconds") else total.get(key, 0) + value
+            if isinstance(value, dict):
+                total[key] = merge_counts([total.get(key, {}), value])
+            elif key.endswith("seconds") and key != "stage_seconds":
+                total[key] = max(total.get(key, 0), value)
+            else:
+                total[key] = total.get(key, 0) + value
     return total
 
 

@@ -146,7 +146,7 @@ def _row_lse(lse_ptr, rows, rmask, M, BLOCK_M: tl.constexpr, CSPLIT: tl.constexp
 @triton.jit
 def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscale_ptr, lse_ptr,
                            sg_ptr, alpha_ptr, beta_ptr, tiles_ptr,
-                           stride_em, stride_tc, M, B, C, D, scale,
+                           stride_em, stride_tc, stride_o, M, B, C, D, scale,
                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                            N_CBLOCKS: tl.constexpr, GROUP: tl.constexpr, SPLIT: tl.constexpr,
                            CSPLIT: tl.constexpr, FUSED: tl.constexpr, KEEP_TILES: tl.constexpr,
@@ -197,7 +197,7 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
                 ends = cur_end <= r0 + BLOCK_M
                 if ends:
                     if cur_end - cur_start > 1:
-                        out = cur.to(tl.int64) * C + cols
+                        out = cur.to(tl.int64) * stride_o + cols
                         tl.store(alpha_ptr + out, amax, mask=cmask)
                         tl.store(beta_ptr + out, amin, mask=cmask)
                     amax = tl.zeros([BLOCK_N], dtype=tl.float32)
@@ -214,12 +214,12 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
         # Offsets within the block are int32 (< BLOCK_M * C) from an int64 base: fewer registers.
         head_row = tl.load(offsets_ptr + seg, mask=rmask, other=-1)
         next_row = tl.load(offsets_ptr + seg + 1, mask=rmask, other=0)
-        local = (seg - b0)[:, None] * C + cols[None, :]
+        local = (seg - b0)[:, None] * stride_o + cols[None, :]
         head = (rmask & (rows == head_row))[:, None] & cmask[None, :]
-        tl.store(sg_ptr + b0.to(tl.int64) * C + local, p, mask=head)
+        tl.store(sg_ptr + b0.to(tl.int64) * stride_o + local, p, mask=head)
         lone = head & (next_row - head_row == 1)[:, None]
-        tl.store(alpha_ptr + b0.to(tl.int64) * C + local, p, mask=lone)
-        tl.store(beta_ptr + b0.to(tl.int64) * C + local, p, mask=lone)
+        tl.store(alpha_ptr + b0.to(tl.int64) * stride_o + local, p, mask=lone)
+        tl.store(beta_ptr + b0.to(tl.int64) * stride_o + local, p, mask=lone)
         if KEEP_TILES:  # tile row r of image b is row r - b - 1 of the tile output
             local = (tl.arange(0, BLOCK_M) - (seg - b0))[:, None] * C + cols[None, :]
             tile = (rmask & (rows > head_row))[:, None] & cmask[None, :]
@@ -227,7 +227,7 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
 
     if SPLIT > 1:  # partial max / min of one image, combined across programs (order-free)
         if (cur_end - cur_start > 1) & (row_lo + part * BLOCK_M < row_hi):
-            out = first.to(tl.int64) * C + cols
+            out = first.to(tl.int64) * stride_o + cols
             tl.atomic_max(alpha_ptr + out, amax, mask=cmask, sem="relaxed")
             tl.atomic_min(beta_ptr + out, amin, mask=cmask, sem="relaxed")
 
@@ -339,11 +339,12 @@ def _check(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor) -> None
 
 def score_segments_triton(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor,
                           logit_scale: float, keep_tiles: bool = False, *,
-                          blocks: dict | None = None) -> Scores:
+                          blocks: dict | None = None, out: torch.Tensor | None = None) -> Scores:
     """S_g, alpha, beta (and fp16 tile probabilities) for segment-stacked embeddings.
 
     ``blocks`` overrides fields of :class:`Blocks` (e.g. ``{"block_n": 16, "split": 2}``) to
-    force the multi-block paths at small sizes.
+    force the multi-block paths at small sizes. ``out``, a contiguous float32 [B, 3, C]
+    tensor, receives S_g, alpha and beta side by side (one copy brings all three back).
     """
     _check(emb, offsets, text)
     # The last dimension is read in BLOCK_K runs: make it unit-stride (a no-op when it is).
@@ -373,16 +374,23 @@ def score_segments_triton(emb: torch.Tensor, offsets: torch.Tensor, text: torch.
             DOT_DTYPE=dot_tl, PRECISION=precision,
             num_warps=8 if cfg.block_m * cfg.block_n >= 128 * 128 else 4, num_stages=cfg.num_stages)
 
-    s_g = torch.empty(b, c, **f32)
-    if cfg.split > 1:  # partial max / min are combined with atomics: start from the identities
+    if out is not None:
+        if out.shape != (b, 3, c) or out.dtype != torch.float32 or not out.is_contiguous() or out.device != dev:
+            raise ValueError(f"out must be a contiguous float32 [{b}, 3, {c}] tensor on {dev}")
+        s_g, alpha, beta = out[:, 0], out[:, 1], out[:, 2]
+        if cfg.split > 1:  # partial max / min are combined with atomics: start from the identities
+            alpha.zero_()
+            beta.fill_(float("inf"))
+    elif cfg.split > 1:
+        s_g = torch.empty(b, c, **f32)
         alpha, beta = torch.zeros(b, c, **f32), torch.full((b, c), float("inf"), **f32)
     else:
-        alpha, beta = torch.empty(b, c, **f32), torch.empty(b, c, **f32)
+        s_g, alpha, beta = torch.empty(b, c, **f32), torch.empty(b, c, **f32), torch.empty(b, c, **f32)
     tiles = torch.empty(m - b, c, device=dev, dtype=torch.float16) if keep_tiles else s_g
     n_cblocks = triton.cdiv(c, cfg.block_n)
     _segment_scores_kernel[(n_cblocks * cfg.split * triton.cdiv(b, cfg.group),)](
         emb, text, offsets, colscale, rowscale, lse, s_g, alpha, beta, tiles,
-        emb.stride(0), text.stride(0), m, b, c, d, scale,
+        emb.stride(0), text.stride(0), s_g.stride(0), m, b, c, d, scale,
         BLOCK_M=cfg.seg_block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_CBLOCKS=n_cblocks,
         GROUP=cfg.group, SPLIT=cfg.split, CSPLIT=cfg.csplit, FUSED=cfg.fused,
         KEEP_TILES=keep_tiles, DOT_DTYPE=dot_tl, PRECISION=precision,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 
 import click
@@ -46,11 +47,19 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
               help="Crops per encoder batch.  [default: 256 on GPU; 8 on CPU, where larger batches "
                    "fall out of cache and run slower]")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Decoding processes per device worker.  [default on GPU: CPU count / devices, at most 8; "
+              help="Decoding processes per device worker.  [default on GPU: CPU count / devices - 1, at most 32; "
                    "on CPU: 0, decoding in the worker itself, since the encoder already uses every core]")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads per worker.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
               help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.")
+@click.option("--views", type=click.Choice(["auto", "kernel", "exact"]), default="auto",
+              help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
+                   "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
+                   "exact: one image at a time with matrix products (float64 on the CPU, bit-exact PIL; float32 "
+                   "on GPUs). auto: kernel on CUDA, exact on the CPU.")
+@click.option("--compile", "compile_mode", type=click.Choice(["none", "default", "reduce-overhead", "max-autotune"]),
+              default="none", help="torch.compile the image tower (reduce-overhead adds CUDA graphs); every "
+                                   "encoder call then has --batch-size rows. The first batches pay the compile.")
 @click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
 @click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
 @click.option("--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2.")
@@ -67,8 +76,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
-         classes, csv_path, gpus, batch_size, workers, threads, precision, chunk_len, zeta, lam, keep_tiles,
-         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, quiet):
+         classes, csv_path, gpus, batch_size, workers, threads, precision, views, compile_mode, chunk_len, zeta, lam,
+         keep_tiles, max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, quiet):
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     if "{}" not in template:
@@ -76,7 +85,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     import torch
 
     from cdul.extractor.clip_model import WeightsUnavailableError, model_embed_dim, register_model, resolve_weights
-    from cdul.extractor.pipeline import WorkerConfig
+    from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError
@@ -86,6 +95,8 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         devices = parse_devices(gpus, torch.cuda.device_count())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
+    if views == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # on the CPU the kernels run through Triton's interpreter
     try:
         data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
     except DatasetError as exc:
@@ -100,14 +111,19 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         fail(str(exc))
     on_gpu = any(d.startswith("cuda") for d in devices)
     per_device = max(1, (os.cpu_count() or 1) // len(devices))
+    try:
+        resolve_views(views, torch.device(devices[0]))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--views") from None
     cfg = WorkerConfig(
         store=out, root=data.root, model=model, pretrained=pretrained, template=template,
         ensemble=prompts == "ensemble", cache_dir=cache_dir,
         tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
         batch_size=batch_size or (256 if on_gpu else 8),
-        loader_workers=(min(8, per_device) if on_gpu else 0) if workers is None else workers,
-        threads=threads, precision=precision, keep_tiles=keep_tiles, max_tiles=max_tiles,
-        keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels,
+        loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
+        threads=threads, precision=resolve_precision(precision, torch.device(devices[0])), keep_tiles=keep_tiles,
+        max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
+        compile=compile_mode,
     )
     try:
         if dist:

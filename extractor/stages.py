@@ -1,0 +1,304 @@
+"""The extraction stages. Each takes one record and hands one record to the next:
+
+    PackedBatch (loader) -> ToDevice -> views [V, 3, R, R] -> Encoder -> emb [V, D]
+        -> Scorer -> HostScores -> ChunkAssembler -> ChunkWriter (a thread)
+
+A batch is a fixed group of whole images of one chunk (``images_per_batch``), so what the
+encoder sees depends only on the chunk, never on how chunks were shared out or resumed.
+On a GPU the whole path is per batch: one host-to-device copy, two launches that cut and
+resize every view (``--views kernel``), the encoder, one scorer launch, one copy back;
+the host reads a batch's scores one batch later, and the store is written by a thread.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cdul.kernels import score_segments
+from cdul.store import Store, layout
+
+from .packing import PackedBatch
+from .tiling import Tiling
+from .views import ViewMaker
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def images_per_batch(tiling: Tiling | None, batch_size: int) -> int:
+    """Whole images per batch, so that their views about fill one encoder batch."""
+    if tiling is None or tiling.whole_image:
+        return max(1, batch_size)
+    if tiling.mode == "grid":
+        return max(1, batch_size // (1 + tiling.size ** 2))
+    return max(1, batch_size // 16)  # pixel tiles: the count depends on the image size
+
+
+class ToDevice:
+    """One host-to-device copy of the packed buffer (from pinned memory: asynchronous)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __call__(self, batch: PackedBatch) -> PackedBatch:
+        if batch.data.device != self.device:
+            batch.data = batch.data.to(self.device, non_blocking=True)
+        return batch
+
+
+class _Grown:
+    """A buffer reused from batch to batch, reallocated only when a batch needs more.
+    Reuse is safe: every stage runs on one stream, so a batch's kernels finish reading a
+    buffer before the next batch's kernels write it."""
+
+    def __init__(self):
+        self.buf: torch.Tensor | None = None
+
+    def get(self, n: int, make) -> torch.Tensor:
+        if self.buf is None or self.buf.shape[0] < n:
+            self.buf = make(max(n, 1))
+        return self.buf
+
+
+class KernelViews:
+    """Every view of a batch in two Triton launches (``cdul.kernels.resample``): PIL's
+    8-bit levels exactly, normalised and written in the encoder's dtype and layout."""
+
+    def __init__(self, size: int, mean, std, device: torch.device, dtype: torch.dtype, min_rows: int = 0):
+        from cdul.kernels.resample import resample_views  # imports triton
+
+        self._resample = resample_views
+        self.size, self.device, self.dtype, self.min_rows = int(size), device, dtype, min_rows
+        std32 = torch.tensor(std, dtype=torch.float32)
+        mean32 = torch.tensor(mean, dtype=torch.float32)
+        # the same float32 numbers as ViewMaker's multiply-add
+        self.mul = (1.0 / (255.0 * std32)).tolist()
+        self.add = (-mean32 / std32).tolist()
+        self.fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self._scratch, self._out = _Grown(), _Grown()
+
+    def __call__(self, batch: PackedBatch) -> torch.Tensor:
+        v = batch.n_view_rows
+        scratch = self._scratch.get(batch.scratch_bytes,
+                                    lambda n: torch.empty(n, dtype=torch.uint8, device=self.device))
+        out = self._out.get(max(v, self.min_rows), self._new_out)
+        self._resample(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out,
+                       self.mul, self.add)
+        return out if out.shape[0] == max(v, self.min_rows) else out[: max(v, self.min_rows)]
+
+    def _new_out(self, n: int) -> torch.Tensor:
+        # zeros: rows past a batch's views (padding for a compiled encoder) stay finite
+        out = torch.zeros(n, 3, self.size, self.size, dtype=self.dtype, device=self.device)
+        return out.contiguous(memory_format=self.fmt)
+
+
+class ExactViews:
+    """The matrix-product path (``ViewMaker``): float64 on the CPU, bit-exact PIL; one image
+    at a time."""
+
+    def __init__(self, maker: ViewMaker, tiling: Tiling | None, min_rows: int = 0):
+        self.maker, self.tiling, self.min_rows = maker, tiling, min_rows
+
+    def __call__(self, batch: PackedBatch) -> torch.Tensor:
+        views = [self.maker.make(batch.image(i), self.tiling)[0] for i in np.flatnonzero(batch.n_views)]
+        pad = self.min_rows - batch.n_view_rows
+        if pad > 0:
+            views.append(torch.zeros(pad, *views[0].shape[1:], dtype=views[0].dtype, device=views[0].device))
+        out = torch.cat(views)
+        return out.contiguous(memory_format=torch.channels_last) if out.is_cuda else out
+
+
+class Encoder:
+    """The image tower over a batch's views, in slices of at most ``batch_size`` rows.
+    With a compiled tower every call has exactly ``batch_size`` rows (the views stage pads)."""
+
+    def __init__(self, visual: torch.nn.Module, batch_size: int, device: torch.device, precision: str,
+                 fixed_shape: bool = False):
+        self.visual, self.batch_size, self.device = visual, int(batch_size), device
+        self.autocast = device.type == "cuda" and precision != "fp32"
+        self.amp_dtype = PRECISIONS[precision]
+        self.in_dtype = self.amp_dtype if self.autocast else torch.float32
+        self.fixed_shape = fixed_shape
+        self.calls = self.rows = 0
+
+    @torch.inference_mode()
+    def __call__(self, views: torch.Tensor, n: int) -> torch.Tensor:
+        """[>= n, 3, R, R] -> [n, D] embeddings of the first n views (the tower's dtype)."""
+        b = self.batch_size
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
+            if views.shape[0] <= b and (not self.fixed_shape or views.shape[0] == b):
+                emb = self.visual(views)
+                self.calls += 1
+            else:
+                parts = []
+                for i in range(0, n, b):
+                    x = views[i: i + b]
+                    if self.fixed_shape and x.shape[0] < b:
+                        x = torch.cat([x, x.new_zeros(b - x.shape[0], *x.shape[1:])])
+                    parts.append(self.visual(x))
+                    self.calls += 1
+                emb = torch.cat(parts)
+        self.rows += n
+        return emb if emb.shape[0] == n else emb[:n]
+
+
+@dataclass
+class HostScores:
+    """A batch's scores on their way to the host; ``wait`` returns numpy arrays."""
+
+    batch: PackedBatch
+    scores: torch.Tensor  # [3, B, C] float32: S_g, alpha, beta
+    tiles: torch.Tensor | None  # [V - B, C] float16
+    emb: torch.Tensor | None  # [B, D] float16
+    event: object = None
+
+    def wait(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        if self.event is not None:
+            self.event.synchronize()
+        tiles = self.tiles.numpy() if self.tiles is not None else None
+        emb = self.emb.numpy() if self.emb is not None else None
+        return self.scores.numpy(), tiles, emb
+
+
+class Scorer:
+    """One scorer call per batch (``score_segments``; the Triton kernel reads the offsets
+    straight from the packed buffer) and one copy of its [3, B, C] result to the host."""
+
+    def __init__(self, text: torch.Tensor, logit_scale: float, *, triton: bool, keep_tiles: bool,
+                 keep_embeddings: bool):
+        self.text, self.logit_scale, self.triton = text, float(logit_scale), triton
+        self.keep_tiles, self.keep_embeddings = keep_tiles, keep_embeddings
+        self._out = _Grown()
+        if triton:
+            from cdul.kernels.triton_scoring import score_segments_triton
+
+            self._triton = score_segments_triton
+
+    def __call__(self, emb: torch.Tensor, batch: PackedBatch) -> HostScores:
+        b = batch.n_ok
+        offsets = batch.data[batch.offsets_off: batch.offsets_off + 8 * (b + 1)].view(torch.int64)
+        if self.text.dtype != emb.dtype:  # one dtype for the fused kernel (tensor cores for fp16)
+            self.text = self.text.to(emb.dtype)
+        c = self.text.shape[0]
+        if self.triton:
+            out = self._out.get(b, lambda n: torch.empty(n, 3, c, dtype=torch.float32, device=emb.device))
+            out = out[:b]
+            sc = self._triton(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles, out=out)
+            scores = out
+        else:
+            sc = score_segments(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles)
+            scores = torch.stack([sc.global_, sc.alpha, sc.beta], dim=1)
+        emb_g = None
+        if self.keep_embeddings:
+            emb_g = F.normalize(emb[offsets[:-1]].float(), dim=-1).half()
+        return _to_host(HostScores(batch, scores, sc.tiles, emb_g))
+
+
+def _to_host(h: HostScores) -> HostScores:
+    if not h.scores.is_cuda:
+        return h
+    h.scores = h.scores.to("cpu", non_blocking=True)  # into pinned memory
+    h.tiles = h.tiles.to("cpu", non_blocking=True) if h.tiles is not None else None
+    h.emb = h.emb.to("cpu", non_blocking=True) if h.emb is not None else None
+    h.event = torch.cuda.Event()
+    h.event.record()
+    return h
+
+
+class ChunkResults:
+    """The rows of one chunk, filled batch by batch and written to the store in one piece."""
+
+    def __init__(self, start: int, stop: int, n_classes: int, tiles_max: int = 0, embed_dim: int = 0):
+        n, c = stop - start, n_classes
+        self.start, self.left = start, n
+        self.arrays = {
+            layout.HW: np.zeros((n, 2), np.int32),
+            layout.N_TILES: np.zeros(n, np.int32),
+            layout.STATUS: np.full(n, layout.PENDING, np.uint8),
+            layout.ERROR: np.full(n, "", dtype=object),
+            layout.SIM_GLOBAL: np.full((n, c), np.nan, np.float32),
+            layout.SIM_ALPHA: np.full((n, c), np.nan, np.float32),
+            layout.SIM_BETA: np.full((n, c), np.nan, np.float32),
+        }
+        if tiles_max:
+            self.arrays[layout.SIM_TILES] = np.full((n, tiles_max, c), np.nan, np.float16)
+        if embed_dim:
+            self.arrays[layout.EMB_GLOBAL] = np.full((n, embed_dim), np.nan, np.float16)
+
+    def put(self, batch: PackedBatch, scores: np.ndarray, tiles: np.ndarray | None, emb: np.ndarray | None) -> int:
+        """Fill the batch's rows; returns the number of tiles recorded."""
+        a = self.arrays
+        rows = batch.rows - self.start
+        ok = batch.n_views > 0
+        a[layout.HW][rows] = batch.hw
+        a[layout.N_TILES][rows[ok]] = batch.n_tiles[ok]
+        a[layout.STATUS][rows] = np.where(ok, layout.OK, layout.FAILED)
+        a[layout.ERROR][rows] = np.array(batch.errors, dtype=object)
+        good = rows[ok]
+        a[layout.SIM_GLOBAL][good], a[layout.SIM_ALPHA][good], a[layout.SIM_BETA][good] = (
+            scores[:, 0], scores[:, 1], scores[:, 2])
+        if emb is not None and layout.EMB_GLOBAL in a:
+            a[layout.EMB_GLOBAL][good] = emb
+        if tiles is not None and layout.SIM_TILES in a:
+            self._put_tiles(batch, good, scores, tiles)
+        self.left -= len(rows)
+        return int(batch.n_tiles[ok].sum())
+
+    def _put_tiles(self, batch: PackedBatch, good: np.ndarray, scores: np.ndarray, tiles: np.ndarray) -> None:
+        out = self.arrays[layout.SIM_TILES]
+        counts = batch.n_views[batch.n_views > 0] - 1
+        ends = np.cumsum(counts)
+        for j, (row, n, end) in enumerate(zip(good, counts, ends)):
+            t = tiles[end - n: end]
+            if not n and batch.n_tiles[batch.n_views > 0][j]:  # a 1 x 1 grid: the tile is the global view
+                t = scores[j: j + 1, 0].astype(np.float16)
+            keep = min(len(t), out.shape[1])
+            out[row, :keep] = t[:keep]
+
+    @property
+    def complete(self) -> bool:
+        return self.left == 0
+
+
+class ChunkWriter:
+    """Writes finished chunks to the store from a thread (bounded queue), so the device never
+    waits for compression or the file system. A write error is raised in the caller at the
+    next ``submit`` or at ``close``; chunks written before it stay flagged done."""
+
+    def __init__(self, store: Store, depth: int = 2):
+        self.store = store
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.written = 0
+        self.thread = threading.Thread(target=self._run, name="cdul-chunk-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.store.write_chunk(*item)
+                    self.written += 1
+                except BaseException as exc:  # handed to the caller
+                    self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, k: int, arrays: dict) -> None:
+        self._raise()
+        self.queue.put((k, arrays))
+
+    def close(self) -> None:
+        """Wait for every submitted chunk, then raise the first write error, if any."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
