@@ -1,15 +1,18 @@
 """Extraction throughput: ours end to end vs the naive baseline vs the encoder-only limit.
 
     python -m cdul.benchmarks.extract_bench --quick        # this CPU, about 3 minutes
-    python -m cdul.benchmarks.extract_bench                # a GPU: RN50, ViT-B-32, RN50x64
+    python -m cdul.benchmarks.extract_bench --models RN50,ViT-B-32,ViT-B-16,RN50x64 --tilings 3   # a GPU
 
 Variants, measured in one run on the same JPEGs (random weights: speed does not depend on
 them), model loading excluded from all three:
-- ours: cdul's extractor from JPEG files to the store (decode in DataLoader workers, views
-  as tensors, full encoder batches, fp16 autocast on CUDA, chunked store writes);
+- ours: cdul's extractor from JPEG files to the store (decode and pack in DataLoader
+  workers, one copy per batch, the batch view kernel on CUDA, full encoder batches, fp16
+  autocast, one scorer launch and one copy back per batch, store writes in a thread);
 - naive: one image at a time, PIL crops, float32, a batch of one image's crops, one file
   per image (benchmarks/naive.py);
-- limit: the same encoder on ready-made tensors at our batch size and precision, no I/O.
+- limit: the same encoder on ready-made tensors at our batch size and precision, no I/O,
+  in its best configuration: eager, and with ``--compile MODE`` also compiled (the faster
+  one is the limit, and ours runs with the same choice).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import click
 import torch
 
 from cdul.data import load_dataset
+from cdul.extractor import pipeline
 from cdul.extractor.build import prepare_store
 from cdul.extractor.clip_model import load_clip
 from cdul.extractor.pipeline import PRECISIONS, WorkerConfig, extract_chunks, resolve_precision
@@ -35,18 +39,24 @@ def parse_tiling(spec: str) -> Tiling:
     return Tiling.pixel(int(spec[2:])) if spec.startswith("px") else Tiling.grid(int(spec))
 
 
-def run_ours(root, model, tiling, device, batch_size, workers) -> dict:
+def run_ours(root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none") -> dict:
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "ours.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=tiling,
-                       batch_size=batch_size, loader_workers=workers)
-    # warm-up on a few images first: CUDA loads kernels lazily, and the first batches of a
-    # process would otherwise be timed with them
-    warm = prepare_store(out, cfg, data.head(max(8, 2 * workers)), chunk_len=256, overwrite=True)
-    extract_chunks(cfg, warm.pending_chunks(), device)
-    store = prepare_store(out, cfg, data, chunk_len=256, overwrite=True)
-    counts = extract_chunks(cfg, store.pending_chunks(), device)
-    return {"images": counts["images"], "tiles": counts["tiles"], "seconds": counts["work_seconds"]}
+                       batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode)
+    pipeline.REUSE_LOADED = True  # the warm-up's model (and compiled tower) serves the timed run
+    try:
+        # warm-up on a few images first: CUDA loads kernels lazily (and compiles), and the first
+        # batches of a process would otherwise be timed with them
+        warm = prepare_store(out, cfg, data.head(max(16, 2 * workers)), chunk_len=256, overwrite=True)
+        extract_chunks(cfg, warm.pending_chunks(), device)
+        store = prepare_store(out, cfg, data, chunk_len=256, overwrite=True)
+        counts = extract_chunks(cfg, store.pending_chunks(), device)
+    finally:
+        pipeline.REUSE_LOADED = False
+        pipeline._LOADED.clear()
+    return {"images": counts["images"], "tiles": counts["tiles"], "seconds": counts["work_seconds"],
+            "stages": counts["stage_seconds"]}
 
 
 def run_naive(root, model, tiling, device, limit: int) -> dict:
@@ -63,16 +73,15 @@ def run_naive(root, model, tiling, device, limit: int) -> dict:
     return naive.run(paths, out, net, preprocess, text, scale, device, snippet=snippet, tile_px=tile_px)
 
 
-def run_limit(model, device, batch_size, crops: int, max_batches: int) -> dict:
+def run_limit(model, device, batch_size, crops: int, max_batches: int, compile_mode: str = "none") -> dict:
     dev = torch.device(device)
     bundle = load_clip(model, "none", ["x"], device=dev)
     precision = resolve_precision("auto", dev)
     autocast = dev.type == "cuda" and precision != "fp32"
     dtype = PRECISIONS[precision] if autocast else torch.float32
-    visual = bundle.visual
+    visual = pipeline._tower(bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
     x = torch.randn(batch_size, 3, bundle.input_size, bundle.input_size, device=dev).to(dtype)
     if dev.type == "cuda":
-        visual = visual.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     n = max(1, min(max_batches, math.ceil(crops / batch_size)))
 
@@ -83,52 +92,68 @@ def run_limit(model, device, batch_size, crops: int, max_batches: int) -> dict:
                 visual(x)
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    seconds = timeit(go, warmup=1, repeat=3, sync=sync)
+    seconds = timeit(go, warmup=1 if compile_mode == "none" else 2, repeat=3, sync=sync)
     return {"crops_per_s": n * batch_size / seconds}
 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="CPU-sized: RN50, snippet 1 and 3, a few images.")
-@click.option("--models", default=None, help="Comma list of open_clip models.")
+@click.option("--models", default=None, help="Comma list of open_clip models.  [default: RN50,ViT-B-32,ViT-B-16,RN50x64]")
 @click.option("--tilings", default=None, help="Comma list: 1, 3, 8 (grids), px64 (64-pixel tiles).")
 @click.option("--images", type=int, default=None, help="Images per run (ours).")
 @click.option("--naive-images", type=int, default=None, help="Images for the naive baseline (it is slow).")
 @click.option("--device", default="auto")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Decoding processes for ours.")
-def main(quick, models, tilings, images, naive_images, device, batch_size, workers):
+@click.option("--views", default="auto", help="Ours: auto, kernel or exact view path.")
+@click.option("--compile", "compile_mode", default="none",
+              help="Also measure the limit with the tower compiled in this mode; ours uses the faster choice.")
+def main(quick, models, tilings, images, naive_images, device, batch_size, workers, views, compile_mode):
     cuda = torch.cuda.is_available()
     device = ("cuda:0" if cuda else "cpu") if device == "auto" else device
     on_gpu = device.startswith("cuda")
-    models = (models or ("RN50" if quick else "RN50,ViT-B-32,RN50x64")).split(",")
+    models = (models or ("RN50" if quick else "RN50,ViT-B-32,ViT-B-16,RN50x64")).split(",")
     tilings = (tilings or ("1,3" if quick else "1,3,8,px64")).split(",")
     images = images or (48 if quick else 512)
     naive_images = naive_images or (4 if quick else 64)
     batch_size = batch_size or (256 if on_gpu else 8)
-    workers = (min(8, os.cpu_count() or 1) if on_gpu else 0) if workers is None else workers
+    workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if on_gpu else 0) if workers is None else workers
     root = jpeg_dataset(images)
     rows = []
     for model in models:
         for spec in tilings:
             tiling = parse_tiling(spec)
             params = {"model": model, "tiling": spec, "images": images, "batch_size": batch_size,
-                      "device": device}
-            ours = run_ours(root, model, tiling, device, batch_size, workers)
-            views = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
-            limit = run_limit(model, device, batch_size, int(views * ours["images"]), 4 if not on_gpu else 50)
+                      "device": device, "views": views}
+            views_per_image = 1 + (tiling.size ** 2 if tiling.mode == "grid" and not tiling.whole_image else 0)
+            crops = views_per_image * images
+            most = 4 if not on_gpu else 24
+            limits = {"none": run_limit(model, device, batch_size, crops, most)["crops_per_s"]}
+            if compile_mode != "none":
+                limits[compile_mode] = run_limit(model, device, batch_size, crops, most, compile_mode)["crops_per_s"]
+            best = max(limits, key=limits.get)
+            ours = run_ours(root, model, tiling, device, batch_size, workers, views, best)
+            views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
             nv = run_naive(root, model, tiling, device, naive_images)
             ips = {"ours": ours["images"] / ours["seconds"], "naive": nv["images"] / nv["seconds"],
-                   "limit": limit["crops_per_s"] / views}
+                   "limit": limits[best] / views_measured}
             tiles_per_image = ours["tiles"] / ours["images"]
             for variant, v in ips.items():
-                record("extract", variant, params, {"images_per_s": (v, "img/s"),
-                                                    "tiles_per_s": (v * tiles_per_image, "tiles/s")})
-            record("extract", "ratio", params, {"ours_over_naive": (ips["ours"] / ips["naive"], "x"),
-                                                "ours_over_limit": (ips["ours"] / ips["limit"], "x")})
+                record("extract", variant, {**params, "compile": best}, {
+                    "images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")})
+            if len(limits) > 1:
+                record("extract", "limit-eager", params, {"images_per_s": (limits["none"] / views_measured, "img/s")})
+            record("extract", "ratio", {**params, "compile": best}, {
+                "ours_over_naive": (ips["ours"] / ips["naive"], "x"), "ours_over_limit": (ips["ours"] / ips["limit"], "x")})
+            work = ours["seconds"]
+            record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
             rows.append((model, spec, ips["ours"], ips["naive"], ips["limit"], ips["ours"] / ips["naive"],
                          ips["ours"] / ips["limit"]))
             click.echo(f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
-                       f"limit {ips['limit']:8.2f}  ours/naive {rows[-1][5]:5.2f}  ours/limit {rows[-1][6]:5.2f}")
+                       f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
+                       f"ours/limit {rows[-1][6]:5.2f}")
+            click.echo("           host stage shares: " + ", ".join(
+                f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items()))
     return rows
 
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The GPU checks in one go: the GPU-only tests, the kernel benchmark, the
-# extraction benchmark (ours / naive / encoder limit) and the extraction profile. Every
-# step has its own time limit; logs and a results CSV land in $OUT as the steps finish.
+# The GPU checks in one go (about 7 minutes on one H100): the GPU-only tests, the kernel
+# benchmark, the extraction benchmark (ours / naive / encoder limit for RN50, ViT-B-32,
+# ViT-B-16 and RN50x64 at 448 px, snippet 3), the limit with a compiled tower for ViT-B-32,
+# and the stage profile. Every step has its own time limit; logs and a
+# results CSV land in $OUT as the steps finish.
 #
 #   OUT=benchmarks/results/gpu bash benchmarks/gpu_run.sh          # in the repository root
+#   QUICK=1 OUT=/tmp/gpu bash benchmarks/gpu_run.sh                # tiny models: checks the script itself
 #
 # Works in the project's .venv, or with a system python3 holding torch (then wheels found
 # in .whl/ are installed to /tmp/site and the repository is assembled as the cdul package).
@@ -38,8 +41,15 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 Q=${QUICK:-0}
-if [ "$Q" = 1 ]; then M=cdul-tiny-vit,cdul-tiny-rn; N=24; NV=4; PM=cdul-tiny-vit; else M=ViT-B-32,RN50; N=512; NV=48; PM=ViT-B-32; fi
-step kernel_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py -q -x -p no:cacheprovider -m gpu
-step kernel_bench 80 $PY -m cdul.benchmarks.kernel_bench $([ "$Q" = 1 ] && echo --quick)
-step extract_bench 100 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3 --images "$N" --naive-images "$NV"
-step profile 45 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"
+if [ "$Q" = 1 ]; then
+  M=cdul-tiny-vit,cdul-tiny-rn; MC=cdul-tiny-vit; N=24; NV=4; PM=cdul-tiny-vit; QK=--quick
+else
+  M=RN50,ViT-B-32,ViT-B-16,RN50x64; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick
+fi
+step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_view_kernel.py \
+  tests/test_extract_views.py -q -x -p no:cacheprovider -m gpu
+step kernel_bench 40 $PY -m cdul.benchmarks.kernel_bench $QK
+step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3 --images "$N" --naive-images "$NV"
+step extract_compiled 100 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
+  --naive-images 4 --compile default
+step profile 40 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"

@@ -15,7 +15,7 @@ import time
 
 import click
 
-SUBJECTS = ("extract", "scaling", "store", "memory", "train", "kernel", "refine")
+SUBJECTS = ("extract", "host_ops", "scaling", "store", "memory", "train", "kernel", "refine")
 
 
 @click.command()

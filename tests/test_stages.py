@@ -141,7 +141,7 @@ def test_chunk_writer_writes_in_order_and_reports_errors():
 def test_host_ops_per_image_with_the_batch_kernels(tmp_path, monkeypatch):
     """The GPU's host path, counted on the CPU: at most 5 torch ops per image outside the
     towers (snippet 3, batch 64), against about 60 for the one-image-at-a-time path."""
-    from cdul.benchmarks.host_ops import marginal
+    from cdul.benchmarks.host_ops_bench import marginal
 
     monkeypatch.setenv("CDUL_BENCH_DIR", str(tmp_path))
 
