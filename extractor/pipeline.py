@@ -158,8 +158,8 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
                         prefetch_factor=4 if cfg.loader_workers else None,
                         persistent_workers=False)
     to_device = ToDevice(device)
-    results = {k: ChunkResults(a, b, len(store.classes), tiles_max, bundle.embed_dim if cfg.keep_embeddings else 0)
-               for k, (a, b) in zip(chunks, bounds)}
+    chunk_bounds = dict(zip(chunks, bounds))
+    results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
     writer = ChunkWriter(store)
     times = StageTimes(sync=sync_stages)
     report = progress or (lambda images, tiles: None)
@@ -170,6 +170,9 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     def collect(host) -> None:
         batch = host.batch
         scores, tiles, emb = host.wait()
+        if batch.chunk not in results:
+            results[batch.chunk] = ChunkResults(*chunk_bounds[batch.chunk], len(store.classes), tiles_max,
+                                                bundle.embed_dim if cfg.keep_embeddings else 0)
         chunk = results[batch.chunk]
         counts["tiles"] += chunk.put(batch, scores, tiles, emb)
         counts["images"] += batch.n_ok
@@ -200,8 +203,8 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
             times.run("collect", collect, in_flight.popleft())
     finally:
         writer.close()  # chunks already complete are written even when a later batch failed
-    if results:
-        raise RuntimeError(f"chunks {sorted(results)} left incomplete (internal error)")
+    if results or counts["chunks"] != len(chunks):
+        raise RuntimeError(f"{len(chunks) - counts['chunks']} chunks left incomplete (internal error)")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     counts["crops"] = encoder.rows
