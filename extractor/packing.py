@@ -99,7 +99,8 @@ def _views_of(h: int, w: int, tiling: Tiling | None) -> list[tuple[int, int, int
 
 
 def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None) -> PackedBatch:
-    """``decoded``: per row, an [H, W, 3] uint8 array, or a failure reason (str)."""
+    """``decoded``: per row, an [H, W, 3] uint8 array, or a failure reason (str). The arrays
+    are taken: their entries are set to None as they are copied in (bounded memory)."""
     n = len(decoded)
     hw = np.zeros((n, 2), np.int32)
     n_views = np.zeros(n, np.int32)
@@ -151,6 +152,7 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
     for i in ok:
         off, h, w = images[i]
         buf[off: off + h * w * 3] = np.ascontiguousarray(decoded[i]).reshape(-1)
+        decoded[i] = None  # the caller's list: each decoded image is freed once it is packed
     return PackedBatch(chunk, np.asarray(rows, np.int64), hw, n_views, n_tiles, errors, data, images,
                        views_off, offsets_off, taps_off, max_rows, scratch)
 

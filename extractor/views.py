@@ -125,6 +125,9 @@ def _to_levels(x: torch.Tensor) -> torch.Tensor:
     return x.add_(bias).floor_().clamp_(0.0, 255.0)
 
 
+STRIP_BYTES = 64 << 20  # working memory of one resize pass, at most (a strip of rows)
+
+
 def exact_dtype(device: torch.device) -> torch.dtype:
     """float64 on the CPU (bit-exact PIL at a few per cent of the encoder's cost); float32 on
     GPUs, where float64 resizing was measured on an H100 to take about as much device time as
@@ -164,12 +167,32 @@ class ViewMaker:
         return self._mats[key]
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, h, w] uint8 -> [B, 3, R, R] float32 in 0..255: PIL's resize, then the centre crop."""
+        """[B, 3, h, w] uint8 -> [B, 3, R, R] float32 in 0..255: PIL's resize, then the centre crop.
+
+        The horizontal pass runs in strips of rows of at most STRIP_BYTES of working
+        precision, so a huge image costs a strip, not its whole size in float64 (the
+        passes are per row: strips give the same numbers)."""
         h, w = x.shape[-2:]
         r0, my, c0, mxt = self._matrices(h, w)
-        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]].to(self.work_dtype)
-        x = _to_levels(torch.matmul(x, mxt))  # horizontal pass first, as PIL
-        return _to_levels(torch.matmul(my, x)).float()
+        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]]
+        per_row = x.shape[0] * 3 * x.shape[-1] * torch.finfo(self.work_dtype).bits // 8
+        step = max(1, STRIP_BYTES // max(per_row, 1))
+        if step >= x.shape[-2]:
+            tmp = _to_levels(torch.matmul(x.to(self.work_dtype), mxt))  # horizontal pass first, as PIL
+        else:
+            tmp = torch.empty(*x.shape[:-1], self.size, dtype=self.work_dtype, device=x.device)
+            for i in range(0, x.shape[-2], step):
+                tmp[..., i:i + step, :] = _to_levels(torch.matmul(x[..., i:i + step, :].to(self.work_dtype), mxt))
+        return _to_levels(torch.matmul(my, tmp)).float()
+
+    def _tiles(self, image: torch.Tensor, rows: int, cols: int, th: int, tw: int) -> torch.Tensor:
+        """All tiles of a [3, H, W] image, resized: as one batch while they are small, else
+        one at a time (views of the image, no copy of it)."""
+        if rows * cols * th * tw * 3 <= STRIP_BYTES:
+            tiles = image[:, : rows * th, : cols * tw].reshape(3, rows, th, cols, tw)
+            return self.resize(tiles.permute(1, 3, 0, 2, 4).reshape(rows * cols, 3, th, tw))
+        return torch.cat([self.resize(image[None, :, i * th:(i + 1) * th, j * tw:(j + 1) * tw])
+                          for i in range(rows) for j in range(cols)])
 
     def make(self, image: torch.Tensor, tiling: Tiling | None) -> tuple[torch.Tensor, int]:
         """[H, W, 3] uint8, as decoded -> ([1 + T, 3, R, R] normalised views, T).
@@ -188,9 +211,7 @@ class ViewMaker:
             rows, cols, th, tw = tiling.layout(h, w)
             n = rows * cols
             if n:
-                tiles = image[:, : rows * th, : cols * tw].reshape(3, rows, th, cols, tw)
-                tiles = tiles.permute(1, 3, 0, 2, 4).reshape(n, 3, th, tw)
-                views.append(self.resize(tiles))
+                views.append(self._tiles(image, rows, cols, th, tw))
         out = torch.cat(views) if len(views) > 1 else views[0]
         out = out.mul_(self._mul).add_(self._add)
         return out.to(self.dtype), n

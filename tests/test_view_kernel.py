@@ -47,7 +47,7 @@ def _worst(a: torch.Tensor, b: torch.Tensor) -> str:
 def test_levels_equal_the_matrix_path_on_odd_sizes(tiling):
     spec = ViewSpec(32)
     images = _images(ODD_SIZES)
-    batch = pack(0, range(len(images)), images, spec, tiling)
+    batch = pack(0, range(len(images)), list(images), spec, tiling)
     out, _, _ = _kernel(batch, spec, *LEVELS)
     ref = _matrix_path(images, spec, tiling, *LEVELS)
     assert out.shape == ref.shape
@@ -58,7 +58,7 @@ def test_levels_equal_the_matrix_path_on_odd_sizes(tiling):
                          ids=["bilinear", "squash", "r64"])
 def test_interpolations_and_resize_modes(spec):
     images = _images([(40, 57), (3, 90), (64, 64), (120, 31)], seed=1)
-    batch = pack(0, range(4), images, spec, Tiling.grid(2))
+    batch = pack(0, range(4), list(images), spec, Tiling.grid(2))
     out, _, _ = _kernel(batch, spec, *LEVELS)
     ref = _matrix_path(images, spec, Tiling.grid(2), *LEVELS)
     assert torch.equal(out, ref), _worst(out, ref)
@@ -68,7 +68,7 @@ def test_normalised_fp16_channels_last_output():
     """CLIP's mean and std, written as fp16 into a channels_last buffer: the encoder's input."""
     spec = ViewSpec(32)
     images = _images([(50, 70), (9, 9), (31, 200)], seed=2)
-    batch = pack(0, range(3), images, spec, Tiling.grid(3))
+    batch = pack(0, range(3), list(images), spec, Tiling.grid(3))
     out, mul, add = _kernel(batch, spec, *CLIP_NORM, dtype=torch.float16, channels_last=True)
     ref = _matrix_path(images, spec, Tiling.grid(3), *CLIP_NORM)
     torch.testing.assert_close(out.float(), ref.half().float(), atol=0, rtol=0)
@@ -116,7 +116,7 @@ def test_gpu_levels_equal_pil_on_real_sizes(size):
     """On the GPU: VOC-sized and odd images, PIL's levels exactly, large batches."""
     spec = ViewSpec(size)
     images = _images([(375, 500), (500, 333), (3000, 4000), (1, 1), (7, 500), (449, 448), (2, 2)], seed=4)
-    batch = pack(0, range(len(images)), images, spec, Tiling.grid(3))
+    batch = pack(0, range(len(images)), list(images), spec, Tiling.grid(3))
     dev = torch.device("cuda")
     batch.data = batch.data.to(dev)
     out = torch.empty(batch.n_view_rows, 3, size, size, device=dev)
@@ -132,7 +132,7 @@ def test_gpu_levels_equal_pil_on_real_sizes(size):
 def test_gpu_normalised_half_outputs(dtype):
     spec = ViewSpec(224)
     images = _images([(375, 500), (90, 1200)], seed=5)
-    batch = pack(0, range(2), images, spec, Tiling.grid(3))
+    batch = pack(0, range(2), list(images), spec, Tiling.grid(3))
     batch.data = batch.data.cuda()
     v = batch.n_view_rows
     out = torch.empty(v, 3, 224, 224, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)

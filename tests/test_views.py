@@ -98,3 +98,16 @@ class TestTiling:
             Tiling.grid(0)
         with pytest.raises(ValueError):
             Tiling("diagonal", 3)
+
+
+@pytest.mark.parametrize("tiling", [None, Tiling.grid(3)])
+def test_strips_give_the_same_views(monkeypatch, tiling):
+    """A resize done in strips of rows (huge images) equals the one-pass resize."""
+    import cdul.extractor.views as views
+
+    rng = np.random.default_rng(7)
+    arr = torch.from_numpy(rng.integers(0, 256, (301, 170, 3), dtype=np.uint8))
+    whole = views.ViewMaker(32, MEAN, STD).make(arr, tiling)[0]
+    monkeypatch.setattr(views, "STRIP_BYTES", 3 * 170 * 8 * 7)  # 7 rows a strip, tiles one by one
+    strips = views.ViewMaker(32, MEAN, STD).make(arr, tiling)[0]
+    assert torch.equal(whole, strips)

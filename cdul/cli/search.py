@@ -71,7 +71,7 @@ def encode_query(store, text: str | None, image_path: str | None, cache_dir=None
     if text is not None:
         return bundle.text[0].numpy().astype(np.float32)
     with open(image_path, "rb") as f:
-        image = torch.from_numpy(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
+        image = torch.tensor(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
     maker = ViewMaker(bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
                       resize_mode=bundle.resize_mode)
     view, _ = maker.make(image, None)

@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+_ORIENTATION = 0x0112
+_STRIP_PIXELS = 1 << 22  # pixels converted at a time
 DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own decompression-bomb threshold (about 0.5 GB as RGB)
 
 
@@ -42,7 +44,7 @@ def decode_image(data: bytes, *, exif: bool = True, max_pixels: int = DEFAULT_MA
                 im.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
-            if exif:
+            if exif and im.getexif().get(_ORIENTATION, 1) != 1:  # transposing copies: only when needed
                 im = ImageOps.exif_transpose(im)
             return to_rgb(im)
     except DecodeError:
@@ -66,6 +68,13 @@ def to_rgb(im: Image.Image) -> np.ndarray:
         scale = 255.0 if hi <= 1.0 else 1.0
         gray = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.array(im, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+    # Converted and copied in strips of rows into one array: a huge image then costs its
+    # decoded size plus the array (PIL's own convert + tobytes would hold up to four copies).
+    # Every conversion is per pixel, so strips give the same pixels.
+    w, h = im.size
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    step = max(1, _STRIP_PIXELS // max(w, 1))
+    for top in range(0, h, step):
+        part = im if step >= h else im.crop((0, top, w, min(h, top + step)))
+        out[top: top + part.height] = np.asarray(part if part.mode == "RGB" else part.convert("RGB"))
+    return out

@@ -1,0 +1,34 @@
+"""One huge accepted image does not take the worker's memory with it: the resize works in
+strips of rows, so a 13000 x 13000 PNG (169 megapixels, under the default --max-pixels)
+is extracted in well under 2 GB."""
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from cdul.sample import write_voc_layout
+
+
+@pytest.mark.slow
+def test_a_huge_image_is_extracted_in_bounded_memory(tmp_path):
+    big = Image.new("P", (13000, 13000), 1)  # a palette image: stored as PNG bytes
+    big.putpalette([30, 120, 200, 250, 10, 10] * 128)
+    big.paste(0, (4000, 4000, 9000, 9000))
+    root = write_voc_layout(str(tmp_path / "voc"), {"huge": (big, ["person"])})
+    del big
+    size = os.path.getsize(os.path.join(root, "JPEGImages", "huge.jpg"))
+    assert size < 2_000_000
+    cmd = [os.path.join(os.path.dirname(sys.executable), "cdul-extract"), root, "--out", str(tmp_path / "s.zarr"),
+           "--model", "cdul-tiny-rn", "--pretrained", "none", "--gpus", "cpu", "--snippet", "1", "-q"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert before / 1024 < 2000 and peak_mb < 2000, f"peak RSS {peak_mb:.0f} MB"
+    print(f"peak RSS of the extraction: {peak_mb:.0f} MB")
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["images/status"][:].tolist() == [1]
