@@ -2,6 +2,7 @@
 labels, summary, pseudo-label mAP)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -20,11 +21,18 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# WorkerConfig fields that do not change what lands in the store. Every other field is
+# hashed: a new field is part of the configuration unless it is named here.
+RUN_OPTIONS = frozenset({"store", "root", "cache_dir", "batch_size", "loader_workers", "threads", "views",
+                         "compile"})
+_NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
+
+
 def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> dict:
     """Everything that changes what lands in the store, the encoder's precision included.
     Batch size, devices, the view path (both give PIL's levels) and the like do not; zeta
     and lambda neither (the initial labels are recomputed from S_g, alpha, beta)."""
-    return {
+    config = {
         "format_version": layout.FORMAT_VERSION,
         "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
                     "n_images": len(dataset), "ids_sha256": _digest(dataset.ids)},
@@ -33,13 +41,12 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
         "model": {"name": cfg.model, "pretrained": cfg.pretrained},
         "tiling": cfg.tiling.describe(),
         "chunk_len": chunk_len,
-        "keep_tiles": cfg.keep_tiles,
-        "max_tiles": cfg.max_tiles if cfg.keep_tiles else 0,
-        "keep_embeddings": cfg.keep_embeddings,
-        "exif": cfg.exif,
-        "max_pixels": cfg.max_pixels,
-        "precision": cfg.precision,
     }
+    for f in dataclasses.fields(cfg):
+        if f.name not in RUN_OPTIONS and f.name not in _NESTED and f.name not in config:
+            config[f.name] = getattr(cfg, f.name)
+    config["max_tiles"] = cfg.max_tiles if cfg.keep_tiles else 0
+    return config
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:

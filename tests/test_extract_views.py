@@ -79,3 +79,24 @@ def test_gpu_kernel_and_exact_views_give_close_stores(small_voc, tmp_path):
         out[views] = zarr.open_group(str(tmp_path / f"{views}.zarr"), mode="r")
     for name in ("sim/global", "sim/alpha", "sim/beta"):
         np.testing.assert_allclose(out["kernel"][name][:], out["exact"][name][:], atol=2e-3, err_msg=name)
+
+
+def test_every_new_config_field_is_hashed_unless_declared_a_run_option():
+    import dataclasses
+
+    from cdul.data import Dataset
+    from cdul.extractor.build import RUN_OPTIONS, extraction_config
+    from cdul.extractor.pipeline import WorkerConfig
+
+    @dataclasses.dataclass
+    class Wider(WorkerConfig):
+        sharpen: float = 0.0
+
+    data = Dataset(kind="folder", root="/r", split="all", ids=["a"], classes=["cat"], targets=None)
+    base = dict(store="s", root="/r", model="m", pretrained="none")
+    a = extraction_config(Wider(**base), data, 8)
+    assert a["sharpen"] == 0.0 and a["precision"] == "auto"
+    assert extraction_config(Wider(**base, sharpen=1.0), data, 8) != a
+    for name in RUN_OPTIONS:  # what a run may change freely
+        assert name not in a
+    assert extraction_config(Wider(**base, batch_size=7, views="exact", loader_workers=3), data, 8) == a
