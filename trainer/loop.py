@@ -249,10 +249,10 @@ class Trainer:
 
     def _finish_round(self, new_round: int) -> None:
         if self.env.main:
-            self.store.finish_round(new_round)
             pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult)
             self.history["pseudo_map"][new_round] = pmap
             self.store.round_array(new_round).attrs.update({"pseudo_map": pmap, "difficult": self.cfg.difficult})
+            self.store.finish_round(new_round)  # last: its attributes are in the consolidated metadata
         self.round = new_round
         self.env.barrier()  # the round is complete before anyone reads it
 
