@@ -61,7 +61,7 @@ def _run(command, args: list[str]) -> None:
 @click.option("--pretrained", default="openai", help="CLIP weights; random ones if they cannot be had.")
 @click.option("--gpus", default="auto", help="Devices for extraction (see cdul-extract --help).")
 @click.option("--arch", default="resnet18", help="Classifier (a small one keeps the demo short on a CPU).")
-@click.option("--epochs", type=click.IntRange(min=1), default=3)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, help="Classifier training epochs.")
 @click.option("--img-size", type=click.IntRange(min=32), default=128, help="Classifier input size.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
