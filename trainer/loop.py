@@ -141,7 +141,7 @@ class Trainer:
             if env.main:
                 for r in sorted({0, self.round}):
                     self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
-                self.runlog.append({"epoch": 0, "label_round": self.round,
+                self.runlog.append({"epoch": 0, "label_round": self.round, "weights": cfg.weights,
                                     "pseudo_map": self.history["pseudo_map"][self.round]})
         if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
             self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
