@@ -7,7 +7,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import zarr
+
+pytestmark = pytest.mark.slow  # the README's demo, end to end
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.dirname(os.path.dirname(sys.executable))
