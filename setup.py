@@ -47,7 +47,8 @@ setup(
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "scikit-learn>=1.3", "scikit-image>=0.22"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "scikit-learn>=1.3", "scikit-image>=0.22",
+                 "xarray>=2024.10"],
     },
     entry_points={
         "console_scripts": [

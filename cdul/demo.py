@@ -10,6 +10,8 @@ nothing. scripts/demo.sh runs it after setting up the environment.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import sys
 
@@ -50,9 +52,17 @@ def pick_classifier_weights(arch: str) -> str:
         return "none"
 
 
-def _run(command, args: list[str]) -> None:
-    click.secho(f"$ {command.name} " + " ".join(args), fg="cyan", err=True)
-    command.main(args, prog_name=command.name, standalone_mode=False)
+def runnable(name: str) -> str:
+    """How a user types console script ``name``: bare when it is on PATH, else its path beside
+    the running cdul-demo (``.venv/bin/cdul-extract`` when scripts/demo.sh started it)."""
+    beside = os.path.join(os.path.dirname(sys.argv[0]), name)
+    return beside if not shutil.which(name) and os.path.isfile(beside) else name
+
+
+def _run(name: str, command, args: list[str]) -> None:
+    """Echo the command as a user can copy and run it, then run it in this process."""
+    click.secho(f"$ {shlex.join([runnable(name), *args])}", fg="cyan", err=True)
+    command.main(args, prog_name=name, standalone_mode=False)
 
 
 @click.command(context_settings=CONTEXT)
@@ -61,7 +71,7 @@ def _run(command, args: list[str]) -> None:
 @click.option("--pretrained", default="openai", help="CLIP weights; random ones if they cannot be had.")
 @click.option("--gpus", default="auto", help="Devices for extraction (see cdul-extract --help).")
 @click.option("--arch", default="resnet18", help="Classifier (a small one keeps the demo short on a CPU).")
-@click.option("--epochs", type=click.IntRange(min=1), default=3)
+@click.option("--epochs", type=click.IntRange(min=1), default=3, help="Classifier training epochs.")
 @click.option("--img-size", type=click.IntRange(min=32), default=128, help="Classifier input size.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
@@ -70,29 +80,34 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
     from cdul.cli.extract import main as extract
     from cdul.cli.train import main as train
     from cdul.report import write_report
-    from cdul.sample import build_sample
+    from cdul.sample import SAMPLE_NOTE, build_sample
 
     os.makedirs(out_dir, exist_ok=True)
     data = os.path.join(out_dir, "data")
     store = os.path.join(out_dir, "sample.zarr")
     run = os.path.join(out_dir, "run")
-    build_sample(data)
+    sources = build_sample(data)
     q = ["-q"] if quiet else []
-    _run(extract, [data, "--dataset", "voc2012", "--split", "train", "--out", store, "--model", model,
-                   "--pretrained", pick_clip_weights(model, pretrained), "--gpus", gpus, "--keep-tiles",
-                   "--overwrite", *q])
+    clip_weights, classifier_weights = pick_clip_weights(model, pretrained), pick_classifier_weights(arch)
+    _run("cdul-extract", extract, [
+        data, "--dataset", "voc2012", "--split", "train", "--out", store, "--model", model,
+        "--pretrained", clip_weights, "--gpus", gpus, "--keep-tiles", "--overwrite", *q])
     if os.path.exists(os.path.join(run, "last.pt")):
-        import shutil
-
         shutil.rmtree(run)  # a fresh run on the fresh store
-    _run(train, ["--store", store, "--out-dir", run, "--val-data", data, "--val-split", "val", "--arch", arch,
-                 "--weights", pick_classifier_weights(arch), "--img-size", str(img_size), "--epochs", str(epochs),
-                 "--batch-size", "8", "--lr", "1e-4", "--workers", "0", *(["--quiet"] if quiet else [])])
+    _run("cdul-train", train, [
+        "--store", store, "--out-dir", run, "--val-data", data, "--val-split", "val", "--arch", arch,
+        "--weights", classifier_weights, "--img-size", str(img_size), "--epochs", str(epochs),
+        "--batch-size", "8", "--lr", "1e-4", "--workers", "0", *(["--quiet"] if quiet else [])])
     eval_json = os.path.join(run, "eval.json")
-    _run(evaluate, ["--checkpoint", os.path.join(run, "best.pt"), "--data", data, "--dataset", "voc2012",
-                    "--split", "val", "--out", eval_json, "--workers", "0"])
-    index = write_report(os.path.join(out_dir, "report"), store, run, eval_json)
+    _run("cdul-eval", evaluate, [
+        "--checkpoint", os.path.join(run, "best.pt"), "--data", data, "--dataset", "voc2012", "--split", "val",
+        "--out", eval_json, "--workers", "0"])
+    index = write_report(os.path.join(out_dir, "report"), store, run, eval_json, sources=sources, note=SAMPLE_NOTE)
     click.secho(f"\nreport: {index} (also report.md beside it)", fg="green", bold=True)
+    random = [what for what, w in (("CLIP", clip_weights), ("classifier", classifier_weights)) if w == "none"]
+    if random:
+        warn(f"the {' and the '.join(random)} started from random weights (offline): every mAP above and in the "
+             "report is meaningless; on a connected machine the same command uses the real weights")
 
 
 if __name__ == "__main__":

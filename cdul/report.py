@@ -6,6 +6,8 @@ Sections: the pseudo-label mAP of S_g, S_ag and y0 and its sweep over zeta (reco
 from the stored alpha and beta, no re-extraction); per-image top classes from S_g, S_ag
 and y0 next to the ground truth; one image cut into its tiles with each tile's top class;
 training curves (loss, classifier mAP, pseudo-label mAP per round); per-class AP bars.
+Where the scores come from random weights (CLIP's, or the classifier's start), every
+section and every plot of them says so.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Mapping
 
 import numpy as np
 
@@ -23,7 +26,7 @@ from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_ap
 from cdul.store import Store, layout
 
-ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 0.95, 0.05))
+ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
 
 
 def _plt():
@@ -53,6 +56,15 @@ def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list
     return out
 
 
+def _save(fig, path: str, caveat: str | None, dpi: int = 110) -> None:
+    """Lay out and write a figure; a caveat (random weights) goes under it in red."""
+    if caveat:
+        fig.text(0.5, 0.01, caveat, ha="center", va="bottom", color="#b00020", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.08 if caveat else 0, 1, 1))
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+
+
 def _thumb(image: np.ndarray, path: str, size: int = 160) -> None:
     from PIL import Image
 
@@ -61,13 +73,13 @@ def _thumb(image: np.ndarray, path: str, size: int = 160) -> None:
     im.save(path)
 
 
-def _tiles_figure(image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: dict, classes, path: str) -> None:
+def _tiles_figure(image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: dict, classes, path: str,
+                  caveat: str | None = None) -> None:
     """The image with its grid drawn and each tile's top class written in it."""
     from cdul.extractor.tiling import Tiling
 
     plt = _plt()
-    mode = tiling.get("mode", "grid")
-    t = Tiling.grid(tiling["G"]) if mode == "grid" else Tiling.pixel(tiling["P"])
+    t = Tiling.from_description(tiling)
     h, w = image.shape[:2]
     fig, ax = plt.subplots(figsize=(6, 6 * h / max(w, 1)))
     ax.imshow(image)
@@ -77,27 +89,28 @@ def _tiles_figure(image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: di
         ax.text(left + 4, top + 14, f"{name}\n{p:.2f}", color="white", fontsize=7,
                 bbox=dict(facecolor="black", alpha=0.55, pad=1.5, lw=0))
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, caveat, dpi=100)
 
 
-def _sweep_figure(sweep: list[dict], chosen: float, path: str) -> None:
+def _sweep_figure(sweep: list[dict], chosen: float, lam: float, max_alpha: float, path: str,
+                  caveat: str | None = None) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
     zs = [r["zeta"] for r in sweep]
     ax.plot(zs, [r["aggregated"] for r in sweep], marker="o", ms=3, label="S_ag (aggregated local)")
-    ax.plot(zs, [r["y0"] for r in sweep], marker="o", ms=3, label="y0 (initial label)")
-    ax.axvline(chosen, color="grey", ls="--", lw=1)
+    ax.plot(zs, [r["y0"] for r in sweep], marker="o", ms=3, label=f"y0 (initial label, lambda {lam:g})")
+    ax.axvline(chosen, color="grey", ls="--", lw=1, label=f"zeta of the stored y0 ({chosen:g})")
+    if max_alpha < zs[-1]:
+        ax.axvline(max_alpha, color="C3", ls=":", lw=1, label=f"largest alpha ({max_alpha:.2f}): S_ag = beta above")
+    ax.set_title("Pseudo-label mAP over zeta", fontsize=10)
     ax.set_xlabel("zeta")
-    ax.set_ylabel("pseudo-label mAP")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_ylabel("pseudo-label mAP (%)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    _save(fig, path, caveat)
 
 
-def _curves_figure(records: list[dict], path: str) -> None:
+def _curves_figure(records: list[dict], path: str, caveat: str | None = None) -> None:
     plt = _plt()
     epochs = [r for r in records if r.get("epoch", 0) >= 1]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
@@ -115,31 +128,30 @@ def _curves_figure(records: list[dict], path: str) -> None:
     axes[2].set_title("pseudo-label mAP per label round", fontsize=9)
     from matplotlib.ticker import MaxNLocator
 
-    for ax, label in zip(axes, ("epoch", "epoch", "round")):
-        ax.set_xlabel(label)
+    for ax, x, y in zip(axes, ("epoch", "epoch", "label round"), ("loss", "mAP (%)", "mAP (%)")):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, caveat)
 
 
-def _ap_figure(ap: dict, path: str, title: str = "") -> None:
+def _ap_figure(ap: dict, path: str, title: str = "", caveat: str | None = None) -> None:
     plt = _plt()
     names = [n for n, v in ap.items() if v is not None]  # classes with no positive have no AP
     fig, ax = plt.subplots(figsize=(max(5, 0.38 * len(names) + 1.5), 3.4))
     ax.bar(range(len(names)), [ap[n] for n in names], color="C0")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("AP")
+    ax.set_ylabel("AP (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, caveat)
 
 
-def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = None, max_images: int = 24) -> dict:
-    """Everything the report shows, as plain data (also written as report.json)."""
+def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = None, max_images: int = 24,
+           sources: Mapping[str, str] | None = None) -> dict:
+    """Everything the report shows, as plain data (also written as report.json). ``sources``
+    (image id -> what it is, e.g. photo or filler) adds a column to the per-image table."""
     store = Store.open(store_url)
     classes = store.classes
     status = store.read(layout.STATUS)
@@ -158,11 +170,13 @@ def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = N
                                     "aggregated": 100 * mean_ap(s_ag, targets, rows=ok),
                                     "y0": 100 * mean_ap(y0, targets, rows=ok)}
         data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok)
+        data["max_alpha"] = float(np.nanmax(alpha[ok]))
     ids = store.ids()
     for i in np.flatnonzero(ok)[:max_images]:
         truth = [classes[c] for c in np.flatnonzero(targets[i] == 1)] if targets is not None else None
         data["images"].append({"row": int(i), "id": ids[i], "truth": truth, "S_g": _top(s_g[i], classes),
-                               "S_ag": _top(s_ag[i], classes), "y0": _top(y0[i], classes)})
+                               "S_ag": _top(s_ag[i], classes), "y0": _top(y0[i], classes),
+                               **({"source": sources.get(ids[i], "?")} if sources else {})})
     if run_dir and os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             data["training"] = [json.loads(line) for line in f if line.strip()]
@@ -173,9 +187,12 @@ def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = N
 
 
 def write_report(out_dir: str, store_url: str, run_dir: str | None = None, eval_json: str | None = None,
-                 max_images: int = 24) -> str:
-    """Build the report next to out_dir and swap it in; returns the path of index.html."""
-    data = gather(store_url, run_dir, eval_json, max_images)
+                 max_images: int = 24, sources: Mapping[str, str] | None = None, note: str | None = None) -> str:
+    """Build the report next to out_dir and swap it in; returns the path of index.html.
+    ``note``: a paragraph about the data, shown under the header."""
+    data = gather(store_url, run_dir, eval_json, max_images, sources)
+    if note:
+        data["note"] = note
     store = Store.open(store_url)
     root = store.attrs.get("dataset", {}).get("root", "")
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
@@ -204,47 +221,73 @@ def _image(root: str, rel: str) -> np.ndarray | None:
         return None
 
 
+def caveats(data: dict) -> tuple[str | None, str | None]:
+    """(for CLIP's scores, for the classifier's): why the numbers mean nothing, or None."""
+    clip_random = data["model"].get("pretrained") in (None, "none")
+    records = data.get("training") or [{}]
+    init = data.get("eval", {}).get("weights") or records[0].get("weights")
+    clip = "Random CLIP weights: these scores are meaningless." if clip_random else None
+    why = (["trained on pseudo labels from a CLIP with random weights"] if clip_random else []) + \
+          (["started from random weights"] if init == "none" else [])
+    classifier = f"This classifier was {' and '.join(why)}: its scores are meaningless." if why else None
+    return clip, classifier
+
+
 def _build(folder: str, data: dict, store: Store, root: str) -> None:
+    from cdul.extractor.tiling import Tiling
+
     os.makedirs(os.path.join(folder, "img"))
     classes = data["classes"]
     md, body = [], []
+    clip_caveat, classifier_caveat = caveats(data)
 
-    def section(title: str):
+    def paragraph(text: str, warning: bool = False):
+        md.extend(["", f"> **Warning.** {text}" if warning else text, ""])
+        body.append(f"<p class='warn'><b>Warning.</b> {html.escape(text)}</p>" if warning
+                    else f"<p>{html.escape(text)}</p>")
+
+    def section(title: str, caveat: str | None):
         md.extend(["", f"## {title}", ""])
         body.append(f"<h2>{html.escape(title)}</h2>")
+        if caveat:
+            paragraph(caveat, warning=True)
 
     model = data["model"]
-    random_weights = model.get("pretrained") in (None, "none")
-    md += ["# cdul report", "", f"Store `{data['store']}`: {data['summary'].get('images', '?')} images, "
-           f"{len(classes)} classes, model {model.get('name', '?')} ({model.get('pretrained', '?')} weights), "
-           f"tiling {data['tiling']}."]
-    body.append(f"<h1>cdul report</h1><p>Store <code>{html.escape(data['store'])}</code>: "
-                f"{data['summary'].get('images', '?')} images, {len(classes)} classes, model "
-                f"{html.escape(str(model.get('name', '?')))} ({html.escape(str(model.get('pretrained', '?')))} "
-                f"weights), tiling {html.escape(str(data['tiling']))}.</p>")
-    if random_weights:
-        warning = ("These scores come from a CLIP with random weights: they are meaningless. Run the same "
-                   "command on a machine that can download the weights (or pass --pretrained FILE) for real ones.")
-        md += ["", f"> **Warning.** {warning}"]
-        body.append(f"<p class='warn'><b>Warning.</b> {html.escape(warning)}</p>")
+    tiling = str(Tiling.from_description(data["tiling"])) if data["tiling"] else "no tiles"
+    weights = "random" if clip_caveat else model.get("pretrained", "?")
+    header = (f"{data['summary'].get('images', '?')} images, {len(classes)} classes, model {model.get('name', '?')} "
+              f"({weights} weights), {tiling}.")
+    md += ["# cdul report", "", f"Store `{data['store']}`: {header}"]
+    body.append(f"<h1>cdul report</h1><p>Store <code>{html.escape(data['store'])}</code>: {html.escape(header)}</p>")
+    if clip_caveat:
+        paragraph("These scores come from a CLIP with random weights: they are meaningless. Run the same command "
+                  "on a machine that can download the weights (or pass --pretrained FILE) for real ones.", True)
+    if data.get("note"):
+        paragraph(data["note"])
 
     if "pseudo_label_map" in data:
-        section("Pseudo-label mAP against the ground truth")
+        section("Pseudo-label mAP against the ground truth", clip_caveat)
         m = data["pseudo_label_map"]
         rows = [("S_g (global view)", m["global"]), ("S_ag (aggregated local, zeta %g)" % data["zeta"], m["aggregated"]),
                 ("y0 (initial pseudo label, lambda %g)" % data["lam"], m["y0"])]
         md += ["| similarity | mAP |", "|---|---:|"] + [f"| {n} | {v:.2f} |" for n, v in rows]
         body.append("<table><tr><th>similarity</th><th>mAP</th></tr>" + "".join(
             f"<tr><td>{html.escape(n)}</td><td>{v:.2f}</td></tr>" for n, v in rows) + "</table>")
-        _sweep_figure(data["zeta_sweep"], data["zeta"], os.path.join(folder, "zeta_sweep.png"))
-        md += ["", "Sweep over zeta (from the stored alpha and beta):", "", "![zeta sweep](zeta_sweep.png)", "",
-               "| zeta | S_ag | y0 |", "|---:|---:|---:|"] + [
+        _sweep_figure(data["zeta_sweep"], data["zeta"], data["lam"], data["max_alpha"],
+                      os.path.join(folder, "zeta_sweep.png"), clip_caveat)
+        paragraph(f"Sweep over zeta, recomputed from the stored alpha and beta. S_ag takes alpha for a class where "
+                  f"alpha >= zeta and beta elsewhere, so the curves move only where zeta passes some image's alpha: "
+                  f"above the largest alpha ({data['max_alpha']:.2f} here) S_ag is beta everywhere and they are "
+                  "flat. mAP ranks the images of each class, so a stretch of zeta that changes no ranking is flat "
+                  "too.")
+        md += ["", "![zeta sweep](zeta_sweep.png)", "", "| zeta | S_ag | y0 |", "|---:|---:|---:|"] + [
             f"| {r['zeta']:.2f} | {r['aggregated']:.2f} | {r['y0']:.2f} |" for r in data["zeta_sweep"]]
-        body.append("<p>Sweep over zeta, recomputed from the stored alpha and beta:</p>"
-                    "<img src='zeta_sweep.png' alt='zeta sweep'>")
+        body.append("<img src='zeta_sweep.png' alt='zeta sweep'>")
 
-    section("Per image: top classes")
-    md += ["| image | ground truth | S_g | S_ag | y0 |", "|---|---|---|---|---|"]
+    section("Per image: top classes", clip_caveat)
+    cols = ["image", *(["source"] if data.get("images") and "source" in data["images"][0] else []), "ground truth",
+            "S_g", "S_ag", "y0"]
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     rows_html = []
     for rec in data["images"]:
         image = _image(root, rec["id"])
@@ -252,15 +295,13 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
         if image is not None:
             _thumb(image, os.path.join(folder, thumb))
         truth = ", ".join(rec["truth"]) if rec["truth"] is not None else "-"
-        truth = truth or "(none of the classes)"
-        md.append(f"| ![]({thumb}) `{rec['id']}` | {truth} | {_fmt_top(rec['S_g'])} | {_fmt_top(rec['S_ag'])} | "
-                  f"{_fmt_top(rec['y0'])} |")
+        cells = [*([rec["source"]] if "source" in cols else []), truth or "(none of the classes)",
+                 *(_fmt_top(rec[k]) for k in ("S_g", "S_ag", "y0"))]
+        md.append(f"| ![]({thumb}) `{rec['id']}` | " + " | ".join(cells) + " |")
         img_tag = f"<img src='{thumb}' alt=''><br>" if image is not None else ""
-        rows_html.append(f"<tr><td>{img_tag}<code>{html.escape(rec['id'])}</code></td><td>{html.escape(truth)}</td>"
-                         + "".join(f"<td>{html.escape(_fmt_top(rec[k]))}</td>" for k in ("S_g", "S_ag", "y0"))
-                         + "</tr>")
-    body.append("<table><tr><th>image</th><th>ground truth</th><th>S_g</th><th>S_ag</th><th>y0</th></tr>"
-                + "".join(rows_html) + "</table>")
+        rows_html.append(f"<tr><td>{img_tag}<code>{html.escape(rec['id'])}</code></td>"
+                         + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + "".join(rows_html) + "</table>")
 
     if store.has(layout.SIM_TILES):
         n_tiles = store.read(layout.N_TILES)
@@ -272,14 +313,15 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
             if image is not None:
                 tiles = store.array(layout.SIM_TILES)[row]
                 _tiles_figure(image, tiles, int(n_tiles[row]), data["tiling"], classes,
-                              os.path.join(folder, "tiles.png"))
-                section("One image, its tiles and their top class")
+                              os.path.join(folder, "tiles.png"), clip_caveat)
+                section("One image, its tiles and their top class", clip_caveat)
                 md += [f"`{store.ids()[row]}`", "", "![tiles](tiles.png)"]
                 body.append(f"<p><code>{html.escape(store.ids()[row])}</code></p><img src='tiles.png' alt='tiles'>")
 
     if data.get("training"):
-        section("Training")
-        _curves_figure(data["training"], os.path.join(folder, "curves.png"))
+        caveat = classifier_caveat or clip_caveat
+        section("Training", caveat)
+        _curves_figure(data["training"], os.path.join(folder, "curves.png"), caveat)
         md += ["![training curves](curves.png)", "", "| epoch | loss | val mAP | pseudo-label mAP | img/s |",
                "|---:|---:|---:|---:|---:|"]
         for r in data["training"]:
@@ -290,9 +332,9 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
 
     if data.get("eval"):
         ev = data["eval"]
-        section(f"Classifier on {ev.get('dataset', '')} {ev.get('split', '')}: mAP {ev['map']:.2f}")
+        section(f"Classifier on {ev.get('dataset', '')} {ev.get('split', '')}: mAP {ev['map']:.2f}", classifier_caveat)
         _ap_figure(ev["ap"], os.path.join(folder, "per_class_ap.png"),
-                   f"per-class AP, mAP {ev['map']:.2f} (classes without a positive left out)")
+                   f"per-class AP, mAP {ev['map']:.2f} (classes without a positive left out)", classifier_caveat)
         md += [f"CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.", "",
                "![per-class AP](per_class_ap.png)"]
         body.append(f"<p>CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.</p>"

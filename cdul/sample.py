@@ -67,13 +67,41 @@ def generated_images(n: int, seed: int = 0, size=(40, 160), prefix: str = "gen")
     return out
 
 
-def build_sample(root: str, n_generated: int = 8) -> str:
-    """The demo's dataset: split "train" holds the real photos plus `n_generated` filler
-    images; split "val" the same photos plus other filler (the classifier never sees labels
-    of either: it trains on pseudo labels)."""
+def val_photos() -> dict[str, tuple[np.ndarray, list[str]]]:
+    """More of skimage's bundled photos, for a validation split that shares none with train."""
+    from skimage import data
+
+    def rgb(gray):
+        return np.stack([gray] * 3, axis=-1)
+
+    return {"motorcycle": (data.stereo_motorcycle()[0], ["motorbike"]), "moon": (rgb(data.moon()), []),
+            "page": (rgb(data.page()), [])}
+
+
+PHOTO = "photo"
+FILLER = "filler"
+# what the demo's report says about the two kinds of image in the sample
+SAMPLE_NOTE = (f"Images marked {PHOTO} are real photographs that scikit-image ships, with their VOC labels written "
+               f"by hand. Images marked {FILLER} are random noise with a made-up label, there only to make the "
+               "splits larger: their scores and their ground truth mean nothing. The val split shares no image "
+               "with train.")
+
+
+def build_sample(root: str, n_generated: int = 8) -> dict[str, str]:
+    """The demo's dataset. Split "train": the photos but the cameraman, plus `n_generated`
+    filler images; split "val": the cameraman, other photos and other filler, none of them in
+    train (the checkpoint kept is chosen on val). Returns image id -> PHOTO or FILLER, for
+    both splits (the classifier never sees labels of either: it trains on pseudo labels)."""
     photos = sample_photos()
-    write_voc_layout(root, {**photos, **generated_images(n_generated, seed=0, prefix="gen")}, "train")
-    return write_voc_layout(root, {**photos, **generated_images(n_generated, seed=1, prefix="val")}, "val")
+    val = {"camera": photos.pop("camera"), **val_photos()}
+    splits = {"train": {**photos, **generated_images(n_generated, seed=0, prefix="gen")},
+              "val": {**val, **generated_images(n_generated, seed=1, prefix="val")}}
+    kinds = {}
+    for split, items in splits.items():
+        write_voc_layout(root, items, split)
+        kinds.update({f"JPEGImages/{name}.jpg": PHOTO if name in photos or name in val else FILLER
+                      for name in items})
+    return kinds
 
 
 def labels_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,

@@ -58,3 +58,13 @@ class Tiling:
 
     def describe(self) -> dict:
         return {"mode": self.mode, "G" if self.mode == "grid" else "P": self.size}
+
+    @classmethod
+    def from_description(cls, d: dict) -> "Tiling":
+        """The inverse of describe()."""
+        return cls.grid(d["G"]) if d.get("mode", "grid") == "grid" else cls.pixel(d["P"])
+
+    def __str__(self) -> str:
+        if self.mode == "grid":
+            return f"{self.size} x {self.size} grid of tiles"
+        return f"{self.size} x {self.size} px tiles"

@@ -29,6 +29,8 @@ SIM_TILES = "sim/tiles"
 EMB_GLOBAL = "emb/global"
 DONE = "_build/done"
 LABELS = "labels"
+# Root coordinate variables: xarray indexes every array by them (a DataTree's groups inherit them).
+IMAGE, CLASS, TILE = "image", "class", "tile"
 
 
 def round_name(k: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import warnings
 from typing import Iterable, Mapping, Sequence
 
 import fsspec
@@ -73,6 +74,20 @@ def _dims_attrs(dims: Sequence[str]) -> dict:
     return {"_ARRAY_DIMENSIONS": list(dims)}
 
 
+def _write_coords(group, ids: np.ndarray, classes: Sequence[str], chunk_len: int) -> None:
+    """Coordinate variables at the root: image ids (a copy of images/id), class names and,
+    where the store keeps tiles, the tile index."""
+    coords = {L.IMAGE: (ids, str, chunk_len), L.CLASS: (np.asarray(list(classes), dtype=object), str, len(classes))}
+    if L.SIM_TILES in group:
+        t = group[L.SIM_TILES].shape[1]
+        coords[L.TILE] = (np.arange(t, dtype=np.int32), np.int32, max(t, 1))
+    for name, (values, dtype, chunk) in coords.items():
+        arr = group.create_array(name, shape=values.shape, chunks=(chunk,), dtype=dtype, dimension_names=[name])
+        arr.attrs.update(_dims_attrs([name]))
+        for start in range(0, len(values), chunk):
+            arr[start:start + chunk] = values[start:start + chunk].astype(dtype)
+
+
 class Store:
     """An open cdul store. Rows are images; every array is chunked along them alike."""
 
@@ -118,7 +133,7 @@ class Store:
         url = normalise(url)
         # "a", not "w": "w" would also delete the lock file of the run creating the store
         # (callers remove an old store first, see remove_store)
-        group = zarr.open_group(_zarr_store(url), mode="a")
+        group = zarr.open_group(_zarr_store(url), mode="a", use_consolidated=False)
         # Recognisable from the start, marked unfinished until its arrays exist.
         group.attrs.update(format=L.FORMAT, format_version=L.FORMAT_VERSION, creating=True)
         c = len(classes)
@@ -141,6 +156,7 @@ class Store:
             ids_arr[start:stop] = ids[start:stop].astype(str)
             if tgt_arr is not None:
                 tgt_arr[start:stop] = targets[start:stop]
+        _write_coords(group, ids, classes, chunk_len)
         group.attrs.update({**root, "creating": False})
         return cls(group, url)
 
@@ -160,7 +176,7 @@ class Store:
         if not store_exists(url):
             return {}
         try:
-            return zarr.open_group(_zarr_store(url), mode="r").attrs.asdict()
+            return zarr.open_group(_zarr_store(url), mode="r", use_consolidated=False).attrs.asdict()
         except Exception as exc:  # zarr raises several types for unreadable metadata
             raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
 
@@ -170,7 +186,7 @@ class Store:
         if not store_exists(url):
             raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
         try:
-            group = zarr.open_group(_zarr_store(url), mode=mode)
+            group = zarr.open_group(_zarr_store(url), mode=mode, use_consolidated=False)
         except Exception as exc:  # zarr raises several types for unreadable metadata
             raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
         attrs = group.attrs.asdict()
@@ -225,6 +241,16 @@ class Store:
     def set_attrs(self, **values) -> None:
         self.group.attrs.update(values)
         self.attrs.update(values)
+        self._consolidate_if_complete()
+
+    def _consolidate_if_complete(self) -> None:
+        """A finished store keeps consolidated metadata (all of it in the root zarr.json), so
+        xarray opens it in one read. cdul itself never reads it: it would hide attributes
+        written since. Rewritten whenever a finished store's attributes or rounds change."""
+        if self.attrs.get("complete"):
+            with warnings.catch_warnings():  # zarr notes that v3 has no consolidation spec yet; xarray reads it
+                warnings.simplefilter("ignore", UserWarning)
+                zarr.consolidate_metadata(self.group.store)
 
     # -- label rounds ------------------------------------------------------------------------
     def label_rounds(self) -> list[int]:
@@ -266,3 +292,4 @@ class Store:
             for name in list(self.group[L.LABELS].array_keys()):
                 if int(name.split("_")[-1]) > k:
                     del self.group[L.LABELS][name]
+        self._consolidate_if_complete()

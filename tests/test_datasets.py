@@ -136,3 +136,17 @@ def test_a_labelled_split_must_have_targets_for_the_same_classes(voc_root, tmp_p
         os.remove(os.path.join(base, "ImageSets", "Main", f"{key}_train.txt"))
     with pytest.raises(DatasetError, match="no labels to score against"):
         load_labelled("voc2012", str(tmp_path), "train", list(VOC_NAMES))
+
+
+def test_demo_sample_val_shares_no_image_with_train(tmp_path):
+    from cdul.sample import FILLER, PHOTO, build_sample
+
+    sources = build_sample(str(tmp_path))
+    train, val = (load_dataset("voc2012", str(tmp_path), split) for split in ("train", "val"))
+    assert not set(train.ids) & set(val.ids)
+    assert set(sources) == set(train.ids) | set(val.ids)
+    photos = {i for i, kind in sources.items() if kind == PHOTO}
+    assert {"JPEGImages/chelsea.jpg", "JPEGImages/camera.jpg"} <= photos
+    assert all(sources[i] == FILLER for i in sources if "/gen_" in i or "/val_" in i)
+    person = val.classes.index("person")
+    assert val.targets[list(val.ids).index("JPEGImages/camera.jpg"), person] == 1  # val has a real positive

@@ -2,11 +2,15 @@
 it builds the sample, extracts, trains, evaluates and writes the report."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 
+import pytest
 import zarr
+
+pytestmark = pytest.mark.slow  # the README's demo, end to end
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.dirname(os.path.dirname(sys.executable))
@@ -40,7 +44,10 @@ def test_demo_writes_a_full_report(tmp_path):
     for section in ("Pseudo-label mAP against the ground truth", "Per image: top classes",
                     "One image, its tiles and their top class", "Training", "Classifier on voc2012 val"):
         assert section in page, section
-    assert "random weights" in page  # offline here: the report says its numbers mean nothing
+    # offline here: every section and every plot of scores says that its numbers mean nothing
+    assert page.count("class='warn'") == 1 + 5 and page.count("meaningless") == 6
+    assert "meaningless" in r.stderr.splitlines()[-1]  # and so do the demo's closing lines
+    assert "Images marked photo are real photographs" in page and "<td>filler</td>" in page
     data = json.loads((report / "report.json").read_text())
     store = zarr.open_group(str(out / "sample.zarr"), mode="r")
     summary = store.attrs["summary"]["pseudo_label_map"]
@@ -54,3 +61,10 @@ def test_demo_writes_a_full_report(tmp_path):
     assert chelsea["truth"] == ["cat"] and len(chelsea["S_g"]) == 3
     assert [r["epoch"] for r in data["training"]][-1] == 2 and data["eval"]["split"] == "val"
     assert (report / "img").is_dir() and len(list((report / "img").iterdir())) == len(data["images"])
+    assert {rec["source"] for rec in data["images"]} == {"photo", "filler"}
+
+    # the echoed commands run as printed
+    echoed = [line[2:] for line in r.stderr.splitlines() if line.startswith("$ ")]
+    assert [os.path.basename(shlex.split(c)[0]) for c in echoed] == ["cdul-extract", "cdul-train", "cdul-eval"]
+    rerun = subprocess.run(shlex.split(echoed[-1]), cwd=copy, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0 and f"mAP {data['eval']['map']:.2f}" in rerun.stdout, rerun.stderr[-2000:]

@@ -40,6 +40,7 @@ def reference_store(voc_root, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_store_opens_with_plain_zarr(reference_store):
     out, run = reference_store
     assert "random weights" in run.stderr and "say nothing about accuracy" in run.stderr
@@ -78,6 +79,7 @@ def test_store_opens_with_plain_zarr(reference_store):
     assert set(summary["pseudo_label_map"]) >= {"global", "aggregated", "y0"}
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_an_uninterrupted_run(voc_root, reference_store, tmp_path):
     out = str(tmp_path / "killed.zarr")
     args = base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4")
@@ -98,6 +100,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(voc_root, reference_store
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
 
 
+@pytest.mark.slow
 def test_two_cpu_workers_give_the_same_store(voc_root, reference_store, tmp_path):
     out = str(tmp_path / "two.zarr")
     args = base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4")
@@ -107,6 +110,7 @@ def test_two_cpu_workers_give_the_same_store(voc_root, reference_store, tmp_path
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
 
 
+@pytest.mark.slow
 def test_changed_config_is_refused_then_overwritten(voc_root, tmp_path):
     out = str(tmp_path / "s.zarr")
     assert cli(*base_args(voc_root, out, "--limit", "4")).returncode == 0
@@ -118,6 +122,7 @@ def test_changed_config_is_refused_then_overwritten(voc_root, tmp_path):
     assert zarr.open_group(out, mode="r").attrs["tiling"] == {"mode": "grid", "G": 2}
 
 
+@pytest.mark.slow
 def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
     out = str(tmp_path / "z.zarr")
     assert cli(*base_args(voc_root, out, "--limit", "4")).returncode == 0
@@ -145,6 +150,7 @@ def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
     np.testing.assert_allclose(g["labels/round_000"][:], np.maximum(s_g, s_ag), atol=1e-7)  # lambda 1: the max
 
 
+@pytest.mark.slow
 def test_offline_weights_fail_fast_with_one_line(voc_root, tmp_path):
     t = time.time()
     r = cli(voc_root, "--out", tmp_path / "o.zarr", "--model", "RN50", "--pretrained", "openai", "--gpus", "cpu")
@@ -153,6 +159,7 @@ def test_offline_weights_fail_fast_with_one_line(voc_root, tmp_path):
     assert len(lines) == 1 and "--pretrained /path/to/the/file" in lines[0] and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_locked_store_is_refused(voc_root, tmp_path):
     out = str(tmp_path / "locked.zarr")
     with StoreLock(out):
@@ -172,6 +179,7 @@ def test_bad_values_are_usage_errors(voc_root, tmp_path, flags, needle):
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_worker_fails_the_command_with_its_error(voc_root, tmp_path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -183,6 +191,7 @@ def test_a_failing_worker_fails_the_command_with_its_error(voc_root, tmp_path):
     assert "worker" in r.stderr and "failed" in r.stderr and "rerun the same command to resume" in r.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_share_the_chunks(voc_root, reference_store, tmp_path):
     out = str(tmp_path / "ranks.zarr")
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")

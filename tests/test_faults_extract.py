@@ -14,6 +14,8 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
+pytestmark = pytest.mark.slow  # extractions killed and resumed
+
 CLI = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
 ARRAYS = ["images/status", "images/n_tiles", "sim/global", "sim/alpha", "sim/beta", "labels/round_000"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -17,6 +17,8 @@ from cdul.store import Store, layout
 
 from test_trainer_cli import extract
 
+pytestmark = pytest.mark.slow  # trainer runs killed and resumed
+
 BIN = os.path.dirname(sys.executable)
 ARGS = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",
         "--lr", "1e-3", "--epochs", "8", "--warmup", "0", "--update-every", "1", "--workers", "0", "--seed", "3",

@@ -1,5 +1,6 @@
 """Property-based checks of the tiling and of the aggregation."""
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ def test_grid_tiles_are_disjoint_inside_and_counted(h, w, g):
         seen.add((top, left))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(h=st.integers(1, 2000), w=st.integers(1, 2000), p=st.integers(1, 700))
 def test_pixel_tiles_are_disjoint_inside_and_counted(h, w, p):

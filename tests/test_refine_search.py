@@ -94,6 +94,7 @@ def search_store(voc_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_search_by_image_finds_the_planted_image(voc_root, search_store, tmp_path):
     query = os.path.join(voc_root, "VOCdevkit", "VOC2012", "JPEGImages", "chelsea.jpg")
     out = str(tmp_path / "hits.json")
@@ -104,6 +105,7 @@ def test_search_by_image_finds_the_planted_image(voc_root, search_store, tmp_pat
     assert hits[1]["score"] < hits[0]["score"] - 1e-3
 
 
+@pytest.mark.slow
 def test_search_by_text(search_store):
     r = CliRunner().invoke(search_cli, ["--store", search_store, "a photo of a cat", "-k", "5"])
     assert r.exit_code == 0, r.output

@@ -1,5 +1,6 @@
 """The store on its own: creation, chunk flags, rounds, version and lock refusals."""
 import json
+import warnings
 import os
 
 import numpy as np
@@ -67,3 +68,37 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert holder["pid"] == os.getpid()
     with StoreLock(path):
         pass
+
+
+def _open_quietly(path):
+    """The store through xarray, failing on any warning (such as a missing consolidated metadata)."""
+    xr = pytest.importorskip("xarray")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return xr.open_datatree(str(path), engine="zarr"), xr.open_zarr(str(path))
+
+
+def test_xarray_opens_a_finished_store_with_coordinates(tmp_path):
+    path = tmp_path / "s.zarr"
+    s = Store.create(str(path), ids=["a/1.jpg", "b/2.jpg", "c/3.jpg"], classes=["cat", "dining table"],
+                     specs=layout.result_specs(2, tiles_max=4), targets=np.array([[1, 0], [-1, 1], [0, -1]]),
+                     chunk_len=2)
+    s.begin_round(0, {"zeta": 0.5})[:] = np.full((3, 2), 0.25, np.float32)
+    s.finish_round(0)
+    s.set_attrs(complete=True)
+    tree, root = _open_quietly(path)
+    assert list(root["image"].values) == ["a/1.jpg", "b/2.jpg", "c/3.jpg"]
+    assert list(root["class"].values) == ["cat", "dining table"] and list(root["tile"].values) == [0, 1, 2, 3]
+    assert root["targets"].sel({"image": "c/3.jpg", "class": "cat"}).item() == 0  # difficult stays 0, not masked
+    assert tree["labels/round_000"].sel({"class": "dining table"}).values.tolist() == [0.25] * 3
+    assert tree["sim/tiles"].dims == ("image", "tile", "class")
+    assert list(tree["images/id"].coords["image"].values) == list(tree["images/id"].values)
+
+    s.begin_round(1, {})[:] = np.ones((3, 2), np.float32)
+    assert "round_001" not in _open_quietly(path)[0]["labels"]  # unfinished rounds stay out of sight
+    s.finish_round(1)
+    tree = _open_quietly(path)[0]
+    assert tree["labels/round_001"].attrs["complete"] and tree.attrs["label_rounds"] == [0, 1]
+    s.drop_rounds_after(0)
+    assert "round_001" not in _open_quietly(path)[0]["labels"]
+    assert Store.open(str(path)).label_rounds() == [0]

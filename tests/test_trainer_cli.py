@@ -59,6 +59,7 @@ def trained(pristine_store, voc_root, tmp_path_factory):
     return store, run
 
 
+@pytest.mark.slow
 def test_rounds_are_written_with_their_provenance(trained):
     store = Store.open(trained[0])
     assert store.label_rounds() == [0, 1, 2]
@@ -74,6 +75,7 @@ def test_rounds_are_written_with_their_provenance(trained):
         assert np.abs(yk[ok] - y0[ok]).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_metrics_and_checkpoints_are_sane(trained):
     _, run = trained
     for name in ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv"):
@@ -91,6 +93,7 @@ def test_metrics_and_checkpoints_are_sane(trained):
     assert {"epoch", "loss", "val_map", "pseudo_map", "skipped_steps"} <= set(header)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trips_with_weights_only(trained):
     _, run = trained
     ckpt = torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=True)
@@ -106,6 +109,7 @@ def test_checkpoint_round_trips_with_weights_only(trained):
     ckpt_io.set_rng_state(state)
 
 
+@pytest.mark.slow
 def test_eval_writes_report_and_plots(trained, voc_root, tmp_path):
     _, run = trained
     out, plots = str(tmp_path / "report.json"), str(tmp_path / "plots")

@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -13,6 +14,8 @@ from cdul.cli.train import main as train_main
 from cdul.metrics import mean_ap
 
 from datasets import make_label_store
+
+pytestmark = pytest.mark.slow  # a classifier trained for real
 
 COLOURS = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (40, 40, 230), "yellow": (230, 220, 20)}
 CLASSES = list(COLOURS)

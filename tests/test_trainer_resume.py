@@ -19,6 +19,8 @@ from cdul.trainer import stream as stream_mod
 
 from test_trainer_cli import extract
 
+pytestmark = pytest.mark.slow  # whole training runs, interrupted and resumed
+
 ARGS = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",
         "--lr", "1e-3", "--epochs", "3", "--warmup", "1", "--update-every", "1", "--augment", "--workers", "0",
         "--seed", "7", "--quiet"]

@@ -141,7 +141,7 @@ class Trainer:
             if env.main:
                 for r in sorted({0, self.round}):
                     self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
-                self.runlog.append({"epoch": 0, "label_round": self.round,
+                self.runlog.append({"epoch": 0, "label_round": self.round, "weights": cfg.weights,
                                     "pseudo_map": self.history["pseudo_map"][self.round]})
         if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
             self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
@@ -249,10 +249,10 @@ class Trainer:
 
     def _finish_round(self, new_round: int) -> None:
         if self.env.main:
-            self.store.finish_round(new_round)
             pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult)
             self.history["pseudo_map"][new_round] = pmap
             self.store.round_array(new_round).attrs.update({"pseudo_map": pmap, "difficult": self.cfg.difficult})
+            self.store.finish_round(new_round)  # last: its attributes are in the consolidated metadata
         self.round = new_round
         self.env.barrier()  # the round is complete before anyone reads it
 

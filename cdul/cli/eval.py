@@ -73,6 +73,7 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
                      batch_size=batch_size, workers=workers, device=dev, amp=amp)
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
     report = {"checkpoint": checkpoint, "epoch": int(ckpt["epoch"]), "arch": ckpt["arch"],
+              "weights": ckpt.get("config", {}).get("weights"),
               "img_size": int(ckpt["img_size"]), "score": "softmax" if ckpt["loss"] == "kl" else "sigmoid",
               "data": ds.root, "dataset": kind, "split": split, "difficult": difficult, **report}
     if out:

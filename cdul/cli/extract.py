@@ -181,7 +181,7 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
         speed = {"seconds": round(elapsed, 2), "load_seconds": round(counts.get("load_seconds", 0.0), 2),
                  "images": counts.get("images", 0), "tiles": counts.get("tiles", 0), "devices": devices}
         store.set_attrs(last_run=speed)
-        _print_summary(cfg.store, result, speed)
+        _print_summary(store, result, speed)
         return result
     finally:
         lock.release()
@@ -205,7 +205,7 @@ class _Bar:
         self.tqdm.close()
 
 
-def _print_summary(url: str, result: dict, speed: dict) -> None:
+def _print_summary(store, result: dict, speed: dict) -> None:
     s = result["summary"]
     secs = max(speed["seconds"], 1e-9)
     rows = [("images", s["images"]), ("ok", s["ok"]), ("failed", s["failed"]), ("without tiles", s["no_tiles"]),
@@ -216,13 +216,15 @@ def _print_summary(url: str, result: dict, speed: dict) -> None:
                  ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
                  ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
                  ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}")]
-    click.echo(table(rows, ("store " + url, "")))
+    click.echo(table(rows, ("store " + store.url, "")))
     m = s.get("pseudo_label_map")
     if m:
         click.echo()
         click.echo(table([("S_g (global)", f"{m['global']:.2f}"), ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
                           ("y0 (initial pseudo label)", f"{m['y0']:.2f}")],
                          (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP")))
+        if store.attrs.get("model", {}).get("pretrained") == "none":
+            warn("these mAPs come from a CLIP with random weights (--pretrained none): they are meaningless")
     if result["failures"]:
         click.echo()
         click.echo(f"{s['failed']} images failed (reasons in the store, images/error); the first ones:")

@@ -47,10 +47,11 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
         bar.close()
         dist.barrier()
         if rank == 0:
-            result = finalise_store(Store.open(cfg.store, mode="r+"), zeta, lam)
+            store = Store.open(cfg.store, mode="r+")
+            result = finalise_store(store, zeta, lam)
             speed = {"seconds": round(time.time() - started, 2), "images": counts.get("images", 0) * world,
                      "tiles": counts.get("tiles", 0) * world, "devices": [f"{world} torchrun ranks"]}
-            _print_summary(cfg.store, result, speed)
+            _print_summary(store, result, speed)
             click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
     finally:
         if lock is not None:

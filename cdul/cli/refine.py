@@ -30,7 +30,7 @@ cdul-train starts from it. Example:
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.  [default: 16]")
 @click.option("--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]")
 @click.option("--cache-gb", type=click.FloatRange(min=0.01), default=2.0, help="Memory for cached label chunks.")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb, quiet):
     from tqdm import tqdm
 

@@ -24,7 +24,8 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 @click.option("--image", "image_path", default=None, help="Search by this image instead of a text.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, help="How many images to return.")
 @click.option("--json", "json_out", default=None, help="Also write the hits as JSON to this file.")
-@click.option("--index", "kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto")
+@click.option("--index", "kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
+              help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.")
 @click.option("--cache-dir", default=None, help="open_clip weights cache.")
 def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     if (query is None) == (image_path is None):

@@ -10,7 +10,7 @@ from cdul.data import DATASETS
 from .common import CONTEXT, fail
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
-with gradient alignment (CDUL, SPEC 1.5): after --warmup epochs, every --update-every-th
+with gradient alignment (CDUL, ICCV 2023, section 3.2): after --warmup epochs, every --update-every-th
 epoch also moves each batch's labels along -dL/dy and writes them back as a new label round.
 
 \b
