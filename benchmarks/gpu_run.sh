@@ -46,7 +46,7 @@ if [ "$Q" = 1 ]; then
 else
   M=RN50,ViT-B-32,ViT-B-16,RN50x64; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick
 fi
-step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_view_kernel.py \
+step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_kernel_resample.py \
   tests/test_extract_views.py -q -x -p no:cacheprovider -m gpu
 step kernel_bench 40 $PY -m cdul.benchmarks.kernel_bench $QK
 step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3 --images "$N" --naive-images "$NV"

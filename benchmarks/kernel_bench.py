@@ -64,7 +64,7 @@ def moved_bytes(emb, offsets, text, keep_tiles: bool) -> int:
 def variants(cuda: bool):
     out = {"torch": score_segments_torch}
     if cuda:
-        from cdul.kernels.triton_scoring import score_segments_triton
+        from cdul.kernels.scoring.fused import score_segments_triton
 
         # one dynamic-shape compile serves every case; keep the limit above the case count
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)

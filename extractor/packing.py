@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cdul.kernels.view_table import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_SCR, F_XT, F_YT, N_FIELDS
+from cdul.kernels.resample import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_SCR, F_XT, F_YT, N_FIELDS
 
 from .tiling import Tiling
 from .views import output_geometry, pil_taps

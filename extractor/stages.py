@@ -69,7 +69,7 @@ class KernelViews:
     8-bit levels exactly, normalised and written in the encoder's dtype and layout."""
 
     def __init__(self, size: int, mean, std, device: torch.device, dtype: torch.dtype, min_rows: int = 0):
-        from cdul.kernels.resample import resample_views  # imports triton
+        from cdul.kernels.resample.fused import resample_views  # imports triton
 
         self._resample = resample_views
         self.size, self.device, self.dtype, self.min_rows = int(size), device, dtype, min_rows
@@ -174,7 +174,7 @@ class Scorer:
         self.keep_tiles, self.keep_embeddings = keep_tiles, keep_embeddings
         self._out = _Grown()
         if triton:
-            from cdul.kernels.triton_scoring import score_segments_triton
+            from cdul.kernels.scoring.fused import score_segments_triton
 
             self._triton = score_segments_triton
 

@@ -18,7 +18,7 @@ def _extract(root, out, backend, monkeypatch):
 
 def test_triton_and_torch_paths_agree(voc_root, tmp_path, monkeypatch):
     pytest.importorskip("triton")
-    import cdul.kernels.triton_scoring as ts
+    import cdul.kernels.scoring.fused as ts
 
     calls = []
     real = ts.score_segments_triton

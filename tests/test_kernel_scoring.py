@@ -14,7 +14,7 @@ import torch
 from cdul.kernels import scoring
 from cdul.kernels.scoring import score_segments, score_segments_torch
 
-triton_scoring = pytest.importorskip("cdul.kernels.triton_scoring")
+triton_scoring = pytest.importorskip("cdul.kernels.scoring.fused")
 score_segments_triton = triton_scoring.score_segments_triton
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -206,8 +206,8 @@ def test_dispatch_forced_to_triton(monkeypatch):
 
 def test_torch_path_without_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
-    monkeypatch.delitem(sys.modules, "cdul.kernels.triton_scoring")
-    monkeypatch.delattr(sys.modules["cdul.kernels"], "triton_scoring")  # else `from . import` finds it
+    monkeypatch.delitem(sys.modules, "cdul.kernels.scoring.fused")
+    monkeypatch.delattr(sys.modules["cdul.kernels.scoring"], "fused")  # else `from . import` finds it
     assert not scoring._triton_available()
     monkeypatch.setenv("CDUL_KERNELS", "auto")
     emb, offsets, text = make_inputs([3, 0], 20, 16, torch.float32, seed=8)

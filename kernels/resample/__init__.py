@@ -1,5 +1,7 @@
-"""The view table that the loader packs and the view kernel reads (no triton import here,
-so the loader's worker processes never load it).
+"""The eval preprocess of every view of a batch (``fused.resample_views``, two Triton
+launches; ``reference.resample_views_torch``, plain torch) and the view table that the
+loader packs and both read. This module imports no triton, so the loader's worker
+processes never load it.
 
 One int64 row of ``N_FIELDS`` per view:
 

@@ -1,4 +1,4 @@
-"""The batch view kernel (kernels/resample.py, run by Triton's interpreter here) against the
+"""The batch view kernel (kernels/resample, run by Triton's interpreter here) against the
 matrix path (ViewMaker, float64: PIL bit for bit) and a plain-torch reading of the same tables."""
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import torch
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.tiling import Tiling
 from cdul.extractor.views import ViewMaker
-from cdul.kernels.resample import resample_views, resample_views_torch
+from cdul.kernels.resample.fused import resample_views
+from cdul.kernels.resample.reference import resample_views_torch
 
 LEVELS = (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)  # views in grey levels
 CLIP_NORM = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)

@@ -19,7 +19,7 @@ The taps and starts (``xs``, ``ys``) come precomputed from the host (they depend
 sizes alone and are cached there). Only the rows of the centre crop are computed, and
 pass 1 reads only the input rows that pass 2 needs.
 
-The view table's format is in ``view_table.py``.
+The view table's format is in the package docstring.
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .view_table import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_XT, F_YT, N_FIELDS
-
-_HALF = 1 << 21
 
 
 @triton.jit
@@ -51,7 +48,7 @@ def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R,
                  BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr):
     """Pass 1: program (view, block of intermediate rows, block of output columns)."""
     v = tl.program_id(0)
-    row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10  # fields: view_table.py
+    row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10  # fields: see __init__.py
     img = tl.load(row + 0)
     img_w = tl.load(row + 1)
     row0 = tl.load(row + 2)
@@ -152,32 +149,3 @@ def resample_views(data: torch.Tensor, views_off: int, taps_off: int, n_views: i
     _cols_kernel[(n_views, triton.cdiv(size, br), triton.cdiv(size, bx))](
         data, scratch, out, views_off, taps_off, size, sn, sc, sh, sw,
         *[float(x) for x in mul], *[float(x) for x in add], BLOCK_Y=br, BLOCK_X=bx, num_warps=4)
-
-
-def resample_views_torch(data: torch.Tensor, views_off: int, taps_off: int, n_views: int,
-                         size: int, mul, add) -> torch.Tensor:
-    """The reference: the same tables, read one view at a time with plain torch (int64
-    sums). Returns [n_views, 3, size, size] float32."""
-    table = data[views_off: views_off + n_views * N_FIELDS * 8].view(torch.int64).view(n_views, N_FIELDS).tolist()
-    taps_all = data[taps_off:].view(torch.int32) if (data.numel() - taps_off) % 4 == 0 else \
-        data[taps_off: taps_off + (data.numel() - taps_off) // 4 * 4].view(torch.int32)
-    out = torch.empty(n_views, 3, size, size)
-    mul = torch.tensor([float(x) for x in mul]).view(3, 1, 1)
-    add = torch.tensor([float(x) for x in add]).view(3, 1, 1)
-
-    def axis(t: int, k: int):
-        starts = taps_all[t: t + size].long()
-        return starts, taps_all[t + size: t + size + size * k].view(size, k).long()
-
-    for v, f in enumerate(table):
-        img_h_rows = f[F_ROW0] + f[F_NROWS]
-        img = data[f[F_IMG]: f[F_IMG] + img_h_rows * f[F_IMG_W] * 3].view(img_h_rows, f[F_IMG_W], 3).long()
-        xs, xt = axis(f[F_XT], f[F_KX])
-        ys, yt = axis(f[F_YT], f[F_KY])
-        rows = img[f[F_ROW0]:]  # [NROWS, W, 3]
-        cols = f[F_COL0] + xs[:, None] + torch.arange(f[F_KX])[None, :]  # [R, KX]
-        tmp = ((rows[:, cols, :] * xt[None, :, :, None]).sum(2) + _HALF >> 22).clamp(0, 255)  # [NROWS, R, 3]
-        rsel = ys[:, None] + torch.arange(f[F_KY])[None, :]  # [R, KY]
-        lev = ((tmp[rsel] * yt[:, :, None, None]).sum(1) + _HALF >> 22).clamp(0, 255)  # [R, R, 3]
-        out[v] = lev.permute(2, 0, 1).float() * mul + add
-    return out

@@ -1,4 +1,4 @@
-"""Fused Triton scoring of segment-stacked view embeddings (see ``scoring.py`` for the layout).
+"""Fused Triton scoring of segment-stacked view embeddings (the package docstring has the layout).
 
 Per image b, with rows ``offsets[b]:offsets[b+1]`` of ``emb`` (global view first, then its
 tiles) and the class matrix ``text`` [C, D]:
@@ -54,11 +54,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .scoring import Scores
+from .checks import Scores, check_shapes
 
 LOG2E = 1.4426950408889634
 FUSED_MAX_CLASSES = 256  # up to this many classes, one class block and a single pass
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
 
 
@@ -314,22 +313,8 @@ def _is_interpreted() -> bool:
 
 
 def _check(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor) -> None:
-    """Metadata checks only: the offsets' values are checked by ``check_segments``, since
-    reading them back from the GPU would stall the stream."""
-    if emb.dim() != 2 or text.dim() != 2:
-        raise ValueError(f"emb and text must be 2-D, got {tuple(emb.shape)} and {tuple(text.shape)}")
-    if emb.shape[1] != text.shape[1]:
-        raise ValueError(f"embedding width {emb.shape[1]} != class embedding width {text.shape[1]}")
-    if emb.shape[1] == 0 or text.shape[0] == 0:
-        raise ValueError(f"need D >= 1 and C >= 1, got D={emb.shape[1]}, C={text.shape[0]}")
-    if offsets.dim() != 1 or offsets.numel() < 2 or offsets.numel() - 1 > emb.shape[0]:
-        raise ValueError(f"offsets must be 1-D with B + 1 entries, 1 <= B <= M={emb.shape[0]}, "
-                         f"got shape {tuple(offsets.shape)}")
-    if offsets.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"offsets must be int32 or int64, got {offsets.dtype}")
-    for name, t in (("emb", emb), ("text", text)):
-        if t.dtype not in _DTYPES:
-            raise ValueError(f"{name} must be float16, bfloat16 or float32, got {t.dtype}")
+    """Metadata checks only (reading the offsets back from the GPU would stall the stream)."""
+    check_shapes(emb, offsets, text)
     if not (emb.device == offsets.device == text.device):
         raise ValueError(f"emb, offsets and text must share a device, got {emb.device}, "
                          f"{offsets.device}, {text.device}")

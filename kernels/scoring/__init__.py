@@ -1,0 +1,56 @@
+"""Scoring: CLIP embeddings of each image's views -> S_g, alpha, beta (SPEC 1.2-1.4).
+
+Input layout ("segments"): the encoder outputs of B images stacked in one [M, D] matrix.
+Image b owns rows ``offsets[b]:offsets[b+1]``; the first of them is its global view and
+the rest are its tiles (zero or more). For each image:
+
+    p_j     = softmax_c(s * <e_j / |e_j|, t_c>)        for every row j of the image
+    S_g     = p_global
+    alpha_c = max over tiles of p_j[c],  beta_c = min over tiles of p_j[c]
+    (no tiles: alpha = beta = S_g, the local view falls back to the global one)
+
+``score_segments`` is the one entry point: it dispatches to the fused Triton kernel for
+CUDA tensors when it is available and to the plain-torch reference otherwise (CPU, or
+``CDUL_KERNELS=torch``).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .checks import Scores, check_segments, check_shapes
+from .reference import score_segments_torch
+
+__all__ = ["Scores", "check_segments", "check_shapes", "score_segments", "score_segments_torch"]
+
+
+def _backend(emb: torch.Tensor) -> str:
+    choice = os.environ.get("CDUL_KERNELS", "auto").lower()
+    if choice not in ("auto", "torch", "triton"):
+        raise ValueError(f"CDUL_KERNELS must be auto, torch or triton, not {choice!r}")
+    if choice == "auto":
+        return "triton" if emb.is_cuda and _triton_available() else "torch"
+    return choice
+
+
+def _triton_available() -> bool:
+    try:
+        from . import fused  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def score_segments(emb, offsets, text, logit_scale: float, keep_tiles: bool = False) -> Scores:
+    """Score B images whose view embeddings are stacked as segments (see module docstring).
+
+    Offsets given on the CPU are validated, then copied to the embeddings' device. For speed
+    on a GPU pass fp16 (or bf16) embeddings and class matrix of the same dtype."""
+    check_segments(emb, offsets, text)
+    offsets = offsets.to(emb.device, non_blocking=True)
+    if _backend(emb) == "triton":
+        from .fused import score_segments_triton
+
+        return score_segments_triton(emb, offsets, text, logit_scale, keep_tiles=keep_tiles)
+    return score_segments_torch(emb, offsets, text, logit_scale, keep_tiles=keep_tiles)
