@@ -7,10 +7,18 @@ are taken on PyPI).
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 PARTS = ("kernels", "extractor", "store", "trainer", "benchmarks")
+
+
+def _packages() -> list[str]:
+    """cdul and its subpackages, and each part with its own subpackages, found on disk."""
+    found = ["cdul"] + [f"cdul.{p}" for p in find_packages("cdul")]
+    for part in PARTS:
+        found += [f"cdul.{part}"] + [f"cdul.{part}.{p}" for p in find_packages(part)]
+    return found
 
 
 def _version() -> str:
@@ -28,7 +36,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["cdul", "cdul.data", "cdul.cli", "cdul.index"] + [f"cdul.{p}" for p in PARTS],
+    packages=_packages(),
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
     package_data={"cdul": ["model_configs/*.json"]},
     install_requires=[

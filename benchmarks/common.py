@@ -16,7 +16,19 @@ import time
 import uuid
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+def _results_dir() -> Path:
+    """benchmarks/results of the source checkout this runs from; from an installed package
+    (no checkout around it) ./cdul-bench-results, never a folder inside the installation.
+    CDUL_BENCH_RESULTS overrides both."""
+    if os.environ.get("CDUL_BENCH_RESULTS"):
+        return Path(os.environ["CDUL_BENCH_RESULTS"])
+    here = Path(__file__).resolve().parent
+    if (here.parent / "setup.py").is_file():
+        return here / "results"
+    return Path.cwd() / "cdul-bench-results"
+
+
+RESULTS_DIR = _results_dir()
 RESULTS_CSV = RESULTS_DIR / "results.csv"
 FIELDS = ["run_id", "timestamp", "subject", "variant", "params", "device", "code_version", "metric", "value", "unit"]
 RUN_ID = os.environ.get("CDUL_BENCH_RUN_ID") or uuid.uuid4().hex[:8]
