@@ -16,20 +16,12 @@ import numpy as np
 import zarr
 
 from . import layout as L
+from .lock import LOCK_NAME, lock_token
+from .url import is_url, normalise
 
 
 class StoreError(Exception):
     """A store that cannot be used as asked; the message says what to do."""
-
-
-def is_url(path: str) -> bool:
-    return "://" in str(path)
-
-
-def normalise(url) -> str:
-    """file:// URLs become plain paths (the local store writes atomically and locks with flock)."""
-    url = os.fspath(url)
-    return url[len("file://"):] if url.startswith("file://") else url
 
 
 def _fs_path(url: str):
@@ -60,11 +52,11 @@ def remove_store(url: str) -> None:
             attrs = {}
         if attrs.get("format") != L.FORMAT:
             raise StoreError(f"{url} is a Zarr group but not a cdul store; refusing to delete it")
-    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/.lock")]:
+    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/" + LOCK_NAME)]:
         raise StoreError(f"{url} exists and is not a cdul store; refusing to delete it")
     # Keep the lock file: the run that asked for the overwrite holds it.
     for entry in fs.ls(path, detail=False):
-        if not entry.endswith("/.lock"):
+        if not entry.endswith("/" + LOCK_NAME):
             fs.rm(entry, recursive=True)
 
 
@@ -85,6 +77,7 @@ class Store:
         self.chunk_len = int(attrs["chunk_len"])
         self.classes: list[str] = list(attrs["classes"])
         self.n_chunks = (self.n + self.chunk_len - 1) // self.chunk_len
+        self.run_token = lock_token(self.url)  # the run this process writes chunks for
 
     # -- creation and opening -------------------------------------------------------------
     @classmethod
@@ -203,11 +196,19 @@ class Store:
         """Write whole-chunk rows of each array, then flag the chunk done (never before)."""
         start, stop = self.chunk_bounds(k)
         for name, value in arrays.items():
-            value = np.asarray(value)
-            if value.shape[0] != stop - start:
-                raise ValueError(f"{name}: {value.shape[0]} rows for chunk {k} of {stop - start}")
-            self.group[name][start:stop] = value
+            if np.shape(value)[0] != stop - start:
+                raise ValueError(f"{name}: {np.shape(value)[0]} rows for chunk {k} of {stop - start}")
+        self.check_owner(k)
+        for name, value in arrays.items():
+            self.group[name][start:stop] = np.asarray(value)
+        self.check_owner(k)
         self.group[L.DONE][k] = True
+
+    def check_owner(self, k: int) -> None:
+        """Refuse to write chunk k unless the run this store was opened for still holds the
+        store's lock (a process outliving its run must not write into the next one)."""
+        if lock_token(self.url) != self.run_token:
+            raise StoreError(f"{self.url}: another run now owns this store; chunk {k} not written")
 
     # -- reading -----------------------------------------------------------------------------
     def has(self, name: str) -> bool:

@@ -76,6 +76,7 @@ def test_store_opens_with_plain_zarr(reference_store):
     summary = a["summary"]
     assert summary["ok"] == 20 and summary["failed"] == 0 and summary["no_tiles"] == 1
     assert set(summary["pseudo_label_map"]) >= {"global", "aggregated", "y0"}
+    assert not os.path.exists(os.path.join(out, ".lock"))  # zarr would warn about an unknown object
 
 
 def test_resume_after_kill_equals_an_uninterrupted_run(voc_root, reference_store, tmp_path):
@@ -105,6 +106,46 @@ def test_two_cpu_workers_give_the_same_store(voc_root, reference_store, tmp_path
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_workers_die_with_a_killed_parent(voc_root, tmp_path):
+    out = str(tmp_path / "orphans.zarr")
+    args = base_args(voc_root, out, "--chunk-len", "1", "--snippet", "4")
+    args[args.index("--gpus") + 1] = "cpu,cpu"
+    proc = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    workers: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers) < 2:
+        workers = [c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
+        time.sleep(0.05)
+    assert len(workers) == 2, "two worker processes should have started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(map(_alive, workers)):
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "workers outlived their killed parent"
 
 
 def test_changed_config_is_refused_then_overwritten(voc_root, tmp_path):
