@@ -21,7 +21,7 @@ from cdul.data import fs
 from cdul.data.decode import decode_image
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_ap
-from cdul.store import Store, layout
+from cdul.store import Store, layout, open_verified
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 0.95, 0.05))
 
@@ -140,7 +140,7 @@ def _ap_figure(ap: dict, path: str, title: str = "") -> None:
 
 def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = None, max_images: int = 24) -> dict:
     """Everything the report shows, as plain data (also written as report.json)."""
-    store = Store.open(store_url)
+    store = open_verified(store_url)
     classes = store.classes
     status = store.read(layout.STATUS)
     ok = status == layout.OK

@@ -11,7 +11,7 @@ import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_of, streamed_per_class_ap
-from cdul.store import Store, StoreError, layout, remove_store
+from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .pipeline import WorkerConfig
 
@@ -160,6 +160,7 @@ def finalise_store(store: Store, zeta: float, lam: float) -> dict:
     pending = store.pending_chunks()
     if pending:
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
+    refuse_damaged(store)
     write_initial_labels(store, zeta, lam)
     result = summarise(store, zeta, lam)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})

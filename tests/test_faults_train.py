@@ -80,3 +80,13 @@ def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed
     for k in range(1, 9):
         np.testing.assert_array_equal(Store.open(store).read(layout.round_name(k)),
                                       Store.open(ref_store).read(layout.round_name(k)))
+
+
+def test_a_damaged_store_is_refused_with_one_line(pristine, tmp_path):
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    with open(os.path.join(store, "sim", "beta", "c", "1", "0"), "r+b") as f:
+        f.truncate(10)
+    r = train(store, str(tmp_path / "run"))
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "sim/beta, chunk 1" in lines[0], r.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cdul.data import DatasetError, load_labelled
-from cdul.store import Store, StoreError
+from cdul.store import Store, StoreError, refuse_damaged
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
@@ -32,10 +32,11 @@ class ValSplit:
 def open_store(url: str) -> Store:
     try:
         store = Store.open(url, mode="r+")
+        if not store.attrs.get("complete", False):
+            raise TrainError(f"{url}: extraction has not finished; rerun the cdul-extract command to complete it")
+        refuse_damaged(store)
     except StoreError as exc:
         raise TrainError(str(exc)) from None
-    if not store.attrs.get("complete", False):
-        raise TrainError(f"{url}: extraction has not finished; rerun the cdul-extract command to complete it")
     if not store.label_rounds():
         raise TrainError(f"{url} has no complete label round (round 0 is written when cdul-extract finishes)")
     return store

@@ -65,10 +65,16 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
               help="Images that may fail to decode (a count, or a percentage of the split) before the "
                    "command exits with status 3; failed images are recorded in the store either way.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
+@click.option("--verify", "verify_only", is_flag=True,
+              help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
+                   "damaged; changes nothing. Exit status 1 when something is.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
          classes, csv_path, gpus, batch_size, workers, threads, precision, chunk_len, zeta, lam, keep_tiles,
-         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, quiet):
+         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, verify_only, quiet):
+    if verify_only:
+        verify_store(out)
+        return
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     if "{}" not in template:
@@ -143,6 +149,7 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
     try:
         store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
                               embed_dim=embed_dim)
+        _reopen_damaged(store)
         pending = store.pending_chunks()
         todo = sum(b - a for a, b in map(store.chunk_bounds, pending))
         if pending and len(pending) < store.n_chunks:
@@ -169,6 +176,34 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
         return result
     finally:
         lock.release()
+
+
+def verify_store(url: str) -> None:
+    """--verify: report the health of the store at url; exit 1 when it is damaged."""
+    from cdul.store import Store, StoreError, verify
+
+    try:
+        store = Store.open(url)
+        damage = verify(store)
+    except StoreError as exc:
+        fail(str(exc))
+    done = int(store.done_flags().sum())
+    state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
+    if not damage:
+        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
+        return
+    for d in damage:
+        click.echo(f"damaged: {d}", err=True)
+    fail(f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
+         "re-extract them")
+
+
+def _reopen_damaged(store) -> None:
+    from cdul.store import reopen_damaged
+
+    damage = reopen_damaged(store)
+    for d in damage:
+        click.echo(f"damaged, extracting again: {d}", err=True)
 
 
 class _Bar:
