@@ -48,6 +48,7 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     from cdul.trainer.distributed import pick_device
     from cdul.trainer.evaluate import classifier_report, predict
     from cdul.trainer.model import WeightsError, new_model
+    from cdul.trainer.prepare import TrainError, check_finite
     from cdul.trainer.report import write_json, write_plots
 
     try:
@@ -66,6 +67,10 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     except (ValueError, WeightsError) as exc:
         fail(str(exc))
     model.load_state_dict(ckpt["model"])
+    try:
+        check_finite(model, checkpoint)
+    except TrainError as exc:
+        fail(f"{exc}; its scores would mean nothing")
     model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
