@@ -59,13 +59,14 @@ def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: i
     attrs = Store.peek(url)
     if attrs and not overwrite and not attrs.get("creating"):  # a create that died early just starts over
         store = Store.open(url, mode="r+")
-        if store.attrs.get("config_hash") != digest:
+        if store.attrs.get("config_hash") == digest:
+            return store
+        if store.done_flags().any():  # with nothing extracted yet, the store is simply made again
             changes = _diff(store.attrs.get("config", {}), config)
             raise StoreError(
                 f"{url} was built with another configuration ({'; '.join(changes[:4]) or 'unknown'}); "
                 "rerun with the same options to resume, or pass --overwrite to start over"
             )
-        return store
     remove_store(url)
     tiles_max = 0
     if cfg.keep_tiles:

@@ -7,7 +7,6 @@ import os
 import queue as queue_mod
 import signal
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -100,7 +99,7 @@ def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q
         counts = extract_chunks(cfg, chunks, device, lambda images, tiles: q.put(("progress", rank, images, tiles)))
         q.put(("done", rank, counts))
     except BaseException as exc:  # report everything, then die with a non-zero code
-        q.put(("error", rank, _one_line(exc), traceback.format_exc()))
+        q.put(("error", rank, _one_line(exc)))
         raise SystemExit(1)
 
 
@@ -138,7 +137,7 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progr
             elif kind == "done":
                 finished[rank] = msg[2]
             elif kind == "error":
-                raise WorkerFailed(f"worker {rank} ({devices[rank]}) failed: {msg[2]}\n{_tail(msg[3])}")
+                raise WorkerFailed(f"worker {rank} ({devices[rank]}) failed: {msg[2]}")
     finally:
         for p in procs:
             if p.is_alive():
@@ -165,10 +164,6 @@ def _check_dead(procs, finished: dict, dead_since: dict, devices: list[str], gra
         code = p.exitcode
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         raise WorkerFailed(f"worker {rank} ({devices[rank]}) died ({how}) without reporting an error")
-
-
-def _tail(tb: str, lines: int = 12) -> str:
-    return "\n".join(tb.rstrip().splitlines()[-lines:])
 
 
 def torchrun_env() -> tuple[int, int, int] | None:

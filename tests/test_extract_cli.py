@@ -214,14 +214,17 @@ def test_bad_values_are_usage_errors(voc_root, tmp_path, flags, needle):
 
 
 def test_a_failing_worker_fails_the_command_with_its_error(voc_root, tmp_path):
-    bad = tmp_path / "broken.pt"
-    bad.write_bytes(b"not a checkpoint")
+    import torch
+
+    bad = tmp_path / "other.pt"  # a checkpoint, of another model: found out when a worker loads it
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, bad)
     args = base_args(voc_root, tmp_path / "w.zarr", "--limit", "4", "--chunk-len", "2")
     args[args.index("--pretrained") + 1] = str(bad)
     args[args.index("--gpus") + 1] = "cpu,cpu"
     r = cli(*args)
     assert r.returncode == 1
     assert "worker" in r.stderr and "failed" in r.stderr and "rerun the same command to resume" in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.startswith("Error")]) == 1 and "do not fit" in r.stderr
 
 
 def test_torchrun_ranks_share_the_chunks(voc_root, reference_store, tmp_path):
@@ -244,3 +247,33 @@ def test_store_at_an_fsspec_url(voc_root, tmp_path):
     assert result.exit_code == 0, result.output
     g = zarr.open_group(url, mode="r")
     assert g.attrs["complete"] is True and g["_build/done"][:].all() and (g["images/status"][:] == 1).all()
+
+
+def _one_line_error(r, needle):
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert r.returncode == 1 and len(lines) == 1 and needle in lines[0], r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("case", ["model", "classes", "junk_weights", "weights_of_another_model", "out_is_a_file"])
+def test_bad_arguments_are_one_line_and_leave_nothing_in_the_way(voc_root, tmp_path, case):
+    import torch
+
+    out = tmp_path / "s.zarr"
+    args = base_args(voc_root, out, "--limit", "2", "--chunk-len", "2")
+    junk, wrong = tmp_path / "junk.pt", tmp_path / "wrong.pt"
+    junk.write_bytes(b"\x00" * 64)
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, wrong)
+    flag, value, needle = {"model": ("--model", "no-such-model", "unknown model"),
+                           "classes": ("--classes", tmp_path / "missing.txt", "missing.txt: file not found"),
+                           "junk_weights": ("--pretrained", junk, "not a weights file"),
+                           "weights_of_another_model": ("--pretrained", wrong, "do not fit"),
+                           "out_is_a_file": ("--out", tmp_path / "f", "is a file")}[case]
+    (tmp_path / "f").write_text("x")
+    if flag in args:
+        bad = [*args[:args.index(flag)], flag, value, *args[args.index(flag) + 2:]]
+    else:
+        bad = [*args, flag, value]
+    _one_line_error(cli(*bad), needle)
+    assert (tmp_path / "f").read_text() == "x"
+    r = cli(*args)  # the corrected command runs, with no --overwrite
+    assert r.returncode == 0, r.stderr

@@ -175,3 +175,23 @@ def test_eval_refuses_a_model_that_is_not_finite(reference, voc_root, tmp_path):
     r = subprocess.run([os.path.join(BIN, "cdul-eval"), "--checkpoint", path, "--data", voc_root, "--split", "train",
                         "--device", "cpu", "--workers", "0"], capture_output=True, text=True, env=ENV, timeout=300)
     _one_line_refusal(r, "not finite", "bn1.running_var")
+
+
+def test_a_full_disk_during_training_is_one_line(pristine, tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from cdul.cli.train import main as train_main
+    from cdul.trainer import checkpoint as ckpt_io
+
+    def full(state, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(ckpt_io, "save_checkpoint", full)
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    r = CliRunner().invoke(train_main, ["--store", store, "--out-dir", str(tmp_path / "run"), *ARGS, "--epochs", "1"])
+    assert r.exit_code == 1, repr(r.exception)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], r.output

@@ -81,11 +81,12 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
     import torch
 
-    from cdul.extractor.clip_model import WeightsUnavailableError, model_embed_dim, register_model, resolve_weights
+    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_embed_dim, register_model,
+                                           resolve_weights)
     from cdul.extractor.pipeline import WorkerConfig
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
-    from cdul.store import StoreError
+    from cdul.store import StoreError, store_exists
 
     dist = torchrun_env()
     try:
@@ -99,7 +100,9 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     if pretrained.lower() in ("none", "random"):
         warn("--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
              "use them for speed and plumbing only.")
+    _check_out(out)
     try:
+        check_model(model)
         resolve_weights(register_model(model), pretrained, cache_dir)
         embed_dim = model_embed_dim(model) if keep_embeddings else 0
     except (WeightsUnavailableError, ValueError) as exc:
@@ -128,7 +131,8 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         fail(str(exc))
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
-        fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
+        resume = "; chunks finished so far are kept; rerun the same command to resume" if store_exists(out) else ""
+        fail(f"{exc}{hint}{resume}")
     if result is not None:
         failed, allowed = result["summary"]["failed"], max_failures.allowed(len(data))
         if failed > allowed:
@@ -162,7 +166,7 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
             counts = run_local(cfg, pending, devices[:len(pending)], Progress(bar.update)) if pending else {}
         except WorkerFailed as exc:
             hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
-            fail(f"{exc}{hint}\nchunks finished so far are kept; rerun the same command to resume")
+            fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
         except KeyboardInterrupt:
             fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
         finally:
@@ -176,6 +180,14 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
         return result
     finally:
         lock.release()
+
+
+def _check_out(out: str) -> None:
+    from cdul.store import is_url, normalise
+
+    path = normalise(out)
+    if not is_url(path) and os.path.lexists(path) and not os.path.isdir(path):
+        fail(f"--out {out} is a file, and a store is a folder: choose another path")
 
 
 def verify_store(url: str) -> None:

@@ -1,6 +1,7 @@
 """cdul-train: a classifier trained on the store's pseudo labels, which it refines as it goes."""
 from __future__ import annotations
 
+import errno
 import os
 
 import click
@@ -109,6 +110,9 @@ def main(**options):
         result = train(cfg, log=log)
     except TrainError as exc:
         fail(str(exc))
+    except OSError as exc:
+        hint = " (disk full? free some space)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        fail(f"{exc}{hint}; rerun with --resume to continue from the last checkpoint")
     except KeyboardInterrupt:
         fail(f"interrupted; rerun with --resume to continue from {cfg.out_dir}/last.pt", code=130)
     if not quiet and os.environ.get("RANK", "0") == "0":

@@ -6,6 +6,8 @@ import tempfile
 
 import fsspec
 
+from .base import DatasetError
+
 
 def join(root: str, rel: str) -> str:
     if "://" in root:
@@ -36,7 +38,19 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8-sig")
+    """A list file (split, labels, classes, annotations) as text; DatasetError naming the
+    file (and the line) when it is missing, unreadable or not UTF-8."""
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8") from None
 
 
 def walk_files(root: str) -> list[str]:
