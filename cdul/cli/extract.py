@@ -7,10 +7,10 @@ import time
 
 import click
 
-from cdul.data import DATASETS, DatasetError, load_dataset
+from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 
-from .common import CONTEXT, FailureLimit, fail, table, warn
+from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, table, warn
 
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -64,6 +64,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--max-failures", type=FailureLimit(), default="1%",
               help="Images that may fail to decode (a count, or a percentage of the split) before the "
                    "command exits with status 3; failed images are recorded in the store either way.")
+@follow_symlinks_option
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
 @click.option("--verify", "verify_only", is_flag=True,
               help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
@@ -71,7 +72,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
          classes, csv_path, gpus, batch_size, workers, threads, precision, chunk_len, zeta, lam, keep_tiles,
-         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, verify_only, quiet):
+         max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, follow_symlinks, overwrite, verify_only,
+         quiet):
     if verify_only:
         verify_store(out)
         return
@@ -101,6 +103,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         warn("--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
              "use them for speed and plumbing only.")
     _check_out(out)
+    fs.follow_symlinks(follow_symlinks)  # read again in every worker process, from the environment
     try:
         check_model(model)
         resolve_weights(register_model(model), pretrained, cache_dir)

@@ -8,7 +8,7 @@ import click
 
 from cdul.data import DATASETS
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, follow_symlinks_option
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
 with gradient alignment (CDUL, SPEC 1.5): after --warmup epochs, every --update-every-th
@@ -95,6 +95,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
               help="New run: train from this label round and drop later ones.  [default: the newest complete round]")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.")
+@follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
     from cdul.trainer import ConfigError, TrainConfig, TrainError, train
