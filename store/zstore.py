@@ -33,6 +33,29 @@ def _zarr_store(url: str):
     return str(url) if is_url(url) else os.fspath(url)
 
 
+READ_ONLY = ("http", "https", "ftp", "zip", "tar", "github", "hf")
+
+
+def check_location(url: str, processes: int = 1) -> None:
+    """Refuse, before anything is written, a store location that cannot work: a protocol
+    fsspec does not know or cannot load, a read-only one, or a memory:// store shared by
+    several processes (each would see its own empty one)."""
+    url = normalise(url)
+    if not is_url(url):
+        return
+    try:
+        fs, _ = _fs_path(url)
+    except (ImportError, ValueError) as exc:
+        raise StoreError(f"{url}: this kind of URL cannot hold a store here ({exc})") from None
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & set(READ_ONLY):
+        raise StoreError(f"{url}: {'/'.join(sorted(protocols))} URLs are read-only; write the store to a path or a "
+                         "writable URL (s3://, gs://, ...)")
+    if "memory" in protocols and processes > 1:
+        raise StoreError(f"{url}: a memory:// store lives inside one process, and this run has {processes}; use one "
+                         "device, or a path")
+
+
 def store_exists(url: str) -> bool:
     fs, path = _fs_path(normalise(url))
     return fs.exists(path.rstrip("/") + "/zarr.json")
@@ -161,6 +184,9 @@ class Store:
     def open(cls, url: str, mode: str = "r") -> "Store":
         url = normalise(url)
         if not store_exists(url):
+            if url.startswith("memory://"):
+                raise StoreError(f"no cdul store at {url}: a memory:// store lives only inside the process that made "
+                                 "it; use a path or a shared URL")
             raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
         try:
             group = zarr.open_group(_zarr_store(url), mode=mode)

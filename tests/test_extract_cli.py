@@ -277,3 +277,21 @@ def test_bad_arguments_are_one_line_and_leave_nothing_in_the_way(voc_root, tmp_p
     assert (tmp_path / "f").read_text() == "x"
     r = cli(*args)  # the corrected command runs, with no --overwrite
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("url,gpus,needle", [("nosuch://x.zarr", "cpu", "cannot hold a store"),
+                                             ("memory://two/x.zarr", "cpu,cpu", "inside one process")])
+def test_store_urls_that_cannot_work_are_one_line(voc_root, tmp_path, url, gpus, needle):
+    args = base_args(voc_root, url, "--limit", "2")
+    args[args.index("--gpus") + 1] = gpus
+    _one_line_error(cli(*args), needle)
+
+
+def test_a_local_url_is_a_path_and_memory_stores_say_where_they_live(voc_root, tmp_path):
+    out = tmp_path / "l.zarr"
+    r = cli(*base_args(voc_root, f"local://{out}", "--limit", "2"))
+    assert r.returncode == 0, r.stderr
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
+    train = subprocess.run([os.path.join(os.path.dirname(CLI), "cdul-train"), "--store", "memory://x/s.zarr",
+                            "--out-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    _one_line_error(train, "lives only inside the process")

@@ -88,13 +88,17 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     from cdul.extractor.pipeline import WorkerConfig
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
-    from cdul.store import StoreError, store_exists
+    from cdul.store import StoreError, check_location, store_exists
 
     dist = torchrun_env()
     try:
         devices = parse_devices(gpus, torch.cuda.device_count())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
+    try:
+        check_location(out, processes=dist[1] if dist else len(devices))
+    except StoreError as exc:
+        fail(str(exc))
     try:
         data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
     except DatasetError as exc:
