@@ -76,13 +76,25 @@ def check_chunk(store: Store, k: int) -> list[Damage]:
     return damage
 
 
-def verify(store: Store) -> list[Damage]:
-    """The damage of every chunk flagged done."""
+def _done_chunks(store: Store) -> tuple[list[int], list[Damage]]:
+    """The chunks flagged done, and the flags that cannot be read (each is its own chunk)."""
     try:
-        done = store.done_flags()
-    except Exception as exc:  # codecs raise many types for a damaged chunk
-        return [Damage(L.DONE, -1, f"cannot be read ({type(exc).__name__})")]
-    return [d for k in np.flatnonzero(done) for d in check_chunk(store, int(k))]
+        return [int(k) for k in np.flatnonzero(store.done_flags())], []
+    except Exception:  # codecs raise many types for a damaged chunk: find the broken flags
+        flags, done, damage = store.array(L.DONE), [], []
+        for k in range(store.n_chunks):
+            try:
+                if flags[k]:
+                    done.append(k)
+            except Exception as exc:  # likewise
+                damage.append(Damage(L.DONE, k, f"cannot be read ({type(exc).__name__})"))
+        return done, damage
+
+
+def verify(store: Store) -> list[Damage]:
+    """The damage of every chunk flagged done (and of every done flag)."""
+    done, damage = _done_chunks(store)
+    return damage + [d for k in done for d in check_chunk(store, k)]
 
 
 def describe(damage: list[Damage], limit: int = 3) -> str:
@@ -110,8 +122,6 @@ def reopen_damaged(store: Store) -> list[Damage]:
     damage = verify(store)
     if not damage:
         return []
-    if any(d.chunk < 0 for d in damage):
-        raise StoreError(f"{store.url}: {describe(damage)}; start over with --overwrite")
     rounds = [d for d in damage if d.array.startswith(L.LABELS + "/")]
     if rounds:
         if store.label_rounds() != [0]:

@@ -130,7 +130,8 @@ def _scribble(path):
 
 @pytest.mark.parametrize("chunk_file,damage", [("sim/global/c/1/0", os.remove), ("images/status/c/3", os.remove),
                                                ("sim/alpha/c/2/0", _truncate), ("images/hw/c/4/0", _scribble),
-                                               ("labels/round_000/c/0/0", os.remove)])
+                                               ("labels/round_000/c/0/0", os.remove),
+                                               ("_build/done/c/5", _scribble)])
 def test_a_damaged_store_is_reported_then_repaired(voc_root, reference, tmp_path, chunk_file, damage):
     out = tmp_path / "s.zarr"
     shutil.copytree(str(reference.store.root), out)

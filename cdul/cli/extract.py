@@ -206,9 +206,9 @@ def verify_store(url: str) -> None:
         damage = verify(store)
     except StoreError as exc:
         fail(str(exc))
-    done = int(store.done_flags().sum())
-    state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
     if not damage:
+        done = int(store.done_flags().sum())
+        state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
         click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
         return
     for d in damage:
