@@ -1,6 +1,8 @@
 """A report people can look at: what CLIP said about each image, how the pseudo labels
 score, how training went. One folder with ``index.html``, ``report.md``, ``report.json``
-and PNGs, built aside and swapped in whole, so a reader never sees a half-written report.
+and PNGs, built aside and moved in, so a reader never sees a half-written file. The folder
+keeps a list of the files the report wrote (``.cdul-report``): a new report replaces those
+and nothing else, and a non-empty folder without that list is refused.
 
 Sections: the pseudo-label mAP of S_g, S_ag and y0 and its sweep over zeta (recomputed
 from the stored alpha and beta, no re-extraction); per-image top classes from S_g, S_ag
@@ -24,7 +26,7 @@ from cdul.data import fs
 from cdul.data.decode import decode_image
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_ap
-from cdul.store import Store, layout
+from cdul.store import Store, layout, open_verified
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
 
@@ -152,7 +154,7 @@ def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = N
            sources: Mapping[str, str] | None = None) -> dict:
     """Everything the report shows, as plain data (also written as report.json). ``sources``
     (image id -> what it is, e.g. photo or filler) adds a column to the per-image table."""
-    store = Store.open(store_url)
+    store = open_verified(store_url)
     classes = store.classes
     status = store.read(layout.STATUS)
     ok = status == layout.OK
@@ -186,10 +188,46 @@ def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = N
     return data
 
 
+MANIFEST = ".cdul-report"  # in the report folder: the files the report wrote, one a line
+
+
+def _written_before(out_dir: str) -> list[str]:
+    """The files an earlier report wrote into out_dir; refuses a folder it did not make."""
+    if not os.path.exists(out_dir):
+        return []
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
+    try:
+        with open(os.path.join(out_dir, MANIFEST), encoding="utf-8") as f:
+            names = f.read().splitlines()
+    except FileNotFoundError:
+        if os.listdir(out_dir):
+            raise ValueError(f"--out {out_dir} is not empty and holds no cdul report; choose a new or empty "
+                             "folder") from None
+        return []
+    # only plain relative names inside the folder, whatever the list says
+    return [n for n in names if n and not os.path.isabs(n) and ".." not in n.split("/")]
+
+
+def _move_in(tmp: str, out_dir: str, old: list[str]) -> None:
+    """Replace the files of the old report by those built in tmp, touching nothing else."""
+    for name in old:
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+    new = sorted(os.path.relpath(os.path.join(d, f), tmp).replace(os.sep, "/")
+                 for d, _, files in os.walk(tmp) for f in files)
+    for name in new:
+        os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
+        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    fs.atomic_write_text(os.path.join(out_dir, MANIFEST), "".join(n + "\n" for n in new))
+
+
 def write_report(out_dir: str, store_url: str, run_dir: str | None = None, eval_json: str | None = None,
                  max_images: int = 24, sources: Mapping[str, str] | None = None, note: str | None = None) -> str:
-    """Build the report next to out_dir and swap it in; returns the path of index.html.
+    """Build the report next to out_dir and move it in; returns the path of index.html.
     ``note``: a paragraph about the data, shown under the header."""
+    old = _written_before(out_dir)
     data = gather(store_url, run_dir, eval_json, max_images, sources)
     if note:
         data["note"] = note
@@ -200,17 +238,9 @@ def write_report(out_dir: str, store_url: str, run_dir: str | None = None, eval_
     tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
     try:
         _build(tmp, data, store, root)
-        old = None
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix=".report-old-", dir=parent)
-            os.rmdir(old)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _move_in(tmp, out_dir, old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # holds only what _build wrote
     return os.path.join(out_dir, "index.html")
 
 

@@ -12,7 +12,7 @@ import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_of, streamed_per_class_ap
-from cdul.store import Store, StoreError, layout, remove_store
+from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .pipeline import WorkerConfig
 
@@ -68,13 +68,14 @@ def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: i
     attrs = Store.peek(url)
     if attrs and not overwrite and not attrs.get("creating"):  # a create that died early just starts over
         store = Store.open(url, mode="r+")
-        if store.attrs.get("config_hash") != digest:
+        if store.attrs.get("config_hash") == digest:
+            return store
+        if store.done_flags().any():  # with nothing extracted yet, the store is simply made again
             changes = _diff(store.attrs.get("config", {}), config)
             raise StoreError(
                 f"{url} was built with another configuration ({'; '.join(changes[:4]) or 'unknown'}); "
                 "rerun with the same options to resume, or pass --overwrite to start over"
             )
-        return store
     remove_store(url)
     tiles_max = 0
     if cfg.keep_tiles:
@@ -169,6 +170,7 @@ def finalise_store(store: Store, zeta: float, lam: float) -> dict:
     pending = store.pending_chunks()
     if pending:
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
+    refuse_damaged(store)
     write_initial_labels(store, zeta, lam)
     result = summarise(store, zeta, lam)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})

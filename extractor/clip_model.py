@@ -73,6 +73,26 @@ def model_embed_dim(model: str) -> int:
     return int(cfg["embed_dim"])
 
 
+def check_model(model: str) -> None:
+    """Refuse an architecture open_clip does not know, before anything is created for it
+    (hub references are checked when they load)."""
+    if not register_model(model).startswith("hf-hub:"):
+        model_embed_dim(model)
+
+
+def check_weights_file(path: str) -> None:
+    """Refuse a --pretrained file that is not a checkpoint, before any worker starts
+    (a zip checkpoint is mapped, not read, so this is cheap for large ones)."""
+    import zipfile
+
+    if _is_jit_archive(path):
+        return
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as exc:  # pickle and zip errors of several types
+        raise WeightsUnavailableError(f"--pretrained {path} is not a weights file ({type(exc).__name__})") from None
+
+
 def _bundled_configs() -> Path:
     import cdul
 
@@ -118,6 +138,7 @@ def resolve_weights(arch: str, pretrained: str, cache_dir: str | None = None) ->
     if pretrained.lower() in RANDOM:
         return None, {}
     if os.path.isfile(pretrained):
+        check_weights_file(pretrained)
         return pretrained, {}
     cfg = open_clip.get_pretrained_cfg(arch, pretrained)
     if not cfg:
@@ -195,6 +216,11 @@ def load_clip(model: str, pretrained: str, classes: list[str], *, device="cpu", 
             raise WeightsUnavailableError(
                 f"{arch} '{pretrained}' weights could not be downloaded ({str(exc).splitlines()[0][:160]}); "
                 "pass --pretrained /path/to/the/file"
+            ) from None
+        if "state_dict" in str(exc):
+            raise WeightsUnavailableError(
+                f"--pretrained {pretrained}: its weights do not fit {arch} ({str(exc).splitlines()[-1].strip()[:120]}"
+                "...); pass the checkpoint of this architecture"
             ) from None
         raise
     finally:

@@ -7,7 +7,6 @@ import os
 import queue as queue_mod
 import signal
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,13 +70,36 @@ def _threads_for(devices: list[str], index: int, asked: int | None) -> int | Non
     return max(1, (os.cpu_count() or 1) // n_cpu)
 
 
-def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q) -> None:
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, however it dies (``kill -9`` included): a worker
+    left running would go on filling a store that its run no longer owns. Linux delivers
+    SIGKILL on the parent's death (PR_SET_PDEATHSIG); elsewhere a thread watches the parent."""
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0:  # 1: PR_SET_PDEATHSIG
+            raise OSError
+    except (OSError, AttributeError):
+        import threading
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q, parent: int) -> None:
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt means
     try:
         counts = extract_chunks(cfg, chunks, device, lambda images, tiles: q.put(("progress", rank, images, tiles)))
         q.put(("done", rank, counts))
     except BaseException as exc:  # report everything, then die with a non-zero code
-        q.put(("error", rank, _one_line(exc), traceback.format_exc()))
+        q.put(("error", rank, _one_line(exc)))
         raise SystemExit(1)
 
 
@@ -95,7 +117,8 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progr
     procs = []
     for rank, device in enumerate(devices):
         wcfg = dataclasses.replace(cfg, threads=_threads_for(devices, rank, cfg.threads))
-        p = ctx.Process(target=_worker_main, args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q),
+        p = ctx.Process(target=_worker_main,
+                        args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q, os.getpid()),
                         name=f"cdul-extract-{rank}", daemon=False)
         p.start()
         procs.append(p)
@@ -114,7 +137,7 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progr
             elif kind == "done":
                 finished[rank] = msg[2]
             elif kind == "error":
-                raise WorkerFailed(f"worker {rank} ({devices[rank]}) failed: {msg[2]}\n{_tail(msg[3])}")
+                raise WorkerFailed(f"worker {rank} ({devices[rank]}) failed: {msg[2]}")
     finally:
         for p in procs:
             if p.is_alive():
@@ -151,10 +174,6 @@ def _check_dead(procs, finished: dict, dead_since: dict, devices: list[str], gra
         code = p.exitcode
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         raise WorkerFailed(f"worker {rank} ({devices[rank]}) died ({how}) without reporting an error")
-
-
-def _tail(tb: str, lines: int = 12) -> str:
-    return "\n".join(tb.rstrip().splitlines()[-lines:])
 
 
 def torchrun_env() -> tuple[int, int, int] | None:

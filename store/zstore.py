@@ -17,20 +17,12 @@ import numpy as np
 import zarr
 
 from . import layout as L
+from .lock import LOCK_NAME, lock_token
+from .url import is_url, normalise
 
 
 class StoreError(Exception):
     """A store that cannot be used as asked; the message says what to do."""
-
-
-def is_url(path: str) -> bool:
-    return "://" in str(path)
-
-
-def normalise(url) -> str:
-    """file:// URLs become plain paths (the local store writes atomically and locks with flock)."""
-    url = os.fspath(url)
-    return url[len("file://"):] if url.startswith("file://") else url
 
 
 def _fs_path(url: str):
@@ -40,6 +32,29 @@ def _fs_path(url: str):
 
 def _zarr_store(url: str):
     return str(url) if is_url(url) else os.fspath(url)
+
+
+READ_ONLY = ("http", "https", "ftp", "zip", "tar", "github", "hf")
+
+
+def check_location(url: str, processes: int = 1) -> None:
+    """Refuse, before anything is written, a store location that cannot work: a protocol
+    fsspec does not know or cannot load, a read-only one, or a memory:// store shared by
+    several processes (each would see its own empty one)."""
+    url = normalise(url)
+    if not is_url(url):
+        return
+    try:
+        fs, _ = _fs_path(url)
+    except (ImportError, ValueError) as exc:
+        raise StoreError(f"{url}: this kind of URL cannot hold a store here ({exc})") from None
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    if protocols & set(READ_ONLY):
+        raise StoreError(f"{url}: {'/'.join(sorted(protocols))} URLs are read-only; write the store to a path or a "
+                         "writable URL (s3://, gs://, ...)")
+    if "memory" in protocols and processes > 1:
+        raise StoreError(f"{url}: a memory:// store lives inside one process, and this run has {processes}; use one "
+                         "device, or a path")
 
 
 def store_exists(url: str) -> bool:
@@ -61,11 +76,11 @@ def remove_store(url: str) -> None:
             attrs = {}
         if attrs.get("format") != L.FORMAT:
             raise StoreError(f"{url} is a Zarr group but not a cdul store; refusing to delete it")
-    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/.lock")]:
+    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/" + LOCK_NAME)]:
         raise StoreError(f"{url} exists and is not a cdul store; refusing to delete it")
     # Keep the lock file: the run that asked for the overwrite holds it.
     for entry in fs.ls(path, detail=False):
-        if not entry.endswith("/.lock"):
+        if not entry.endswith("/" + LOCK_NAME):
             fs.rm(entry, recursive=True)
 
 
@@ -100,6 +115,7 @@ class Store:
         self.chunk_len = int(attrs["chunk_len"])
         self.classes: list[str] = list(attrs["classes"])
         self.n_chunks = (self.n + self.chunk_len - 1) // self.chunk_len
+        self.run_token = lock_token(self.url)  # the run this process writes chunks for
 
     # -- creation and opening -------------------------------------------------------------
     @classmethod
@@ -184,6 +200,9 @@ class Store:
     def open(cls, url: str, mode: str = "r") -> "Store":
         url = normalise(url)
         if not store_exists(url):
+            if url.startswith("memory://"):
+                raise StoreError(f"no cdul store at {url}: a memory:// store lives only inside the process that made "
+                                 "it; use a path or a shared URL")
             raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
         try:
             group = zarr.open_group(_zarr_store(url), mode=mode, use_consolidated=False)
@@ -219,11 +238,19 @@ class Store:
         """Write whole-chunk rows of each array, then flag the chunk done (never before)."""
         start, stop = self.chunk_bounds(k)
         for name, value in arrays.items():
-            value = np.asarray(value)
-            if value.shape[0] != stop - start:
-                raise ValueError(f"{name}: {value.shape[0]} rows for chunk {k} of {stop - start}")
-            self.group[name][start:stop] = value
+            if np.shape(value)[0] != stop - start:
+                raise ValueError(f"{name}: {np.shape(value)[0]} rows for chunk {k} of {stop - start}")
+        self.check_owner(k)
+        for name, value in arrays.items():
+            self.group[name][start:stop] = np.asarray(value)
+        self.check_owner(k)
         self.group[L.DONE][k] = True
+
+    def check_owner(self, k: int) -> None:
+        """Refuse to write chunk k unless the run this store was opened for still holds the
+        store's lock (a process outliving its run must not write into the next one)."""
+        if lock_token(self.url) != self.run_token:
+            raise StoreError(f"{self.url}: another run now owns this store; chunk {k} not written")
 
     # -- reading -----------------------------------------------------------------------------
     def has(self, name: str) -> bool:

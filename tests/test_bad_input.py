@@ -87,3 +87,83 @@ def test_a_run_records_failures_and_goes_on(tmp_path):
     # a looser limit accepts the same store (nothing is re-extracted)
     again = _run(tmp_path, tmp_path / "s.zarr", "--max-failures", "40%")
     assert again.exit_code == 0, again.output
+
+
+def _voc_with_escapes(tmp_path):
+    """A VOC split whose lines lead outside the root: by '..' and by a symbolic link."""
+    base = write_voc_layout(str(tmp_path), {"good": (Image.new("RGB", (8, 8), "red"), [])})
+    main = os.path.join(base, "ImageSets", "Main")
+    for name in os.listdir(main):
+        if name != "train.txt":
+            os.remove(os.path.join(main, name))  # no ground truth: the split list alone
+    secret = tmp_path / "VOCdevkit" / "outside" / "secret.jpg"
+    secret.parent.mkdir()
+    Image.new("RGB", (8, 8), "blue").save(secret)
+    os.symlink(secret, os.path.join(base, "JPEGImages", "link.jpg"))
+    with open(os.path.join(main, "train.txt"), "w") as f:
+        f.write("good\nlink\n../../outside/secret\n")
+    return base
+
+
+def _status(out):
+    g = zarr.open_group(str(out), mode="r")
+    return {str(i): (int(s), str(e)) for i, s, e in zip(g["images/id"][:], g["images/status"][:], g["images/error"][:])}
+
+
+def test_paths_outside_the_root_are_recorded_as_failed(tmp_path):
+    _voc_with_escapes(tmp_path)
+    r = _run(tmp_path, tmp_path / "s.zarr", "--max-failures", "100%")
+    assert r.exit_code == 0, r.output
+    status = _status(tmp_path / "s.zarr")
+    assert status["JPEGImages/good.jpg"] == (1, "")
+    assert status["JPEGImages/link.jpg"][0] == 2 and "--follow-symlinks" in status["JPEGImages/link.jpg"][1]
+    escaped = status["JPEGImages/../../outside/secret.jpg"]
+    assert escaped[0] == 2 and "leaves the dataset root" in escaped[1]
+    r = _run(tmp_path, tmp_path / "f.zarr", "--max-failures", "100%", "--follow-symlinks")
+    status = _status(tmp_path / "f.zarr")
+    assert status["JPEGImages/link.jpg"] == (1, "") and status["JPEGImages/../../outside/secret.jpg"][0] == 2
+
+
+def test_the_trainer_reads_no_image_outside_the_root(tmp_path, monkeypatch):
+    from cdul.data import fs
+    from cdul.trainer.images import ImageSet
+
+    base = _voc_with_escapes(tmp_path)
+    images = ImageSet(base, 8)
+    monkeypatch.setenv(fs.FOLLOW_SYMLINKS, "0")
+    assert [images[(i, f"JPEGImages/{n}.jpg")][2] for i, n in enumerate(["good", "link", "../../outside/secret"])] \
+        == [True, False, False]
+    fs.follow_symlinks(True)
+    assert images[(1, "JPEGImages/link.jpg")][2]
+
+
+def test_a_file_name_that_is_not_utf8_is_recorded_and_read(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    Image.new("RGB", (8, 8), "red").save(root / "plain.png")
+    Image.new("RGB", (8, 8), "blue").save(os.path.join(os.fsencode(root), b"caf\xe9.png"), format="PNG")
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    r = _run(root, tmp_path / "s.zarr", "--dataset", "folder", "--classes", str(tmp_path / "classes.txt"))
+    assert r.exit_code == 0, r.output
+    assert _status(tmp_path / "s.zarr") == {"caf\\xe9.png": (1, ""), "plain.png": (1, "")}
+
+
+@pytest.mark.parametrize("which", ["split", "csv", "classes"])
+def test_a_list_file_that_is_not_utf8_is_one_line(tmp_path, which):
+    base = write_voc_layout(str(tmp_path), {"good": (Image.new("RGB", (8, 8)), [])})
+    bad = b"good\n\xff\xfe odd\n"
+    extra = []
+    if which == "split":
+        path = os.path.join(base, "ImageSets", "Main", "train.txt")
+    elif which == "csv":
+        path, extra = os.path.join(base, "labels.csv"), ["--dataset", "folder", "--classes", str(tmp_path / "c.txt")]
+        bad = b"path,labels\nJPEGImages/good.jpg,\xe9t\xe9\n"
+        (tmp_path / "c.txt").write_text("cat\n")
+    else:
+        path, extra = str(tmp_path / "c.txt"), ["--dataset", "folder", "--classes", str(tmp_path / "c.txt")]
+    with open(path, "wb") as f:
+        f.write(bad)
+    root = base if which != "split" else tmp_path
+    result = CliRunner().invoke(extract, [str(root), "--out", str(tmp_path / "s.zarr"), *extra], catch_exceptions=False)
+    assert result.exit_code == 1 and f"{path}:2: not UTF-8" in result.output, result.output
+    assert not os.path.exists(tmp_path / "s.zarr")

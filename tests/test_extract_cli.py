@@ -77,6 +77,7 @@ def test_store_opens_with_plain_zarr(reference_store):
     summary = a["summary"]
     assert summary["ok"] == 20 and summary["failed"] == 0 and summary["no_tiles"] == 1
     assert set(summary["pseudo_label_map"]) >= {"global", "aggregated", "y0"}
+    assert not os.path.exists(os.path.join(out, ".lock"))  # zarr would warn about an unknown object
 
 
 @pytest.mark.slow
@@ -108,6 +109,47 @@ def test_two_cpu_workers_give_the_same_store(voc_root, reference_store, tmp_path
     r = cli(*args)
     assert r.returncode == 0, r.stderr
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_workers_die_with_a_killed_parent(voc_root, tmp_path):
+    out = str(tmp_path / "orphans.zarr")
+    args = base_args(voc_root, out, "--chunk-len", "1", "--snippet", "4")
+    args[args.index("--gpus") + 1] = "cpu,cpu"
+    proc = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    workers: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers) < 2:
+        workers = [c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
+        time.sleep(0.05)
+    assert len(workers) == 2, "two worker processes should have started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(map(_alive, workers)):
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, "workers outlived their killed parent"
 
 
 @pytest.mark.slow
@@ -181,14 +223,17 @@ def test_bad_values_are_usage_errors(voc_root, tmp_path, flags, needle):
 
 @pytest.mark.slow
 def test_a_failing_worker_fails_the_command_with_its_error(voc_root, tmp_path):
-    bad = tmp_path / "broken.pt"
-    bad.write_bytes(b"not a checkpoint")
+    import torch
+
+    bad = tmp_path / "other.pt"  # a checkpoint, of another model: found out when a worker loads it
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, bad)
     args = base_args(voc_root, tmp_path / "w.zarr", "--limit", "4", "--chunk-len", "2")
     args[args.index("--pretrained") + 1] = str(bad)
     args[args.index("--gpus") + 1] = "cpu,cpu"
     r = cli(*args)
     assert r.returncode == 1
     assert "worker" in r.stderr and "failed" in r.stderr and "rerun the same command to resume" in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.startswith("Error")]) == 1 and "do not fit" in r.stderr
 
 
 @pytest.mark.slow
@@ -212,3 +257,51 @@ def test_store_at_an_fsspec_url(voc_root, tmp_path):
     assert result.exit_code == 0, result.output
     g = zarr.open_group(url, mode="r")
     assert g.attrs["complete"] is True and g["_build/done"][:].all() and (g["images/status"][:] == 1).all()
+
+
+def _one_line_error(r, needle):
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert r.returncode == 1 and len(lines) == 1 and needle in lines[0], r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("case", ["model", "classes", "junk_weights", "weights_of_another_model", "out_is_a_file"])
+def test_bad_arguments_are_one_line_and_leave_nothing_in_the_way(voc_root, tmp_path, case):
+    import torch
+
+    out = tmp_path / "s.zarr"
+    args = base_args(voc_root, out, "--limit", "2", "--chunk-len", "2")
+    junk, wrong = tmp_path / "junk.pt", tmp_path / "wrong.pt"
+    junk.write_bytes(b"\x00" * 64)
+    torch.save({"visual.conv1.weight": torch.zeros(1)}, wrong)
+    flag, value, needle = {"model": ("--model", "no-such-model", "unknown model"),
+                           "classes": ("--classes", tmp_path / "missing.txt", "missing.txt: file not found"),
+                           "junk_weights": ("--pretrained", junk, "not a weights file"),
+                           "weights_of_another_model": ("--pretrained", wrong, "do not fit"),
+                           "out_is_a_file": ("--out", tmp_path / "f", "is a file")}[case]
+    (tmp_path / "f").write_text("x")
+    if flag in args:
+        bad = [*args[:args.index(flag)], flag, value, *args[args.index(flag) + 2:]]
+    else:
+        bad = [*args, flag, value]
+    _one_line_error(cli(*bad), needle)
+    assert (tmp_path / "f").read_text() == "x"
+    r = cli(*args)  # the corrected command runs, with no --overwrite
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("url,gpus,needle", [("nosuch://x.zarr", "cpu", "cannot hold a store"),
+                                             ("memory://two/x.zarr", "cpu,cpu", "inside one process")])
+def test_store_urls_that_cannot_work_are_one_line(voc_root, tmp_path, url, gpus, needle):
+    args = base_args(voc_root, url, "--limit", "2")
+    args[args.index("--gpus") + 1] = gpus
+    _one_line_error(cli(*args), needle)
+
+
+def test_a_local_url_is_a_path_and_memory_stores_say_where_they_live(voc_root, tmp_path):
+    out = tmp_path / "l.zarr"
+    r = cli(*base_args(voc_root, f"local://{out}", "--limit", "2"))
+    assert r.returncode == 0, r.stderr
+    assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
+    train = subprocess.run([os.path.join(os.path.dirname(CLI), "cdul-train"), "--store", "memory://x/s.zarr",
+                            "--out-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    _one_line_error(train, "lives only inside the process")

@@ -118,3 +118,32 @@ def test_a_really_full_disk(voc_root, reference, tmp_path):
         assert_same(out, reference)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(max(1, os.path.getsize(path) // 2))
+
+
+def _scribble(path):
+    with open(path, "wb") as f:
+        f.write(b"\x00not a chunk" * 3)
+
+
+@pytest.mark.parametrize("chunk_file,damage", [("sim/global/c/1/0", os.remove), ("images/status/c/3", os.remove),
+                                               ("sim/alpha/c/2/0", _truncate), ("images/hw/c/4/0", _scribble),
+                                               ("labels/round_000/c/0/0", os.remove),
+                                               ("_build/done/c/5", _scribble)])
+def test_a_damaged_store_is_reported_then_repaired(voc_root, reference, tmp_path, chunk_file, damage):
+    out = tmp_path / "s.zarr"
+    shutil.copytree(str(reference.store.root), out)
+    damage(str(out / chunk_file))
+    array, k = chunk_file.split("/c/")[0], int(chunk_file.split("/c/")[1].split("/")[0])
+    check = subprocess.run([CLI, *args(voc_root, out), "--verify"], capture_output=True, text=True, env=ENV)
+    assert check.returncode == 1 and f"{array}, chunk {k}" in check.stderr and "Traceback" not in check.stderr
+    r = subprocess.run([CLI, *args(voc_root, out)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"damaged, extracting again: {array}, chunk {k}" in r.stderr
+    assert_same(out, reference)
+    again = subprocess.run([CLI, *args(voc_root, out), "--verify"], capture_output=True, text=True, env=ENV)
+    assert again.returncode == 0 and "healthy" in again.stdout

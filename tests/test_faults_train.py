@@ -82,3 +82,118 @@ def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed
     for k in range(1, 9):
         np.testing.assert_array_equal(Store.open(store).read(layout.round_name(k)),
                                       Store.open(ref_store).read(layout.round_name(k)))
+
+
+def test_a_damaged_store_is_refused_with_one_line(pristine, tmp_path):
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    with open(os.path.join(store, "sim", "beta", "c", "1", "0"), "r+b") as f:
+        f.truncate(10)
+    r = train(store, str(tmp_path / "run"))
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "sim/beta, chunk 1" in lines[0], r.stderr
+
+
+def _store_with_labels(pristine, tmp_path, edit, round_k=0):
+    """A copy of the store whose label round round_k (0, or a new round 1 made from it) is edited."""
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    s = Store.open(store, mode="r+")
+    labels = s.read(layout.round_name(0))
+    edit(labels)
+    arr = s.begin_round(round_k, {"source": "test"}) if round_k else s.round_array(0)
+    arr[:] = labels
+    if round_k:
+        s.finish_round(round_k)
+    return store
+
+
+def _one_line_refusal(r, *needles):
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_round_with_labels_that_are_not_finite_is_refused(pristine, tmp_path, bad):
+    def spoil(labels):
+        labels[3] = bad
+
+    # a training round: more than the tolerated share
+    r = train(_store_with_labels(pristine, tmp_path, spoil, round_k=1), str(tmp_path / "run"), "--epochs", "1")
+    _one_line_refusal(r, "labels/round_001", "1 of 20", "not finite", "image 3")
+    r = train(_store_with_labels(pristine, tmp_path / "all", lambda y: y.fill(bad), round_k=1), str(tmp_path / "r2"))
+    _one_line_refusal(r, "20 of 20", "not finite")
+    # round 0 is computed from finite scores: not finite there is damage, repaired by cdul-extract
+    r = train(_store_with_labels(pristine, tmp_path / "r0", spoil), str(tmp_path / "r3"))
+    _one_line_refusal(r, "labels/round_000", "not finite", "image 3")
+    assert not any(os.path.exists(tmp_path / run / "last.pt") for run in ("run", "r2", "r3"))
+
+
+def test_labels_outside_the_unit_interval_are_clipped(pristine, tmp_path):
+    def spoil(labels):
+        labels[2, :3] = -5.0
+        labels[5, 4] = 7.0
+
+    store = _store_with_labels(pristine, tmp_path, spoil)
+    r = train(store, str(tmp_path / "run"), "--epochs", "1", "--label-lr", "0")
+    assert r.returncode == 0, r.stderr
+    y1 = Store.open(store).read(layout.round_name(1))
+    assert (y1 >= 0).all() and (y1 <= 1).all()
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_batchnorm_clean(pristine, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cdul.cli.train import main as train_main
+    from cdul.trainer import labels, loop
+
+    original, seen = labels.per_sample_loss, []
+    monkeypatch.setattr(labels, "per_sample_loss", lambda z, y, kind="kl": original(z, y, kind) * float("nan"))
+    real_check = loop.check_finite
+
+    def spy(model, what):
+        seen.extend(int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        real_check(model, what)
+
+    monkeypatch.setattr(loop, "check_finite", spy)
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    run = str(tmp_path / "run")
+    r = CliRunner().invoke(train_main, ["--store", store, "--out-dir", run, *ARGS[:-1], "--epochs", "2", "-q"])
+    assert r.exit_code == 1 and "diverged" in r.output and "Traceback" not in r.output, r.output
+    assert seen and set(seen) == {0}  # no skipped step moved the BatchNorm statistics
+    assert not os.path.exists(os.path.join(run, "last.pt"))
+
+
+def test_eval_refuses_a_model_that_is_not_finite(reference, voc_root, tmp_path):
+    from cdul.trainer import checkpoint as ckpt_io
+
+    ckpt = ckpt_io.load_checkpoint(os.path.join(reference[1], "last.pt"))
+    ckpt["model"]["bn1.running_var"][:] = float("nan")
+    path = str(tmp_path / "nan.pt")
+    ckpt_io.atomic_save(ckpt, path)
+    r = subprocess.run([os.path.join(BIN, "cdul-eval"), "--checkpoint", path, "--data", voc_root, "--split", "train",
+                        "--device", "cpu", "--workers", "0"], capture_output=True, text=True, env=ENV, timeout=300)
+    _one_line_refusal(r, "not finite", "bn1.running_var")
+
+
+def test_a_full_disk_during_training_is_one_line(pristine, tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from cdul.cli.train import main as train_main
+    from cdul.trainer import checkpoint as ckpt_io
+
+    def full(state, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(ckpt_io, "save_checkpoint", full)
+    store = str(tmp_path / "voc.zarr")
+    shutil.copytree(pristine, store)
+    r = CliRunner().invoke(train_main, ["--store", store, "--out-dir", str(tmp_path / "run"), *ARGS, "--epochs", "1"])
+    assert r.exit_code == 1, repr(r.exception)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], r.output

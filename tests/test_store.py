@@ -68,6 +68,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
         assert holder["pid"] == os.getpid()
     with StoreLock(path):
         pass
+    assert os.listdir(path) == []  # a clean release leaves nothing in the store
 
 
 def _open_quietly(path):
@@ -102,3 +103,44 @@ def test_xarray_opens_a_finished_store_with_coordinates(tmp_path):
     s.drop_rounds_after(0)
     assert "round_001" not in _open_quietly(path)[0]["labels"]
     assert Store.open(str(path)).label_rounds() == [0]
+
+
+def test_lock_file_removed_under_a_waiting_opener_is_not_trusted(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder removed it must not
+    believe it holds the lock of the store."""
+    path = str(tmp_path / "s.zarr")
+    first = StoreLock(path)
+    first.acquire()
+    real_open, opened = os.open, []
+
+    def open_then_holder_releases(name, *a, **k):
+        fd = real_open(name, *a, **k)
+        if str(name).endswith(".lock") and not opened:
+            opened.append(fd)
+            first.release()  # the holder lets go between our open and our lock
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_holder_releases)
+    second = StoreLock(path)
+    second.acquire()
+    assert opened
+    assert os.path.exists(os.path.join(path, ".lock")) and second.token
+    assert json.loads(open(os.path.join(path, ".lock")).read())["token"] == second.token
+    second.release()
+
+
+def test_a_process_of_an_older_run_cannot_write_a_chunk(tmp_path):
+    path = tmp_path / "s.zarr"
+    old_run = StoreLock(str(path))
+    old_run.acquire()
+    small_store(path)
+    orphan = Store.open(str(path), mode="r+")  # a worker of the run holding the lock
+    orphan.write_chunk(0, {layout.SIM_GLOBAL: np.zeros((3, 2), np.float32)})
+    old_run.release()
+    with pytest.raises(StoreError, match="another run now owns"):  # the run is over
+        orphan.write_chunk(1, {layout.SIM_GLOBAL: np.zeros((3, 2), np.float32)})
+    with StoreLock(str(path)):  # a new run (killed -9 runs leave their lock file: the same)
+        with pytest.raises(StoreError, match="another run now owns"):
+            orphan.write_chunk(2, {layout.SIM_GLOBAL: np.zeros((1, 2), np.float32)})
+        Store.open(str(path), mode="r+").write_chunk(2, {layout.SIM_GLOBAL: np.ones((1, 2), np.float32)})
+    assert Store.open(str(path)).pending_chunks() == [1]

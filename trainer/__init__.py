@@ -3,6 +3,8 @@
 rounds, and the classifier is scored on a labelled split every epoch."""
 from __future__ import annotations
 
+from cdul.data import fs
+
 from .config import ConfigError, TrainConfig
 from .distributed import Dist, setup as setup_dist, teardown as teardown_dist
 from .labels import align_labels, gaussian_weight, label_gradient, per_sample_loss, scores
@@ -15,6 +17,7 @@ def train(cfg: TrainConfig, log=None) -> dict:
     from .loop import Trainer
 
     cfg.check()
+    fs.follow_symlinks(cfg.follow_symlinks)
     env = setup_dist(cfg.device)
     try:
         return Trainer(cfg, env, log).fit()

@@ -20,7 +20,7 @@ DIFFICULT = ("ignore", "positive")
 # Options a resumed run may change: where files are, how fast, how chatty. Anything else
 # would make the resumed run a different run.
 RESUME_FREE = frozenset({"store", "out_dir", "data", "val_data", "workers", "device", "quiet", "resume",
-                         "start_round"})  # a resumed run starts from its checkpoint's round
+                         "follow_symlinks", "start_round"})  # a resumed run starts from its checkpoint's round
 
 
 class ConfigError(Exception):
@@ -66,6 +66,7 @@ class TrainConfig:
     early_stop: bool = False
     start_round: int | None = None
     resume: bool = False
+    follow_symlinks: bool = False
     quiet: bool = False
 
     def check(self) -> "TrainConfig":

@@ -11,8 +11,9 @@ Per batch of an epoch (:meth:`Trainer.train_one_epoch`):
    The new labels go back to the stream, which writes each chunk to round k + 1 when all its
    rows are back; the round becomes visible (``finish_round``) once every rank is done.
 
-A non-finite loss or gradient skips the optimizer step and the label step of that batch and
-is counted. Under DDP the decision must be the same on every rank: a rank whose loss is not
+A non-finite loss or gradient skips the optimizer step and the label step of that batch, puts
+the BatchNorm statistics of its forward pass back, and is counted; an epoch that skips more
+than half its steps stops the run (it diverged), and so does a model that is not finite. Under DDP the decision must be the same on every rank: a rank whose loss is not
 finite poisons its gradients with NaN, the all-reduce spreads them, and every rank sees a
 non-finite gradient norm. Ranks may have different batch counts (they own whole chunks);
 DDP's ``join`` lets the ones that finish early shadow the others' all-reduces.
@@ -44,8 +45,9 @@ from .evaluate import autocast, classifier_report, predict, pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, Normalise, collate
 from .model import WeightsError, build_classifier, unwrap
 from .runlog import RunLog
-from .prepare import TrainError, load_val, make_optimizer, make_scheduler, open_store, resume_state
-from .stream import LabelStream, chunk_order, count_rows
+from .prepare import (TrainError, check_finite, check_round, load_val, make_optimizer, make_scheduler, open_store,
+                      resume_state)
+from .stream import LabelStream, chunk_order, scan_round
 
 
 class Trainer:
@@ -125,7 +127,11 @@ class Trainer:
         if env.active:
             ids = [self.device] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(model, device_ids=ids)
-        self.rows = count_rows(store, self.round)
+        scan = scan_round(store, self.round)
+        check_round(scan, f"{cfg.store} {layout.round_name(self.round)}", self.log)
+        self.rows = scan.rows
+        self.bn_stats = [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
+                         for b in m.buffers()]
         self.batches = EpochBatches()
         self.loader = torch.utils.data.DataLoader(
             ImageSet(self.root, cfg.img_size, augment=cfg.augment, seed=cfg.seed), batch_sampler=self.batches,
@@ -194,6 +200,10 @@ class Trainer:
         bar.close()
         seconds = time.time() - started
         loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
+        check_finite(unwrap(self.model), f"the model after epoch {epoch}")
+        if skipped * 2 > steps:
+            raise TrainError(f"training diverged in epoch {epoch}: {int(skipped)} of {int(steps)} steps had a loss or "
+                             "gradient that is not finite; lower --lr (or set --clip-grad) and start again")
         env.barrier()  # every rank's chunks are in the store
         self.sched.step()
         record = {"epoch": epoch, "lr": lr, "loss": loss_sum / n_loss if n_loss else float("nan"),
@@ -214,6 +224,7 @@ class Trainer:
         x = self.norm(images.to(dev, non_blocking=True), contiguous=dev.type != "cuda")
         y = y_host.to(dev, non_blocking=True)
         okd = ok.to(dev, non_blocking=True)
+        stats_before = [b.clone() for b in self.bn_stats]  # put back if the step is skipped
         with autocast(dev, cfg.amp):
             logits = self.model(x)
         per = L.per_sample_loss(logits, y, cfg.loss)
@@ -234,6 +245,8 @@ class Trainer:
         finite, loss_value = torch.stack([torch.isfinite(norm).float(), loss.detach().float()]).tolist()
         if finite:
             self.scaler.step(self.opt)
+        elif self.bn_stats:  # a skipped step leaves no trace, in the BatchNorm statistics either
+            torch._foreach_copy_(self.bn_stats, stats_before)
         self.scaler.update()
         n_ok = int(ok.sum())
         new, change = None, 0.0

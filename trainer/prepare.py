@@ -12,14 +12,42 @@ import numpy as np
 import torch
 
 from cdul.data import DatasetError, load_labelled
-from cdul.store import Store, StoreError
+from cdul.store import Store, StoreError, refuse_damaged
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
+from .stream import RoundScan
 
 
 class TrainError(Exception):
     """A run that cannot start or go on as asked."""
+
+
+MAX_BAD_LABELS = 0.01  # share of the ok images whose labels may be unusable before a run refuses
+
+
+def check_round(scan: RoundScan, where: str, log) -> None:
+    """Refuse a label round with no usable row, or with more unusable ones than tolerated;
+    say what is left out or clipped otherwise."""
+    if not scan.not_finite and not scan.rows.sum():
+        raise TrainError(f"{where}: no image with usable labels ({scan.ok} ok images)")
+    if scan.not_finite > MAX_BAD_LABELS * scan.ok or not scan.rows.sum():
+        raise TrainError(f"{where}: {scan.not_finite} of {scan.ok} ok images have labels that are not finite "
+                         f"(first: image {scan.first_not_finite}), more than the {MAX_BAD_LABELS:.0%} tolerated; "
+                         "train from another round (--start-round) or extract again")
+    if scan.not_finite:
+        log(f"warning: {where}: {scan.not_finite} images have labels that are not finite (first: image "
+            f"{scan.first_not_finite}); they are left out")
+    if scan.out_of_range:
+        log(f"warning: {where}: {scan.out_of_range} images have labels outside [0, 1] (first: image "
+            f"{scan.first_out_of_range}); they are clipped to it")
+
+
+def check_finite(model: torch.nn.Module, what: str) -> None:
+    """Refuse a model with a parameter or buffer that is not finite (a diverged run)."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TrainError(f"{what} has weights that are not finite ({name}): its training diverged")
 
 
 @dataclass
@@ -32,10 +60,11 @@ class ValSplit:
 def open_store(url: str) -> Store:
     try:
         store = Store.open(url, mode="r+")
+        if not store.attrs.get("complete", False):
+            raise TrainError(f"{url}: extraction has not finished; rerun the cdul-extract command to complete it")
+        refuse_damaged(store)
     except StoreError as exc:
         raise TrainError(str(exc)) from None
-    if not store.attrs.get("complete", False):
-        raise TrainError(f"{url}: extraction has not finished; rerun the cdul-extract command to complete it")
     if not store.label_rounds():
         raise TrainError(f"{url} has no complete label round (round 0 is written when cdul-extract finishes)")
     return store

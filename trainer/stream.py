@@ -9,7 +9,8 @@ row of a chunk has come back, writes the whole chunk to the new label round and 
 So at most the chunks spanned by the prefetch window are in memory, whatever N is.
 
 Rows of images that failed extraction, or whose labels are not finite, are never handed out;
-they are written to the new round unchanged with the rest of their chunk.
+they are written to the new round unchanged with the rest of their chunk. Labels outside
+[0, 1] are clipped to it as their chunk is read (and so written back clipped).
 """
 from __future__ import annotations
 
@@ -38,14 +39,43 @@ def usable_rows(status: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (np.asarray(status) == layout.OK) & np.isfinite(labels).all(axis=1)
 
 
-def count_rows(store: Store, round_k: int) -> np.ndarray:
-    """Usable rows per chunk (a pass over the round, one chunk at a time)."""
+@dataclass
+class RoundScan:
+    """What a pass over a label round found, for the rows whose image is ok."""
+
+    rows: np.ndarray  # usable rows per chunk
+    ok: int = 0
+    not_finite: int = 0
+    out_of_range: int = 0
+    first_not_finite: int = -1  # image index
+    first_out_of_range: int = -1
+
+
+def scan_round(store: Store, round_k: int) -> RoundScan:
+    """Usable rows per chunk, and the ok rows whose labels are not finite or leave [0, 1]
+    (a pass over the round, one chunk at a time)."""
     name = layout.round_name(round_k)
-    counts = np.zeros(store.n_chunks, dtype=np.int64)
+    scan = RoundScan(np.zeros(store.n_chunks, dtype=np.int64))
     for k in range(store.n_chunks):
         a, b = store.chunk_bounds(k)
-        counts[k] = usable_rows(store.read(layout.STATUS, a, b), store.read(name, a, b)).sum()
-    return counts
+        status, labels = store.read(layout.STATUS, a, b), store.read(name, a, b)
+        ok, usable = status == layout.OK, usable_rows(status, labels)
+        scan.rows[k] = usable.sum()
+        scan.ok += int(ok.sum())
+        bad = ok & ~usable
+        outside = usable & ((labels < 0) | (labels > 1)).any(axis=1)
+        if bad.any() and scan.first_not_finite < 0:
+            scan.first_not_finite = a + int(np.argmax(bad))
+        if outside.any() and scan.first_out_of_range < 0:
+            scan.first_out_of_range = a + int(np.argmax(outside))
+        scan.not_finite += int(bad.sum())
+        scan.out_of_range += int(outside.sum())
+    return scan
+
+
+def count_rows(store: Store, round_k: int) -> np.ndarray:
+    """Usable rows per chunk."""
+    return scan_round(store, round_k).rows
 
 
 @dataclass
@@ -84,6 +114,7 @@ class LabelStream:
         ids = self.store.read(layout.IDS, start, stop)
         labels = np.array(self.store.read(self.source, start, stop), dtype=np.float32)
         ok = usable_rows(self.store.read(layout.STATUS, start, stop), labels)
+        labels[ok] = np.clip(labels[ok], 0.0, 1.0)
         order = row_order(stop - start, self.seed, self.epoch, k)
         rows = order[ok[order]]
         flight = np.zeros(stop - start, dtype=bool)

@@ -9,6 +9,11 @@ import click
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
+follow_symlinks_option = click.option(
+    "--follow-symlinks", is_flag=True,
+    help="Read images through symbolic links that lead outside the dataset root (refused otherwise).")
+
+
 def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 

@@ -7,7 +7,7 @@ import click
 
 from cdul.data import DATASETS
 
-from .common import CONTEXT, fail, table
+from .common import CONTEXT, fail, follow_symlinks_option, table
 
 HELP = """Score the classifier of CHECKPOINT (last.pt or best.pt of a cdul-train run) on a labelled
 split: mAP (VOC protocol), per-class AP, CF1/OF1. The checkpoint carries the architecture,
@@ -38,18 +38,21 @@ Example:
 @click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), help="DataLoader processes decoding images.")
 @click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
 @click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help="Mixed precision on CUDA.")
+@follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the mAP line.")
 def main(checkpoint, data, dataset, split, limit, out, plots, difficult, threshold, batch_size, workers, device, amp,
-         quiet):
+         follow_symlinks, quiet):
     import torch
 
-    from cdul.data import DatasetError, load_labelled
+    from cdul.data import DatasetError, fs, load_labelled
     from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
     from cdul.trainer.distributed import pick_device
     from cdul.trainer.evaluate import classifier_report, predict
     from cdul.trainer.model import WeightsError, new_model
+    from cdul.trainer.prepare import TrainError, check_finite
     from cdul.trainer.report import write_json, write_plots
 
+    fs.follow_symlinks(follow_symlinks)
     try:
         ckpt = load_checkpoint(checkpoint)
     except CheckpointError as exc:
@@ -66,6 +69,10 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     except (ValueError, WeightsError) as exc:
         fail(str(exc))
     model.load_state_dict(ckpt["model"])
+    try:
+        check_finite(model, checkpoint)
+    except TrainError as exc:
+        fail(f"{exc}; its scores would mean nothing")
     model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

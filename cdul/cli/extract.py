@@ -8,10 +8,10 @@ import time
 
 import click
 
-from cdul.data import DATASETS, DatasetError, load_dataset
+from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 
-from .common import CONTEXT, FailureLimit, fail, table, warn
+from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, table, warn
 
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -73,22 +73,31 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--max-failures", type=FailureLimit(), default="1%",
               help="Images that may fail to decode (a count, or a percentage of the split) before the "
                    "command exits with status 3; failed images are recorded in the store either way.")
+@follow_symlinks_option
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
+@click.option("--verify", "verify_only", is_flag=True,
+              help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
+                   "damaged; changes nothing. Exit status 1 when something is.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
          classes, csv_path, gpus, batch_size, workers, threads, precision, views, compile_mode, chunk_len, zeta, lam,
-         keep_tiles, max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, overwrite, quiet):
+         keep_tiles, max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, follow_symlinks, overwrite,
+         verify_only, quiet):
+    if verify_only:
+        verify_store(out)
+        return
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     if "{}" not in template:
         raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
     import torch
 
-    from cdul.extractor.clip_model import WeightsUnavailableError, model_embed_dim, register_model, resolve_weights
+    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_embed_dim, register_model,
+                                           resolve_weights)
     from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
-    from cdul.store import StoreError
+    from cdul.store import StoreError, check_location, store_exists
 
     dist = torchrun_env()
     try:
@@ -98,13 +107,20 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     if views == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # on the CPU the kernels run through Triton's interpreter
     try:
+        check_location(out, processes=dist[1] if dist else len(devices))
+    except StoreError as exc:
+        fail(str(exc))
+    try:
         data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
     except DatasetError as exc:
         fail(str(exc))
     if pretrained.lower() in ("none", "random"):
         warn("--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
              "use them for speed and plumbing only.")
+    _check_out(out)
+    fs.follow_symlinks(follow_symlinks)  # read again in every worker process, from the environment
     try:
+        check_model(model)
         resolve_weights(register_model(model), pretrained, cache_dir)
         embed_dim = model_embed_dim(model) if keep_embeddings else 0
     except (WeightsUnavailableError, ValueError) as exc:
@@ -138,7 +154,8 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         fail(str(exc))
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
-        fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
+        resume = "; chunks finished so far are kept; rerun the same command to resume" if store_exists(out) else ""
+        fail(f"{exc}{hint}{resume}")
     if result is not None:
         failed, allowed = result["summary"]["failed"], max_failures.allowed(len(data))
         if failed > allowed:
@@ -159,6 +176,7 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
     try:
         store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
                               embed_dim=embed_dim)
+        _reopen_damaged(store)
         pending = store.pending_chunks()
         todo = sum(b - a for a, b in map(store.chunk_bounds, pending))
         if pending and len(pending) < store.n_chunks:
@@ -171,7 +189,7 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
             counts = run_local(cfg, pending, devices[:len(pending)], Progress(bar.update)) if pending else {}
         except WorkerFailed as exc:
             hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
-            fail(f"{exc}{hint}\nchunks finished so far are kept; rerun the same command to resume")
+            fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
         except KeyboardInterrupt:
             fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
         finally:
@@ -185,6 +203,42 @@ def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim
         return result
     finally:
         lock.release()
+
+
+def _check_out(out: str) -> None:
+    from cdul.store import is_url, normalise
+
+    path = normalise(out)
+    if not is_url(path) and os.path.lexists(path) and not os.path.isdir(path):
+        fail(f"--out {out} is a file, and a store is a folder: choose another path")
+
+
+def verify_store(url: str) -> None:
+    """--verify: report the health of the store at url; exit 1 when it is damaged."""
+    from cdul.store import Store, StoreError, verify
+
+    try:
+        store = Store.open(url)
+        damage = verify(store)
+    except StoreError as exc:
+        fail(str(exc))
+    if not damage:
+        done = int(store.done_flags().sum())
+        state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
+        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
+        return
+    for d in damage:
+        click.echo(f"damaged: {d}", err=True)
+    fail(f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
+         "re-extract them")
+
+
+def _reopen_damaged(store) -> None:
+    from cdul.store import reopen_damaged
+
+    damage = reopen_damaged(store)
+    for d in damage:
+        click.echo(f"damaged, extracting again: {d}", err=True)
 
 
 class _Bar:

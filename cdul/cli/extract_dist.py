@@ -21,7 +21,7 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
     from cdul.extractor.runner import deal
     from cdul.store import Store, StoreLock, StoreLockedError
 
-    from .extract import _Bar, _print_summary
+    from .extract import _Bar, _print_summary, _reopen_damaged
 
     rank, world, local_rank = dist_env
     # Extraction of a large split takes hours: barriers must outwait it.
@@ -35,7 +35,8 @@ def run_torchrun(cfg, data, dist_env, devices, *, chunk_len, zeta, lam, overwrit
                 lock.acquire()
             except StoreLockedError as exc:
                 fail(str(exc))
-            prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite, embed_dim=embed_dim)
+            _reopen_damaged(prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
+                                          embed_dim=embed_dim))
         dist.barrier()
         store = Store.open(cfg.store)
         pending = store.pending_chunks()

@@ -35,11 +35,11 @@ def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb,
     from tqdm import tqdm
 
     from cdul.index import choose_index, refine_labels
-    from cdul.store import Store, StoreError, StoreLock, StoreLockedError
+    from cdul.store import StoreError, StoreLock, StoreLockedError, open_verified
 
     try:
         with StoreLock(store_url):
-            store = Store.open(store_url, mode="r+")
+            store = open_verified(store_url, mode="r+")
             spec = choose_index(store.n, kind, nlist, nprobe)
             with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
                 k = refine_labels(store, knn, weight, spec, from_round=from_round, gpu=gpu,

@@ -32,10 +32,10 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
         raise click.UsageError("give a text QUERY or --image PATH (one of them)")
     from cdul.extractor.clip_model import WeightsUnavailableError
     from cdul.index import choose_index, load_or_build, search
-    from cdul.store import Store, StoreError, layout
+    from cdul.store import StoreError, layout, open_verified
 
     try:
-        store = Store.open(store_url)
+        store = open_verified(store_url)
         if not store.has(layout.EMB_GLOBAL):
             fail(f"{store_url} has no image embeddings: extract with --keep-embeddings")
         vector = encode_query(store, query, image_path, cache_dir)

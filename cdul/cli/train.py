@@ -1,13 +1,14 @@
 """cdul-train: a classifier trained on the store's pseudo labels, which it refines as it goes."""
 from __future__ import annotations
 
+import errno
 import os
 
 import click
 
 from cdul.data import DATASETS
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, follow_symlinks_option
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
 with gradient alignment (CDUL, ICCV 2023, section 3.2): after --warmup epochs, every --update-every-th
@@ -94,6 +95,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
               help="New run: train from this label round and drop later ones.  [default: the newest complete round]")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.")
+@follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
     from cdul.trainer import ConfigError, TrainConfig, TrainError, train
@@ -109,6 +111,9 @@ def main(**options):
         result = train(cfg, log=log)
     except TrainError as exc:
         fail(str(exc))
+    except OSError as exc:
+        hint = " (disk full? free some space)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        fail(f"{exc}{hint}; rerun with --resume to continue from the last checkpoint")
     except KeyboardInterrupt:
         fail(f"interrupted; rerun with --resume to continue from {cfg.out_dir}/last.pt", code=130)
     if not quiet and os.environ.get("RANK", "0") == "0":

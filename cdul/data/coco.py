@@ -23,7 +23,7 @@ def _need(obj: dict, key: str, where: str):
 
 
 def load_coco(root: str, split: str, year: str = "2014") -> Dataset:
-    ann = fs.join(root, f"annotations/instances_{split}{year}.json")
+    ann = fs.child(root, f"annotations/instances_{split}{year}.json")
     if not fs.exists(ann):
         raise DatasetError(f"{ann}: annotation file not found (expected the COCO {year} layout under {root})")
     try:

@@ -58,8 +58,8 @@ def _read_csv(path: str) -> tuple[list[str], list[list[str]] | None, list[int]]:
 def load_folder(root: str, split: str = "", csv_path: str | None = None, classes=None) -> Dataset:
     if not fs.isdir(root):
         raise DatasetError(f"{root}: not a directory")
-    if csv_path is None and fs.exists(fs.join(root, "labels.csv")):
-        csv_path = fs.join(root, "labels.csv")
+    if csv_path is None and fs.exists(fs.child(root, "labels.csv")):
+        csv_path = fs.child(root, "labels.csv")
     class_names = read_class_file(classes) if isinstance(classes, str) else (list(classes) if classes else None)
     if csv_path is None:
         ids = [p for p in fs.walk_files(root) if p.lower().endswith(IMAGE_EXTS) and not p.startswith(".")]

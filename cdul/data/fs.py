@@ -1,16 +1,61 @@
-"""Reading dataset files from a local path or any fsspec URL."""
+"""Reading dataset files from a local path or any fsspec URL.
+
+An image path read from a dataset file stays inside the dataset root: :func:`join` refuses
+one that leaves it by ``..``, by an absolute path or URL, or (on a local root, unless
+``--follow-symlinks`` is given) by a symbolic link to something outside the root. The
+refusal is an OSError, so the image is recorded as failed with the reason. The choice to
+follow links travels to worker processes in the environment (``CDUL_FOLLOW_SYMLINKS``).
+
+File names that are not UTF-8 (a store holds UTF-8 text) are listed with their odd bytes
+escaped (``caf\\xe9.jpg``); reading such a name finds the file by its original bytes.
+"""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 import fsspec
 
+from .base import DatasetError
+
+
+FOLLOW_SYMLINKS = "CDUL_FOLLOW_SYMLINKS"
+
+
+class OutsideRoot(PermissionError):
+    """An image path that leads outside the dataset root."""
+
+
+def follow_symlinks(on: bool) -> None:
+    """Let image paths resolve through symbolic links to files outside the dataset root."""
+    os.environ[FOLLOW_SYMLINKS] = "1" if on else "0"
+
+
+def child(root: str, name: str) -> str:
+    """root/name for a name the dataset layout fixes (ImageSets/Main, labels.csv, ...)."""
+    if "://" in root:
+        return root.rstrip("/") + "/" + name
+    return os.path.join(root, name)
+
 
 def join(root: str, rel: str) -> str:
+    """root/rel for an image path rel read from a dataset file; OutsideRoot when it leaves root."""
+    norm = os.path.normpath(rel)
+    if "\0" in rel or rel.startswith(("/", "\\")) or "://" in rel or norm == ".." or norm.startswith("../"):
+        raise OutsideRoot(f"the path {rel!r} leaves the dataset root")
+    path = child(root, rel)
     if "://" in root:
-        return root.rstrip("/") + "/" + rel
-    return os.path.join(root, rel)
+        return path
+    if "\\x" in rel and not os.path.lexists(path) and os.path.lexists(_original_name(path)):
+        path = _original_name(path)  # listed with its odd bytes escaped
+    if os.environ.get(FOLLOW_SYMLINKS) == "1":
+        return path
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, top]) != top:
+        raise OutsideRoot(f"{rel} is a symbolic link to {real}, outside the dataset root (--follow-symlinks "
+                          "allows it)")
+    return path
 
 
 def exists(path: str) -> bool:
@@ -27,6 +72,17 @@ def isdir(path: str) -> bool:
     return os.path.isdir(path)
 
 
+def printable_name(name: str) -> str:
+    """A local file name as UTF-8 text: bytes that are not UTF-8 become \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _original_name(path: str) -> str:
+    """The local name printable_name escaped, as Python spells undecodable bytes in paths."""
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), path.encode("utf-8"))
+    return os.fsdecode(raw)
+
+
 def read_bytes(path: str) -> bytes:
     if "://" in path:
         with fsspec.open(path, "rb") as f:
@@ -36,7 +92,19 @@ def read_bytes(path: str) -> bytes:
 
 
 def read_text(path: str) -> str:
-    return read_bytes(path).decode("utf-8-sig")
+    """A list file (split, labels, classes, annotations) as text; DatasetError naming the
+    file (and the line) when it is missing, unreadable or not UTF-8."""
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8") from None
 
 
 def walk_files(root: str) -> list[str]:
@@ -50,7 +118,7 @@ def walk_files(root: str) -> list[str]:
         dirnames.sort()
         rel = os.path.relpath(dirpath, root)
         for name in filenames:
-            out.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+            out.append(printable_name(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")))
     return sorted(out)
 
 

@@ -26,8 +26,8 @@ VOC_NAMES = [n for _, n in VOC_CLASSES]
 
 
 def find_voc_root(root: str, year: str) -> str:
-    for cand in (root, fs.join(root, f"VOC{year}"), fs.join(root, f"VOCdevkit/VOC{year}")):
-        if fs.isdir(fs.join(cand, "JPEGImages")) and fs.isdir(fs.join(cand, "ImageSets/Main")):
+    for cand in (root, fs.child(root, f"VOC{year}"), fs.child(root, f"VOCdevkit/VOC{year}")):
+        if fs.isdir(fs.child(cand, "JPEGImages")) and fs.isdir(fs.child(cand, "ImageSets/Main")):
             return cand
     raise DatasetError(
         f"{root}: no VOC{year} layout found (looked for JPEGImages/ and ImageSets/Main/ in it, in VOC{year}/ "
@@ -70,13 +70,13 @@ def _class_labels(path: str, index: dict[str, int], column: np.ndarray) -> None:
 
 def load_voc(root: str, split: str, year: str) -> Dataset:
     base = find_voc_root(root, year)
-    main = fs.join(base, "ImageSets/Main")
-    split_file = fs.join(main, f"{split}.txt")
+    main = fs.child(base, "ImageSets/Main")
+    split_file = fs.child(main, f"{split}.txt")
     if not fs.exists(split_file):
         raise DatasetError(f"{split_file}: split file not found (splits are named by ImageSets/Main/<split>.txt)")
     names = _split_ids(split_file)
     index = {n: i for i, n in enumerate(names)}
-    class_files = [fs.join(main, f"{key}_{split}.txt") for key in VOC_KEYS]
+    class_files = [fs.child(main, f"{key}_{split}.txt") for key in VOC_KEYS]
     present = [fs.exists(p) for p in class_files]
     targets = None
     if any(present):

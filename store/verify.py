@@ -1,0 +1,135 @@
+"""The health of a store: every chunk flagged done is checked before the store is resumed,
+finalised or read by another command.
+
+A chunk flagged done is healthy when every array's part of it decodes, no image in it is
+still pending, and every image whose status is ok has finite similarities (``sim/*``,
+``emb/global``, its first ``n_tiles`` rows of ``sim/tiles``, its initial label in round 0), a
+positive size and an id. A chunk file that was deleted reads as the array's fill value
+(NaN, 0, pending) and so fails the same checks; a truncated or altered one fails to decode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layout as L
+from .zstore import Store, StoreError
+
+# arrays whose rows must be finite where the image is ok
+_FINITE = (L.SIM_GLOBAL, L.SIM_ALPHA, L.SIM_BETA, L.EMB_GLOBAL, L.round_name(0))
+
+
+@dataclass(frozen=True)
+class Damage:
+    array: str
+    chunk: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.array}, chunk {self.chunk}: {self.reason}"
+
+
+def _arrays(store: Store) -> list[str]:
+    names = [n for n in (L.IDS, L.HW, L.N_TILES, L.STATUS, L.ERROR, L.TARGETS, L.SIM_GLOBAL, L.SIM_ALPHA,
+                         L.SIM_BETA, L.SIM_TILES, L.EMB_GLOBAL) if store.has(n)]
+    return names + [L.round_name(k) for k in store.label_rounds()]
+
+
+def _rows(what: str, bad: np.ndarray, start: int) -> str:
+    rows = np.flatnonzero(bad)
+    return f"{len(rows)} {what} (first: image {start + int(rows[0])})"
+
+
+def check_chunk(store: Store, k: int) -> list[Damage]:
+    """What is wrong with chunk k (empty when nothing is)."""
+    start, stop = store.chunk_bounds(k)
+    rows, damage = {}, []
+    for name in _arrays(store):
+        try:
+            rows[name] = store.read(name, start, stop)
+        except Exception as exc:  # codecs raise many types for a damaged chunk
+            damage.append(Damage(name, k, f"cannot be read ({type(exc).__name__})"))
+    if L.IDS in rows and (rows[L.IDS] == "").any():
+        damage.append(Damage(L.IDS, k, _rows("images without an id", rows[L.IDS] == "", start)))
+    status = rows.get(L.STATUS)
+    if status is None:
+        return damage
+    if (status == L.PENDING).any():
+        damage.append(Damage(L.STATUS, k, _rows("images still pending", status == L.PENDING, start)))
+    ok = status == L.OK
+    if L.HW in rows:
+        bad = ok & (rows[L.HW] <= 0).any(axis=1)
+        if bad.any():
+            damage.append(Damage(L.HW, k, _rows("ok images without a size", bad, start)))
+    for name in _FINITE:
+        if name in rows:
+            bad = ok & ~np.isfinite(rows[name]).all(axis=1)
+            if bad.any():
+                damage.append(Damage(name, k, _rows("ok images with values that are not finite", bad, start)))
+    if L.SIM_TILES in rows and L.N_TILES in rows:
+        tiles = rows[L.SIM_TILES]
+        kept = np.arange(tiles.shape[1])[None, :] < rows[L.N_TILES][:, None]
+        bad = ok & (kept & ~np.isfinite(tiles).all(axis=2)).any(axis=1)
+        if bad.any():
+            damage.append(Damage(L.SIM_TILES, k, _rows("ok images with tiles that are not finite", bad, start)))
+    return damage
+
+
+def _done_chunks(store: Store) -> tuple[list[int], list[Damage]]:
+    """The chunks flagged done, and the flags that cannot be read (each is its own chunk)."""
+    try:
+        return [int(k) for k in np.flatnonzero(store.done_flags())], []
+    except Exception:  # codecs raise many types for a damaged chunk: find the broken flags
+        flags, done, damage = store.array(L.DONE), [], []
+        for k in range(store.n_chunks):
+            try:
+                if flags[k]:
+                    done.append(k)
+            except Exception as exc:  # likewise
+                damage.append(Damage(L.DONE, k, f"cannot be read ({type(exc).__name__})"))
+        return done, damage
+
+
+def verify(store: Store) -> list[Damage]:
+    """The damage of every chunk flagged done (and of every done flag)."""
+    done, damage = _done_chunks(store)
+    return damage + [d for k in done for d in check_chunk(store, k)]
+
+
+def describe(damage: list[Damage], limit: int = 3) -> str:
+    more = f" (and {len(damage) - limit} more)" if len(damage) > limit else ""
+    return "; ".join(map(str, damage[:limit])) + more
+
+
+def refuse_damaged(store: Store) -> None:
+    """Raise StoreError naming the first damaged array and chunk, if any."""
+    damage = verify(store)
+    if damage:
+        raise StoreError(f"{store.url} is damaged: {describe(damage)}; rerun the cdul-extract command that made it "
+                         "to re-extract the damaged chunks")
+
+
+def open_verified(url: str, mode: str = "r") -> Store:
+    store = Store.open(url, mode=mode)
+    refuse_damaged(store)
+    return store
+
+
+def reopen_damaged(store: Store) -> list[Damage]:
+    """Before a resume: clear the done flag of every damaged chunk, so the run extracts it
+    again; a damaged initial-label round is dropped to be recomputed. Returns the damage."""
+    damage = verify(store)
+    if not damage:
+        return []
+    rounds = [d for d in damage if d.array.startswith(L.LABELS + "/")]
+    if rounds:
+        if store.label_rounds() != [0]:
+            raise StoreError(f"{store.url}: {describe(rounds)}, and training rounds derive from it; extract to a "
+                             "new store (or --overwrite)")
+        store.drop_rounds_after(-1)
+    done = store.array(L.DONE)
+    for k in sorted({d.chunk for d in damage if not d.array.startswith(L.LABELS + "/")}):
+        done[k] = False
+    store.set_attrs(complete=False)
+    return damage
