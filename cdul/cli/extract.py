@@ -123,7 +123,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
         threads=threads, precision=resolve_precision(precision, torch.device(devices[0])), keep_tiles=keep_tiles,
         max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
-        compile=compile_mode,
+        compile=compile_mode, kind=data.kind,
     )
     try:
         if dist:
