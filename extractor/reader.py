@@ -4,9 +4,9 @@ ids are read lazily from the store, one chunk at a time, so a worker's memory do
 grow with the dataset."""
 from __future__ import annotations
 
-from torch.utils.data import Dataset, Sampler
-
 from typing import Callable
+
+from torch.utils.data import Dataset, Sampler
 
 from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from cdul.store import Store, layout

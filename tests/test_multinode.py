@@ -99,6 +99,7 @@ def test_two_nodes_train_as_one_node_with_two_processes(voc_root, tmp_path):
         y = two.read(layout.round_name(k))
         np.testing.assert_array_equal(y, one.read(layout.round_name(k)), err_msg=f"round {k}")
         assert (y != two.read(layout.round_name(k - 1))).any(axis=1)[ok].all()  # every chunk moved, both nodes'
-    metrics = {how: [json.loads(line) for line in open(tmp_path / how / "metrics.jsonl")] for how in stores}
+    metrics = {how: [json.loads(line) for line in (tmp_path / how / "metrics.jsonl").read_text().splitlines()]
+               for how in stores}
     assert [r["epoch"] for r in metrics["two-nodes"]] == [0, 1, 2]
     assert [r["val_map"] for r in metrics["two-nodes"][1:]] == [r["val_map"] for r in metrics["one-node"][1:]]
