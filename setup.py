@@ -52,6 +52,7 @@ setup(
         "pillow>=10",
         "faiss-cpu>=1.8",
         "matplotlib>=3.7",
+        "webdataset==1.0.2",
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],

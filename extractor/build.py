@@ -21,9 +21,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# WorkerConfig fields that do not change what lands in the store. Every other field is
-# hashed: a new field is part of the configuration unless it is named here.
-RUN_OPTIONS = frozenset({"store", "root", "cache_dir", "batch_size", "loader_workers", "threads", "views",
+# WorkerConfig fields that do not change what lands in the store (root and kind are hashed
+# under "dataset"). Every other field is hashed: a new field is part of the configuration
+# unless it is named here.
+RUN_OPTIONS = frozenset({"store", "root", "kind", "cache_dir", "batch_size", "loader_workers", "threads", "views",
                          "compile"})
 _NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
 

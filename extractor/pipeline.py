@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
+from cdul.data import sample_reader
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.store import Store, layout
 
@@ -56,6 +57,7 @@ class WorkerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     views: str = "auto"
     compile: str = "none"
+    kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -150,7 +152,8 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     scorer = Scorer(bundle.text, bundle.logit_scale, triton=views_mode == "kernel", keep_tiles=bool(tiles_max),
                     keep_embeddings=cfg.keep_embeddings)
     spec = ViewSpec(bundle.input_size, bundle.interpolation, bundle.resize_mode)
-    reader = BatchReader(cfg.store, cfg.root, spec, tiling, exif=cfg.exif, max_pixels=cfg.max_pixels)
+    reader = BatchReader(cfg.store, sample_reader(cfg.kind, cfg.root), spec, tiling, exif=cfg.exif,
+                         max_pixels=cfg.max_pixels)
     bounds = [store.chunk_bounds(k) for k in chunks]
     sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.batch_size))
     loader = DataLoader(reader, batch_size=None, sampler=sampler, num_workers=cfg.loader_workers,

@@ -4,9 +4,10 @@ ids are read lazily from the store, one chunk at a time, so a worker's memory do
 grow with the dataset."""
 from __future__ import annotations
 
+from typing import Callable
+
 from torch.utils.data import Dataset, Sampler
 
-from cdul.data import fs
 from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from cdul.store import Store, layout
 
@@ -14,10 +15,11 @@ from .packing import PackedBatch, ViewSpec, pack
 from .tiling import Tiling
 
 
-def read_image(root: str, rel: str, *, exif: bool, max_pixels: int):
-    """An [H, W, 3] uint8 array, or the reason it could not be had (a str)."""
+def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels: int):
+    """An [H, W, 3] uint8 array, or the reason it could not be had (a str). ``read`` is the
+    dataset's ``cdul.data.sample_reader``."""
     try:
-        data = fs.read_bytes(fs.join(root, rel))
+        data = read(rel)
     except FileNotFoundError:
         return f"file not found: {rel}"
     except OSError as exc:
@@ -31,9 +33,9 @@ def read_image(root: str, rel: str, *, exif: bool, max_pixels: int):
 class BatchReader(Dataset):
     """``reader[(k, start, stop)]`` -> the PackedBatch of store rows [start, stop) of chunk k."""
 
-    def __init__(self, store_url: str, root: str, spec: ViewSpec, tiling: Tiling | None, *, exif: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
-        self.store_url, self.root, self.spec, self.tiling = store_url, root, spec, tiling
+    def __init__(self, store_url: str, read: Callable[[str], bytes], spec: ViewSpec, tiling: Tiling | None, *,
+                 exif: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.store_url, self.read, self.spec, self.tiling = store_url, read, spec, tiling
         self.exif, self.max_pixels = exif, max_pixels
         self._store = None
         self._chunk = (-1, None)
@@ -50,7 +52,7 @@ class BatchReader(Dataset):
         k, start, stop = item
         ids = self._ids(k)
         first = k * self._store.chunk_len
-        decoded = [read_image(self.root, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
+        decoded = [read_image(self.read, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
                    for i in range(start, stop)]
         return pack(k, range(start, stop), decoded, self.spec, self.tiling)
 

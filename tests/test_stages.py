@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from cdul.data import sample_reader
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.reader import BatchReader, BatchSampler
 from cdul.extractor.stages import (ChunkResults, ChunkWriter, Encoder, ExactViews, KernelViews, Scorer,
@@ -46,7 +47,7 @@ def test_reader_packs_a_batch_and_records_failures(tmp_path):
     data = load_dataset("voc2012", root, "train")
     cfg = WorkerConfig(store=str(tmp_path / "s.zarr"), root=data.root, model="m", pretrained="none")
     store = prepare_store(cfg.store, cfg, data, chunk_len=8, overwrite=False)
-    batch = BatchReader(cfg.store, data.root, ViewSpec(16), Tiling.grid(2))[(0, 0, store.n)]
+    batch = BatchReader(cfg.store, sample_reader(data.kind, data.root), ViewSpec(16), Tiling.grid(2))[(0, 0, store.n)]
     assert batch.n_views.tolist() == [5, 0] and batch.hw[0].tolist() == [20, 30]
     assert "not found" in batch.errors[1]
     img = batch.image(0)

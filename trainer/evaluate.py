@@ -31,15 +31,16 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, root: str, ids: list[str], *, size: int, loss: str, batch_size: int,
-            workers: int, device: torch.device, amp: str = "none", env: Dist | None = None) -> np.ndarray:
-    """[N, C] float32 scores of the images ``ids`` under ``root``; NaN rows for unreadable
-    images. Under torchrun every rank scores a share and every rank gets all rows."""
+def predict(model: torch.nn.Module, root: str, ids: list[str], *, kind: str = "folder", size: int, loss: str,
+            batch_size: int, workers: int, device: torch.device, amp: str = "none", env: Dist | None = None
+            ) -> np.ndarray:
+    """[N, C] float32 scores of the images ``ids`` of the ``kind`` dataset under ``root``; NaN
+    rows for unreadable images. Under torchrun every rank scores a share and every rank gets all rows."""
     rank, world = (env.rank, env.world) if env is not None else (0, 1)
     mine = list(range(rank, len(ids), world))
     batches = [[(i, ids[i]) for i in mine[j: j + batch_size]] for j in range(0, len(mine), batch_size)]
-    loader = torch.utils.data.DataLoader(ImageSet(root, size), batch_sampler=batches, num_workers=workers,
-                                         collate_fn=collate, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(ImageSet(root, size, kind=kind), batch_sampler=batches,
+                                         num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda")
     norm = Normalise().to(device)
     was_training = model.training
     model.eval()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cdul.data import fs
+from cdul.data import sample_reader
 from cdul.data.decode import DecodeError, decode_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,11 +59,12 @@ class ImageSet(torch.utils.data.Dataset):
     """Map-style dataset keyed by ``(index, id)`` or ``(index, id, epoch)``. The epoch
     travels with the item so persistent workers need no message when a new epoch starts."""
 
-    def __init__(self, root: str, size: int, *, augment: bool = False, seed: int = 0):
-        self.root, self.size, self.augment, self.seed = root, int(size), augment, seed
+    def __init__(self, root: str, size: int, *, kind: str = "folder", augment: bool = False, seed: int = 0):
+        self.read = sample_reader(kind, root)  # how the dataset kind reads an image id
+        self.size, self.augment, self.seed = int(size), augment, seed
 
     def load(self, rel: str) -> np.ndarray:
-        return decode_image(fs.read_bytes(fs.join(self.root, rel)))
+        return decode_image(self.read(rel))
 
     def __getitem__(self, item):
         index, rel = item[0], item[1]

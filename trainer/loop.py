@@ -134,7 +134,8 @@ class Trainer:
                          for b in m.buffers()]
         self.batches = EpochBatches()
         self.loader = torch.utils.data.DataLoader(
-            ImageSet(self.root, cfg.img_size, augment=cfg.augment, seed=cfg.seed), batch_sampler=self.batches,
+            ImageSet(self.root, cfg.img_size, kind=self.store.attrs.get("dataset", {}).get("kind", "folder"),
+                     augment=cfg.augment, seed=cfg.seed), batch_sampler=self.batches,
             num_workers=cfg.workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed))  # worker seeds: not from the global RNG
@@ -275,9 +276,9 @@ class Trainer:
             return {}
         cfg = self.cfg
         self.env.sync_buffers(unwrap(self.model))  # every rank scores with rank 0's model
-        scores = predict(unwrap(self.model), self.val.root, self.val.ids, size=cfg.img_size, loss=cfg.loss,
-                         batch_size=cfg.batch_size, workers=cfg.workers, device=self.device, amp=cfg.amp,
-                         env=self.env)
+        scores = predict(unwrap(self.model), self.val.root, self.val.ids, kind=self.val.kind, size=cfg.img_size,
+                         loss=cfg.loss, batch_size=cfg.batch_size, workers=cfg.workers, device=self.device,
+                         amp=cfg.amp, env=self.env)
         if not self.env.main:
             return {}
         rep = classifier_report(scores, self.val.targets, self.classes, difficult=cfg.difficult,

@@ -55,6 +55,7 @@ class ValSplit:
     root: str
     ids: list[str]
     targets: np.ndarray
+    kind: str = "folder"
 
 
 def open_store(url: str) -> Store:
@@ -79,7 +80,7 @@ def load_val(cfg: TrainConfig, store: Store) -> ValSplit | None:
         ds = load_labelled(kind, cfg.val_data, cfg.val_split, list(store.classes), cfg.val_limit)
     except DatasetError as exc:
         raise TrainError(f"--val-data: {exc}") from None
-    return ValSplit(ds.root, list(ds.ids), ds.targets)
+    return ValSplit(ds.root, list(ds.ids), ds.targets, ds.kind)
 
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:

@@ -76,7 +76,7 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    scores = predict(model, ds.root, list(ds.ids), size=int(ckpt["img_size"]), loss=ckpt["loss"],
+    scores = predict(model, ds.root, list(ds.ids), kind=ds.kind, size=int(ckpt["img_size"]), loss=ckpt["loss"],
                      batch_size=batch_size, workers=workers, device=dev, amp=amp)
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
     report = {"checkpoint": checkpoint, "epoch": int(ckpt["epoch"]), "arch": ckpt["arch"],

@@ -21,6 +21,7 @@ Examples:
   cdul-extract data/VOCdevkit --dataset voc2012 --split train --out voc12_train.zarr \\
       --model RN50x64 --pretrained openai --snippet 3 --gpus 0,1
   cdul-extract photos/ --dataset folder --classes classes.txt --out photos.zarr --gpus cpu
+  cdul-extract 'shards/{000000..000099}.tar' --dataset webdataset --classes classes.txt --out web.zarr
 
 Rerunning the same command resumes an interrupted run; chunks already written are kept.
 """
@@ -28,7 +29,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 
 @click.command(help=HELP, context_settings=CONTEXT)
 @click.argument("dataset_root")
-@click.option("--dataset", type=click.Choice(DATASETS), default="voc2012", help="Layout of DATASET_ROOT.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="voc2012",
+              help="Layout of DATASET_ROOT (webdataset: a folder of .tar shards, a shard, or a brace pattern).")
 @click.option("--split", default="train", help="Split to extract (VOC: ImageSets/Main/<split>.txt; COCO: train/val).")
 @click.option("--out", "-o", "out", required=True, help="Store path or fsspec URL (e.g. voc12_train.zarr).")
 @click.option("--model", default="RN50x64", help="open_clip architecture, hf-hub:/local-dir: reference, or JSON config.")
@@ -40,7 +42,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
 @click.option("--prompts", type=click.Choice(["single", "ensemble"]), default="single",
               help="'ensemble' averages open_clip's ImageNet templates.")
-@click.option("--classes", default=None, help="File of class names, one a line (folder datasets; renames others).")
+@click.option("--classes", default=None,
+              help="File of class names, one a line (folder and webdataset datasets; renames others).")
 @click.option("--csv", "csv_path", default=None, help="Folder dataset: CSV 'path,labels' (default ROOT/labels.csv).")
 @click.option("--gpus", default="auto", help="Devices, one worker each: 0,1 | all | cpu | cpu,cpu | auto.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -139,7 +142,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
         threads=threads, precision=resolve_precision(precision, torch.device(devices[0])), keep_tiles=keep_tiles,
         max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
-        compile=compile_mode,
+        compile=compile_mode, kind=data.kind,
     )
     try:
         if dist:

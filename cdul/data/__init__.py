@@ -1,12 +1,26 @@
-"""Dataset readers: VOC 2007/2012, COCO 2014, and a folder with a CSV (SPEC section 3)."""
+"""Dataset readers: VOC 2007/2012, COCO 2014, a folder with a CSV, and WebDataset tar shards
+(SPEC section 3)."""
 from __future__ import annotations
+
+from typing import Callable
 
 from .base import Dataset, DatasetError, safe_relpath
 from .coco import load_coco
 from .folder import load_folder, read_class_file
+from .fs import FileReader
 from .voc import VOC_KEYS, VOC_NAMES, load_voc
+from .webdataset import ShardReader, load_webdataset
 
-DATASETS = ("voc2007", "voc2012", "coco2014", "folder")
+DATASETS = ("voc2007", "voc2012", "coco2014", "folder", "webdataset")
+OWN_CLASSES = ("folder", "webdataset")  # kinds whose class list is whatever --classes says
+
+
+def sample_reader(kind: str, root: str) -> Callable[[str], bytes]:
+    """``read(image_id)`` -> the bytes of that image of a dataset of this kind under ``root``:
+    a file for most kinds, a member of a tar shard for webdataset. Raises OSError (for a
+    missing image, FileNotFoundError) with the reason. Picklable: DataLoader workers get a
+    copy."""
+    return ShardReader(root) if kind == "webdataset" else FileReader(root)
 
 
 def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = None, classes=None) -> Dataset:
@@ -16,6 +30,8 @@ def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = Non
         ds = load_coco(root, split, "2014")
     elif kind == "folder":
         return load_folder(root, split, csv_path=csv_path, classes=classes)
+    elif kind == "webdataset":
+        return load_webdataset(root, split, classes=classes)
     else:
         raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASETS)}")
     if classes:
@@ -27,9 +43,10 @@ def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = Non
 
 
 def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: int | None = None) -> Dataset:
-    """A split with ground truth for the classes ``classes``, in that order (a folder dataset
-    takes them as its class list): what a classifier trained on those classes is scored on."""
-    ds = load_dataset(kind, root, split, classes=classes if kind == "folder" else None).head(limit)
+    """A split with ground truth for the classes ``classes``, in that order (a folder or
+    webdataset dataset takes them as its class list): what a classifier trained on those
+    classes is scored on."""
+    ds = load_dataset(kind, root, split, classes=classes if kind in OWN_CLASSES else None).head(limit)
     if ds.targets is None:
         raise DatasetError(f"{root}: split {split!r} has no labels to score against")
     if list(ds.classes) != list(classes):
@@ -39,4 +56,4 @@ def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: i
 
 
 __all__ = ["load_labelled", "Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
-           "read_class_file", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]
+           "load_webdataset", "read_class_file", "sample_reader", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]

@@ -49,6 +49,19 @@ def safe_relpath(rel: str, where: str) -> str:
     return norm
 
 
+def label_matrix(rows: list[list[str] | None], classes: list[str], where: list[str]) -> np.ndarray:
+    """[N, C] int8 targets from each image's class names (None: no positives); 1 where
+    named, -1 elsewhere. ``where[i]`` names row i in the error about an unknown class."""
+    index = {n: i for i, n in enumerate(classes)}
+    targets = np.full((len(rows), len(classes)), -1, dtype=np.int8)
+    for i, row in enumerate(rows):
+        for name in row or ():
+            if name not in index:
+                raise DatasetError(f"{where[i]}: unknown class {name!r} (not in the class list)")
+            targets[i, index[name]] = 1
+    return targets
+
+
 def check_unique(ids: list[str], where: str) -> None:
     seen: dict[str, int] = {}
     for i, name in enumerate(ids):

@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import io
 
-import numpy as np
-
 from . import fs
-from .base import Dataset, DatasetError, check_unique, safe_relpath
+from .base import Dataset, DatasetError, check_unique, label_matrix, safe_relpath
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -80,11 +78,5 @@ def load_folder(root: str, split: str = "", csv_path: str | None = None, classes
             raise DatasetError(f"{csv_path}: the labels column is empty; pass --classes FILE")
     targets = None
     if labels is not None:
-        index = {n: i for i, n in enumerate(class_names)}
-        targets = np.full((len(ids), len(class_names)), -1, dtype=np.int8)
-        for i, (row, lineno) in enumerate(zip(labels, lines)):
-            for name in row:
-                if name not in index:
-                    raise DatasetError(f"{csv_path}:{lineno}: unknown class {name!r} (not in the class list)")
-                targets[i, index[name]] = 1
+        targets = label_matrix(labels, class_names, [f"{csv_path}:{lineno}" for lineno in lines])
     return Dataset("folder", fs.normalise_root(root), split, class_names, ids, targets)

@@ -91,6 +91,32 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """``size`` bytes from ``offset`` (fewer where the file ends first)."""
+    if "://" in path:
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.cat_file(p, start=offset, end=offset + size)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def open_binary(path: str):
+    """A seekable binary file object (close it, or use it in a ``with``)."""
+    return fsspec.open(path, "rb").open() if "://" in path else open(path, "rb")
+
+
+class FileReader:
+    """``reader(rel)`` -> the bytes of the file ``rel`` under ``root``: how the images of a
+    folder, VOC or COCO dataset are read."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __call__(self, rel: str) -> bytes:
+        return read_bytes(join(self.root, rel))
+
+
 def read_text(path: str) -> str:
     """A list file (split, labels, classes, annotations) as text; DatasetError naming the
     file (and the line) when it is missing, unreadable or not UTF-8."""
