@@ -25,9 +25,9 @@ import torch
 
 from cdul.data import load_dataset
 from cdul.extractor import pipeline
-from cdul.extractor.build import prepare_store
 from cdul.extractor.clip_model import load_clip
-from cdul.extractor.pipeline import PRECISIONS, WorkerConfig, extract_chunks, resolve_precision
+from cdul.extractor.job import extract
+from cdul.extractor.pipeline import PRECISIONS, WorkerConfig, resolve_precision
 from cdul.extractor.tiling import Tiling
 
 from . import naive
@@ -48,10 +48,8 @@ def run_ours(root, model, tiling, device, batch_size, workers, views="auto", com
     try:
         # warm-up on a few images first: CUDA loads kernels lazily (and compiles), and the first
         # batches of a process would otherwise be timed with them
-        warm = prepare_store(out, cfg, data.head(max(16, 2 * workers)), chunk_len=256, overwrite=True)
-        extract_chunks(cfg, warm.pending_chunks(), device)
-        store = prepare_store(out, cfg, data, chunk_len=256, overwrite=True)
-        counts = extract_chunks(cfg, store.pending_chunks(), device)
+        extract(cfg, data.head(max(16, 2 * workers)), [device], chunk_len=256, overwrite=True)
+        counts = extract(cfg, data, [device], chunk_len=256, overwrite=True).counts
     finally:
         pipeline.REUSE_LOADED = False
         pipeline._LOADED.clear()

@@ -17,12 +17,11 @@ import time
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
 
 import click  # noqa: E402
-import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from cdul.data import load_dataset  # noqa: E402
-from cdul.extractor.build import prepare_store  # noqa: E402
-from cdul.extractor.pipeline import WorkerConfig, extract_chunks  # noqa: E402
+from cdul.extractor.job import extract  # noqa: E402
+from cdul.extractor.pipeline import WorkerConfig  # noqa: E402
 from cdul.extractor.tiling import Tiling  # noqa: E402
 
 from .bench_data import small_jpegs, work_dir  # noqa: E402
@@ -106,11 +105,10 @@ def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: i
     out = os.path.join(work_dir(), f"ops-{views}-{n}.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(snippet),
                        batch_size=batch_size, loader_workers=0, views=views, precision="fp32")
-    store = prepare_store(out, cfg, data, chunk_len=max(n, 1), overwrite=True)
     counter = OpCounter()
     t = time.perf_counter()
     with LaunchCounter(counter) as launches, counter:
-        counts = extract_chunks(cfg, store.pending_chunks(), "cpu")
+        counts = extract(cfg, data, ["cpu"], chunk_len=max(n, 1), overwrite=True).counts
     return {"ops": counter.total, "by_op": counter.ops, "launches": launches.launches,
             "images": counts["images"], "seconds": time.perf_counter() - t, "stages": counts["stage_seconds"]}
 

@@ -28,17 +28,15 @@ def _peaks() -> dict:
 
 def measure_extract(n: int) -> dict:
     from cdul.data import load_dataset
-    from cdul.extractor.build import finalise_store, prepare_store
-    from cdul.extractor.pipeline import WorkerConfig, extract_chunks
+    from cdul.extractor.job import extract
+    from cdul.extractor.pipeline import WorkerConfig
     from cdul.extractor.tiling import Tiling
 
     data = load_dataset("voc2012", small_jpegs(n), "train")
     out = os.path.join(work_dir(), f"mem-extract-{n}.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model="cdul-tiny-rn", pretrained="none", tiling=Tiling.grid(2),
                        batch_size=64, loader_workers=1)
-    store = prepare_store(out, cfg, data, chunk_len=256, overwrite=True)
-    extract_chunks(cfg, store.pending_chunks(), "cpu")
-    finalise_store(store, 0.5, 0.0)
+    extract(cfg, data, ["cpu"], chunk_len=256, overwrite=True)
     return _peaks()
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 import click
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cdul.data import load_dataset
-from cdul.extractor.build import prepare_store
-from cdul.extractor.pipeline import STAGES, WorkerConfig, extract_chunks
+from cdul.extractor.job import extract
+from cdul.extractor.pipeline import STAGES, WorkerConfig
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -46,9 +45,8 @@ def main(model, images, snippet, device, workers, views, trace):
                        batch_size=256 if cuda else 8, loader_workers=workers, views=views)
 
     def run(sync: bool, store_url: str, subset=None) -> dict:
-        c = dataclasses.replace(cfg, store=store_url)
-        store = prepare_store(store_url, c, subset or data, chunk_len=64, overwrite=True)
-        return extract_chunks(c, store.pending_chunks(), device, sync_stages=sync)
+        c = dataclasses.replace(cfg, store=store_url, sync_stages=sync)
+        return extract(c, subset or data, [device], chunk_len=64, overwrite=True).counts
 
     run(False, out + "-warm", data.head(32))  # kernel selection and first launches are not timed
     free = run(False, out)

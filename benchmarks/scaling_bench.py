@@ -11,9 +11,8 @@ import click
 import torch
 
 from cdul.data import load_dataset
-from cdul.extractor.build import prepare_store
 from cdul.extractor.pipeline import WorkerConfig
-from cdul.extractor.runner import Progress, run_local
+from cdul.extractor.job import extract
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -25,8 +24,7 @@ def run(root: str, model: str, devices: list[str], batch_size: int, workers: int
     out = os.path.join(work_dir(), "scaling.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(3),
                        batch_size=batch_size, loader_workers=workers, threads=threads)
-    store = prepare_store(out, cfg, data, chunk_len=max(1, len(data) // 8), overwrite=True)
-    counts = run_local(cfg, store.pending_chunks(), devices, Progress())
+    counts = extract(cfg, data, devices, chunk_len=max(1, len(data) // 8), overwrite=True).counts
     return counts["images"] / counts["work_seconds"]
 
 

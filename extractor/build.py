@@ -25,7 +25,7 @@ def _digest(obj) -> str:
 # under "dataset"). Every other field is hashed: a new field is part of the configuration
 # unless it is named here.
 RUN_OPTIONS = frozenset({"store", "root", "kind", "cache_dir", "batch_size", "loader_workers", "threads", "views",
-                         "compile"})
+                         "compile", "sync_stages"})
 _NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
 
 
@@ -167,7 +167,9 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
     return {**out, "zeta": zeta, "lam": lam}
 
 
-def finalise_store(store: Store, zeta: float, lam: float) -> dict:
+def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = None) -> dict:
+    """Initial labels, summary and failures; ``model`` (what the workers loaded) is recorded
+    in the root attributes (a rerun on a finished store keeps the one recorded before)."""
     pending = store.pending_chunks()
     if pending:
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
@@ -175,6 +177,5 @@ def finalise_store(store: Store, zeta: float, lam: float) -> dict:
     write_initial_labels(store, zeta, lam)
     result = summarise(store, zeta, lam)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})
-    model = store.array(layout.DONE).attrs.asdict().get("model")
     store.set_attrs(summary=result["summary"], complete=True, **({"model": model} if model else {}))
     return result

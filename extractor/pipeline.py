@@ -57,6 +57,7 @@ class WorkerConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     views: str = "auto"
     compile: str = "none"
+    sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
     kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
 
 
@@ -124,7 +125,7 @@ class StageTimes:
 
 
 def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.device = "cpu",
-                   progress: Callable[[int, int], None] | None = None, sync_stages: bool = False) -> dict:
+                   progress: Callable[[int, int], None] | None = None) -> dict:
     """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)
     and ``stage_seconds``."""
     started = time.perf_counter()
@@ -136,7 +137,6 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     views_mode = resolve_views(cfg.views, device)
     store = Store.open(cfg.store, mode="r+")
     bundle, tower = _loaded(cfg, list(store.classes), device)
-    store.array(layout.DONE).attrs.update({"model": bundle.info})  # identical from every worker
     precision = resolve_precision(cfg.precision, device)
     tiling = cfg.tiling
     fixed = cfg.compile != "none"
@@ -164,7 +164,7 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
     writer = ChunkWriter(store)
-    times = StageTimes(sync=sync_stages)
+    times = StageTimes(sync=cfg.sync_stages)
     report = progress or (lambda images, tiles: None)
     counts = collections.Counter()
     in_flight: collections.deque = collections.deque()
@@ -214,7 +214,8 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     counts["encoder_calls"] = encoder.calls
     counts["load_seconds"] = ready - started  # model, text embeddings, loader start
     counts["work_seconds"] = time.perf_counter() - ready
-    out = dict(counts)
+    out: dict = dict(counts)
+    out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
     out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
     return out
 

@@ -7,7 +7,6 @@ import os
 import queue as queue_mod
 import signal
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from .pipeline import WorkerConfig, extract_chunks
@@ -47,18 +46,12 @@ def deal(chunks: list[int], rank: int, world: int) -> list[int]:
     return chunks[rank::world]
 
 
-@dataclass
-class Progress:
-    """Callbacks the runner reports to: progress(images, tiles) as work finishes."""
-
-    update: Callable[[int, int], None] = lambda images, tiles: None
-
-
-def run_local(cfg: WorkerConfig, chunks: list[int], devices: list[str], progress: Progress) -> dict:
-    """Run the chunks in this process (one device) or in one spawned process per device."""
+def run_local(cfg: WorkerConfig, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
+    """Run the chunks in this process (one device) or in one spawned process per device;
+    ``update(images, tiles)`` is called as work finishes."""
     if len(devices) == 1:
-        return extract_chunks(cfg, chunks, devices[0], progress.update)
-    return _run_spawned(cfg, chunks, devices, progress)
+        return extract_chunks(cfg, chunks, devices[0], update)
+    return _run_spawned(cfg, chunks, devices, update)
 
 
 def _threads_for(devices: list[str], index: int, asked: int | None) -> int | None:
@@ -107,7 +100,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progress: Progress) -> dict:
+def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
     import dataclasses
 
     import torch.multiprocessing as mp
@@ -133,7 +126,7 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], progr
                 continue
             kind, rank = msg[0], msg[1]
             if kind == "progress":
-                progress.update(msg[2], msg[3])
+                update(msg[2], msg[3])
             elif kind == "done":
                 finished[rank] = msg[2]
             elif kind == "error":
@@ -153,7 +146,9 @@ def merge_counts(parts: list[dict]) -> dict:
     total: dict = {}
     for counts in parts:
         for key, value in counts.items():
-            if isinstance(value, dict):
+            if key == "model":  # the same from every worker
+                total.setdefault(key, value)
+            elif isinstance(value, dict):
                 total[key] = merge_counts([total.get(key, {}), value])
             elif key.endswith("seconds") and key != "stage_seconds":
                 total[key] = max(total.get(key, 0), value)

@@ -144,68 +144,35 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
         compile=compile_mode, kind=data.kind,
     )
-    try:
-        if dist:
-            from .extract_dist import run_torchrun
+    from cdul.extractor.job import Progress, extract
+    from cdul.extractor.runner import WorkerFailed
+    from cdul.store import StoreLockedError
 
-            result = run_torchrun(cfg, data, dist, devices, chunk_len=chunk_len, zeta=zeta, lam=lam,
-                                  overwrite=overwrite, quiet=quiet, embed_dim=embed_dim)
-        else:
-            result = run(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
-                         quiet=quiet, embed_dim=embed_dim)
-    except (StoreError, DatasetError, WeightsUnavailableError) as exc:
+    bar = _Bar(quiet or bool(dist and dist[0] != 0))
+    progress = Progress(start=bar.start, update=bar.update, close=bar.close, note=lambda m: click.echo(m, err=True))
+    try:
+        summary = extract(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
+                          embed_dim=embed_dim, progress=progress, torchrun=dist)
+    except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
+    except WorkerFailed as exc:
+        hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
+        fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
+    except KeyboardInterrupt:
+        fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
         resume = "; chunks finished so far are kept; rerun the same command to resume" if store_exists(out) else ""
         fail(f"{exc}{hint}{resume}")
-    if result is not None:
-        failed, allowed = result["summary"]["failed"], max_failures.allowed(len(data))
-        if failed > allowed:
-            fail(f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
-                 "their reasons are in the store (images/error) and listed above", code=3)
-
-
-def run(cfg, data, devices, *, chunk_len, zeta, lam, overwrite, quiet, embed_dim: int = 0) -> dict:
-    from cdul.extractor.build import finalise_store, prepare_store
-    from cdul.extractor.runner import Progress, WorkerFailed, run_local
-    from cdul.store import StoreLock, StoreLockedError
-
-    try:
-        lock = StoreLock(cfg.store)
-        lock.acquire()
-    except StoreLockedError as exc:
-        fail(str(exc))
-    try:
-        store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite,
-                              embed_dim=embed_dim)
-        _reopen_damaged(store)
-        pending = store.pending_chunks()
-        todo = sum(b - a for a, b in map(store.chunk_bounds, pending))
-        if pending and len(pending) < store.n_chunks:
-            click.echo(f"resuming {cfg.store}: {store.n_chunks - len(pending)} of {store.n_chunks} chunks already done",
-                       err=True)
-        bar = _Bar(todo, quiet)
-        started = time.time()
-        try:
-            # a finished store (a rerun, or new --zeta/--lam) loads no model at all
-            counts = run_local(cfg, pending, devices[:len(pending)], Progress(bar.update)) if pending else {}
-        except WorkerFailed as exc:
-            hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
-            fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
-        except KeyboardInterrupt:
-            fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
-        finally:
-            bar.close()
-        elapsed = time.time() - started
-        result = finalise_store(store, zeta, lam)
-        speed = {"seconds": round(elapsed, 2), "load_seconds": round(counts.get("load_seconds", 0.0), 2),
-                 "images": counts.get("images", 0), "tiles": counts.get("tiles", 0), "devices": devices}
-        store.set_attrs(last_run=speed)
-        _print_summary(store, result, speed)
-        return result
-    finally:
-        lock.release()
+    if summary.result is None:  # a torchrun rank other than 0
+        return
+    _print_summary(summary.store, summary.result, summary.speed)
+    if summary.speed.get("extrapolated"):
+        click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
+    failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
+    if failed > allowed:
+        fail(f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
+             "their reasons are in the store (images/error) and listed above", code=3)
 
 
 def _check_out(out: str) -> None:
@@ -236,30 +203,29 @@ def verify_store(url: str) -> None:
          "re-extract them")
 
 
-def _reopen_damaged(store) -> None:
-    from cdul.store import reopen_damaged
-
-    damage = reopen_damaged(store)
-    for d in damage:
-        click.echo(f"damaged, extracting again: {d}", err=True)
-
-
 class _Bar:
-    def __init__(self, total: int, quiet: bool):
+    """The progress bar: images/s from tqdm, tiles/s beside it."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.tqdm, self.tiles, self.started = quiet, None, 0, time.time()
+
+    def start(self, total: int) -> None:
         from tqdm import tqdm
 
-        self.tiles = 0
         self.started = time.time()
-        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=quiet, dynamic_ncols=True, smoothing=0.1)
+        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=self.quiet, dynamic_ncols=True,
+                         smoothing=0.1)
 
     def update(self, images: int, tiles: int) -> None:
         self.tiles += tiles
-        self.tqdm.update(images)
-        elapsed = max(time.time() - self.started, 1e-9)
-        self.tqdm.set_postfix_str(f"{self.tiles / elapsed:.1f} tiles/s", refresh=False)
+        if self.tqdm is not None:
+            self.tqdm.update(images)
+            elapsed = max(time.time() - self.started, 1e-9)
+            self.tqdm.set_postfix_str(f"{self.tiles / elapsed:.1f} tiles/s", refresh=False)
 
     def close(self) -> None:
-        self.tqdm.close()
+        if self.tqdm is not None:
+            self.tqdm.close()
 
 
 def _print_summary(store, result: dict, speed: dict) -> None:
