@@ -36,43 +36,37 @@ def _arrays(store: Store) -> list[str]:
     return names + [L.round_name(k) for k in store.label_rounds()]
 
 
-def _rows(what: str, bad: np.ndarray, start: int) -> str:
-    rows = np.flatnonzero(bad)
-    return f"{len(rows)} {what} (first: image {start + int(rows[0])})"
-
-
 def check_chunk(store: Store, k: int) -> list[Damage]:
     """What is wrong with chunk k (empty when nothing is)."""
     start, stop = store.chunk_bounds(k)
     rows, damage = {}, []
+
+    def note(name: str, what: str, bad: np.ndarray) -> None:
+        if bad.any():
+            damage.append(Damage(name, k, f"{bad.sum()} {what} (first: image {start + int(np.argmax(bad))})"))
+
     for name in _arrays(store):
         try:
             rows[name] = store.read(name, start, stop)
         except Exception as exc:  # codecs raise many types for a damaged chunk
             damage.append(Damage(name, k, f"cannot be read ({type(exc).__name__})"))
-    if L.IDS in rows and (rows[L.IDS] == "").any():
-        damage.append(Damage(L.IDS, k, _rows("images without an id", rows[L.IDS] == "", start)))
+    if L.IDS in rows:
+        note(L.IDS, "images without an id", rows[L.IDS] == "")
     status = rows.get(L.STATUS)
     if status is None:
         return damage
-    if (status == L.PENDING).any():
-        damage.append(Damage(L.STATUS, k, _rows("images still pending", status == L.PENDING, start)))
+    note(L.STATUS, "images still pending", status == L.PENDING)
     ok = status == L.OK
     if L.HW in rows:
-        bad = ok & (rows[L.HW] <= 0).any(axis=1)
-        if bad.any():
-            damage.append(Damage(L.HW, k, _rows("ok images without a size", bad, start)))
+        note(L.HW, "ok images without a size", ok & (rows[L.HW] <= 0).any(axis=1))
     for name in _FINITE:
         if name in rows:
-            bad = ok & ~np.isfinite(rows[name]).all(axis=1)
-            if bad.any():
-                damage.append(Damage(name, k, _rows("ok images with values that are not finite", bad, start)))
+            note(name, "ok images with values that are not finite", ok & ~np.isfinite(rows[name]).all(axis=1))
     if L.SIM_TILES in rows and L.N_TILES in rows:
         tiles = rows[L.SIM_TILES]
         kept = np.arange(tiles.shape[1])[None, :] < rows[L.N_TILES][:, None]
-        bad = ok & (kept & ~np.isfinite(tiles).all(axis=2)).any(axis=1)
-        if bad.any():
-            damage.append(Damage(L.SIM_TILES, k, _rows("ok images with tiles that are not finite", bad, start)))
+        note(L.SIM_TILES, "ok images with tiles that are not finite",
+             ok & (kept & ~np.isfinite(tiles).all(axis=2)).any(axis=1))
     return damage
 
 

@@ -144,3 +144,27 @@ def test_a_process_of_an_older_run_cannot_write_a_chunk(tmp_path):
             orphan.write_chunk(2, {layout.SIM_GLOBAL: np.zeros((1, 2), np.float32)})
         Store.open(str(path), mode="r+").write_chunk(2, {layout.SIM_GLOBAL: np.ones((1, 2), np.float32)})
     assert Store.open(str(path)).pending_chunks() == [1]
+
+
+def test_verify_names_every_kind_of_bad_row(tmp_path):
+    from cdul.store import verify
+
+    s = Store.create(str(tmp_path / "s.zarr"), ids=[f"i{i}" for i in range(6)], classes=["a", "b"],
+                     specs=layout.result_specs(2, tiles_max=2, embed_dim=3), chunk_len=3)
+    row = {layout.STATUS: np.full(3, layout.OK, np.uint8), layout.HW: np.full((3, 2), 8, np.int32),
+           layout.N_TILES: np.full(3, 2, np.int32), layout.SIM_TILES: np.full((3, 2, 2), 0.5, np.float16),
+           layout.EMB_GLOBAL: np.zeros((3, 3), np.float16),
+           **{n: np.full((3, 2), 0.5, np.float32) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA)}}
+    s.write_chunk(0, row)
+    assert verify(s) == []
+    bad = {k: v.copy() for k, v in row.items()}
+    bad[layout.SIM_TILES][1, 1] = np.nan
+    bad[layout.EMB_GLOBAL][2, 0] = np.inf
+    bad[layout.HW][0] = 0
+    s.write_chunk(1, bad)
+    found = {(d.array, d.chunk): str(d) for d in verify(s)}
+    assert set(found) == {(layout.SIM_TILES, 1), (layout.EMB_GLOBAL, 1), (layout.HW, 1)}
+    assert "first: image 4" in found[(layout.SIM_TILES, 1)] and "first: image 5" in found[(layout.EMB_GLOBAL, 1)]
+    bad[layout.N_TILES][1] = 1  # a tile beyond n_tiles is padding: NaN there is fine
+    s.write_chunk(1, bad)
+    assert (layout.SIM_TILES, 1) not in {(d.array, d.chunk) for d in verify(s)}
