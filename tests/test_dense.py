@@ -5,13 +5,15 @@ import os
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from click.testing import CliRunner
 
 from cdul.cli.extract import main as extract
+from cdul.cli.refine import main as refine
 from cdul.extractor.clip_model import register_model
 from clip_reference import make_checkpoint
-from dense_reference import DenseReference, piaa_bank
+from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
 
 VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
@@ -111,13 +113,32 @@ def test_bank_does_not_depend_on_batches_or_chunks(voc_root, vit, dense_store, t
     np.testing.assert_allclose(other["bank/score"][:], dense_store["bank/score"][:], atol=1e-6)
 
 
+def test_gda_round_matches_piaa(dense_store, reference, tmp_path):
+    import shutil
+
+    url = str(tmp_path / "g.zarr")
+    shutil.copytree(dense_store.store.root, url)
+    result = CliRunner().invoke(refine, ["--store", url, "--gda", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    store = zarr.open_group(url, mode="r")
+    got = store["labels/round_001"][:]
+    score = store["bank/score"][:]
+    bank = torch.from_numpy(store["bank/emb"][:][np.isfinite(score)].astype(np.float64))
+    text = torch.from_numpy(store["text/emb"][:].astype(np.float64))
+    W, b = piaa_learn(bank, text)
+    cls = torch.from_numpy(np.stack([reference.embed(reference.open(p)) for p in paths(store)]))
+    want = piaa_test(cls, torch.from_numpy(store["emb/patches"][:].astype(np.float64)), text, W, b).numpy()
+    close(got, want, "labels/round_001")
+    assert store["labels/round_001"].attrs["source"] == "cdul-refine --gda"
+
+
 def one_line_error(result, needle):
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("Error")]
     assert len(lines) == 1 and needle in lines[0], result.output
 
 
-def test_bad_inputs_are_one_line(voc_root, vit, tmp_path):
+def test_bad_inputs_are_one_line(voc_root, vit, dense_store, tmp_path):
     runner = CliRunner()
     base = [voc_root, "--out", str(tmp_path / "x.zarr"), "--pretrained", "none", "--gpus", "cpu", "-q"]
     one_line_error(runner.invoke(extract, base + ["--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
@@ -125,3 +146,6 @@ def test_bad_inputs_are_one_line(voc_root, vit, tmp_path):
     one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--keep-patches", "0"]),
                    "--keep-patches")
     one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
+    url = str(tmp_path / "plain.zarr")
+    run_extract(voc_root, url, vit, "--local", "dense", "--limit", "4")
+    one_line_error(runner.invoke(refine, ["--store", url, "--gda", "-q"]), "--keep-patch")
