@@ -13,6 +13,10 @@ them), model loading excluded from all three:
 - limit: the same encoder on ready-made tensors at our batch size and precision, no I/O,
   in its best configuration: eager, and with ``--compile MODE`` also compiled (the faster
   one is the limit, and ours runs with the same choice).
+
+``--tilings dense`` measures ours with ``--local dense`` (one pass per image, every patch
+scored) and, where the same run also measures ``3``, records dense over snippet 3 for the
+same backbone (ViT models only).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ import torch
 
 from cdul.data import load_dataset
 from cdul.extractor import pipeline
-from cdul.extractor.clip_model import load_clip
+from cdul.extractor.clip_model import load_clip, model_config
+from cdul.extractor.dense import dense_grid
 from cdul.extractor.job import extract
 from cdul.extractor.pipeline import PRECISIONS, WorkerConfig, resolve_precision
 from cdul.extractor.tiling import Tiling
@@ -39,11 +44,12 @@ def parse_tiling(spec: str) -> Tiling:
     return Tiling.pixel(int(spec[2:])) if spec.startswith("px") else Tiling.grid(int(spec))
 
 
-def run_ours(root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none") -> dict:
+def run_ours(root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none",
+             local="tiles") -> dict:
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "ours.zarr")
     cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=tiling,
-                       batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode)
+                       batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode, local=local)
     pipeline.REUSE_LOADED = True  # the warm-up's model (and compiled tower) serves the timed run
     try:
         # warm-up on a few images first: CUDA loads kernels lazily (and compiles), and the first
@@ -94,10 +100,30 @@ def run_limit(model, device, batch_size, crops: int, max_batches: int, compile_m
     return {"crops_per_s": n * batch_size / seconds}
 
 
+def run_dense(root, model, params: dict, workers: int, tiles_ips: float | None) -> float:
+    """Ours with --local dense; with snippet 3's img/s of the same run, their ratio."""
+    try:
+        dense_grid(model_config(model), 1 << 12)
+    except ValueError as exc:
+        click.echo(f"{model:10s} dense skipped: {exc}")
+        return 0.0
+    ours = run_ours(root, model, Tiling.grid(1), params["device"], params["batch_size"], workers, params["views"],
+                    local="dense")
+    ips = ours["images"] / ours["seconds"]
+    record("extract", "dense", params, {"images_per_s": (ips, "img/s")})
+    line = f"{model:10s} dense ours {ips:8.2f} img/s"
+    if tiles_ips:
+        record("extract", "ratio", {**params, "tiling": "dense/3"}, {"dense_over_snippet3": (ips / tiles_ips, "x")})
+        line += f"  dense/snippet-3 {ips / tiles_ips:5.2f}x"
+    click.echo(line)
+    return ips
+
+
 @click.command()
 @click.option("--quick", is_flag=True, help="CPU-sized: RN50, snippet 1 and 3, a few images.")
 @click.option("--models", default=None, help="Comma list of open_clip models.  [default: RN50,ViT-B-32,ViT-B-16,RN50x64]")
-@click.option("--tilings", default=None, help="Comma list: 1, 3, 8 (grids), px64 (64-pixel tiles).")
+@click.option("--tilings", default=None, help="Comma list: 1, 3, 8 (grids), px64 (64-pixel tiles), dense "
+                                              "(--local dense; after 3 for their ratio).")
 @click.option("--images", type=int, default=None, help="Images per run (ours).")
 @click.option("--naive-images", type=int, default=None, help="Images for the naive baseline (it is slow).")
 @click.option("--device", default="auto")
@@ -119,7 +145,13 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     root = jpeg_dataset(images)
     rows = []
     for model in models:
+        snippet3 = None
         for spec in tilings:
+            if spec == "dense":
+                params = {"model": model, "tiling": spec, "images": images, "batch_size": batch_size,
+                          "device": device, "views": views}
+                run_dense(root, model, params, workers, snippet3)
+                continue
             tiling = parse_tiling(spec)
             params = {"model": model, "tiling": spec, "images": images, "batch_size": batch_size,
                       "device": device, "views": views}
@@ -147,6 +179,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
             rows.append((model, spec, ips["ours"], ips["naive"], ips["limit"], ips["ours"] / ips["naive"],
                          ips["ours"] / ips["limit"]))
+            snippet3 = ips["ours"] if spec == "3" else snippet3
             click.echo(f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
                        f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
                        f"ours/limit {rows[-1][6]:5.2f}")

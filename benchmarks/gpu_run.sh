@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one go (about 7 minutes on one H100): the GPU-only tests, the kernel
 # benchmark, the extraction benchmark (ours / naive / encoder limit for RN50, ViT-B-32,
-# ViT-B-16 and RN50x64 at 448 px, snippet 3), the limit with a compiled tower for ViT-B-32,
+# ViT-B-16 and RN50x64 at 448 px, snippet 3; --local dense for the ViTs, with its ratio to
+# snippet 3), the limit with a compiled tower for ViT-B-32,
 # and the stage profile. Every step has its own time limit; logs and a
 # results CSV land in $OUT as the steps finish.
 #
@@ -49,7 +50,8 @@ fi
 step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_kernel_resample.py \
   tests/test_extract_views.py -q -x -p no:cacheprovider -m gpu
 step kernel_bench 40 $PY -m cdul.benchmarks.kernel_bench $QK
-step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3 --images "$N" --naive-images "$NV"
-step extract_compiled 100 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
+step extract_bench 250 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
+  --naive-images "$NV"
+step extract_compiled 80 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
   --naive-images 4 --compile default
 step profile 40 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"

@@ -14,6 +14,9 @@ from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import mean_of, streamed_per_class_ap
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
+from .bank import BANK_SCALE, merge_chunk_banks
+from .clip_model import model_config, model_embed_dim, model_input_size
+from .dense import dense_grid
 from .pipeline import WorkerConfig
 
 
@@ -84,7 +87,7 @@ def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: i
     if cfg.keep_embeddings and embed_dim < 1:
         raise ValueError("keep_embeddings needs the model's embedding width")
     specs = layout.result_specs(len(dataset.classes), tiles_max=tiles_max,
-                                embed_dim=embed_dim if cfg.keep_embeddings else 0)
+                                embed_dim=embed_dim if cfg.keep_embeddings else 0, **dense_arrays(cfg))
     attrs = {
         "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
         "tiling": cfg.tiling.describe(),
@@ -96,6 +99,16 @@ def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: i
     }
     return Store.create(url, ids=dataset.ids, classes=dataset.classes, specs=specs, targets=dataset.targets,
                         chunk_len=chunk_len, attrs=attrs)
+
+
+def dense_arrays(cfg: WorkerConfig) -> dict:
+    """The sizes of dense mode's optional arrays: patches per image, bank entries per class
+    and the embedding width (from the model's config; no weights loaded)."""
+    if cfg.local != "dense" or not (cfg.keep_patches or cfg.keep_patch_embeddings):
+        return {}
+    grid = dense_grid(model_config(cfg.model), cfg.dense_size or model_input_size(cfg.model))
+    return {"patches": grid * grid if cfg.keep_patch_embeddings else 0, "bank": cfg.keep_patches,
+            "text_dim": model_embed_dim(cfg.model)}
 
 
 def chunk_rows(store: Store, names: list[str]):
@@ -175,6 +188,9 @@ def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = N
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
     refuse_damaged(store)
     write_initial_labels(store, zeta, lam)
+    if store.has(layout.BANK_EMB):
+        k = store.array(layout.BANK_EMB).shape[1]
+        store.array(layout.BANK_EMB).attrs.update({"entries": merge_chunk_banks(store, k), "scale": BANK_SCALE})
     result = summarise(store, zeta, lam)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})
     store.set_attrs(summary=result["summary"], complete=True, **({"model": model} if model else {}))

@@ -55,8 +55,8 @@ def register_model(model: str) -> str:
     return model
 
 
-def model_embed_dim(model: str) -> int:
-    """The embedding width of an architecture, from its config alone (no weights loaded)."""
+def model_config(model: str) -> dict:
+    """The open_clip architecture config of a model (no weights loaded)."""
     import open_clip
 
     arch = register_model(model)
@@ -65,12 +65,22 @@ def model_embed_dim(model: str) -> int:
         if cfg_path.is_file():
             import json
 
-            return int(json.loads(cfg_path.read_text())["model_cfg"]["embed_dim"])
+            return json.loads(cfg_path.read_text())["model_cfg"]
     cfg = open_clip.get_model_config(arch)
     if not cfg:
         raise ValueError(f"unknown model {model!r}: give an open_clip name (see open_clip.list_models()), "
                          "a local-dir: folder or an architecture JSON file")
-    return int(cfg["embed_dim"])
+    return cfg
+
+
+def model_embed_dim(model: str) -> int:
+    """The embedding width of an architecture, from its config alone (no weights loaded)."""
+    return int(model_config(model)["embed_dim"])
+
+
+def model_input_size(model: str) -> int:
+    size = model_config(model).get("vision_cfg", {}).get("image_size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
 
 
 def check_model(model: str) -> None:

@@ -11,6 +11,7 @@ times include its work: for profiles only).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from cdul.data import sample_reader
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.store import Store, layout
 
+from .bank import dense_extras
 from .clip_model import load_clip
+from .dense import DenseEncoder, DenseTower
 from .packing import ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (PRECISIONS, ChunkResults, ChunkWriter, Encoder, ExactViews, HostScores, KernelViews, Scorer,
@@ -59,6 +62,10 @@ class WorkerConfig:
     compile: str = "none"
     sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
     kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
+    local: str = "tiles"  # "tiles" (SPEC 1.3) or "dense" (SPEC 1.7)
+    dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
+    keep_patches: int = 0  # dense mode: K bank entries per class
+    keep_patch_embeddings: bool = False  # dense mode: store every patch embedding
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -99,13 +106,64 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
     """The model and its (compiled) tower; with REUSE_LOADED the last one is kept for the
     next call with the same model options in this process."""
     key = (cfg.model, cfg.pretrained, cfg.cache_dir, cfg.template, cfg.ensemble, tuple(classes), str(device),
-           cfg.compile)
+           cfg.compile, cfg.local)
     if key not in _LOADED or not REUSE_LOADED:
         _LOADED.clear()
         bundle = load_clip(cfg.model, cfg.pretrained, classes, device=device, cache_dir=cfg.cache_dir,
                            template=cfg.template, ensemble=cfg.ensemble)
-        _LOADED[key] = (bundle, _tower(bundle.visual, device, cfg.compile))
+        visual = DenseTower(bundle.visual) if cfg.local == "dense" else bundle.visual
+        _LOADED[key] = (bundle, _tower(visual, device, cfg.compile))
     return _LOADED[key]
+
+
+@dataclass
+class Stages:
+    views: Callable
+    encoder: Callable
+    scorer: Scorer
+    spec: ViewSpec
+    tiling: Tiling | None
+
+
+def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_mode: str, tiles_max: int) -> Stages:
+    """The views, encoder and scorer stages of a worker: tiles (global view and tiles, one
+    embedding each) or dense (one pass per image, class token and patches; a separate
+    normal pass at the model's size for the global view when the dense pass has another)."""
+    dense = cfg.local == "dense"
+    size = (cfg.dense_size or bundle.input_size) if dense else bundle.input_size
+    tiling = None if dense else cfg.tiling
+    fixed = cfg.compile != "none"
+    encoder = Encoder(tower, cfg.batch_size, device, cfg.precision, fixed)
+    pad = cfg.batch_size if fixed else 0
+
+    def view_maker(px: int) -> ViewMaker:
+        return ViewMaker(px, bundle.mean, bundle.std, interpolation=bundle.interpolation,
+                         resize_mode=bundle.resize_mode, device=device, dtype=encoder.in_dtype)
+
+    if views_mode == "kernel":
+        make_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
+    else:
+        make_views = ExactViews(view_maker(size), tiling, pad)
+    extras = None
+    if dense:
+        glob = None
+        if size != bundle.input_size:
+            glob = ExactViews(view_maker(bundle.input_size), None, pad)
+            encoder = DenseEncoder(encoder, Encoder(bundle.visual, cfg.batch_size, device, cfg.precision))
+        else:
+            encoder = DenseEncoder(encoder)
+        dense_views = make_views
+
+        def make_views(batch):
+            return glob(batch) if glob else None, dense_views(batch)
+
+        if cfg.keep_patches or cfg.keep_patch_embeddings:
+            def extras(emb, b, text):
+                return dense_extras(emb, b, text, cfg.keep_patches, cfg.keep_patch_embeddings)
+    scorer = Scorer(bundle.text, bundle.logit_scale, triton=views_mode == "kernel", keep_tiles=bool(tiles_max),
+                    keep_embeddings=cfg.keep_embeddings, extras=extras)
+    spec = ViewSpec(size, bundle.interpolation, bundle.resize_mode)
+    return Stages(make_views, encoder, scorer, spec, tiling)
 
 
 @dataclass
@@ -137,25 +195,18 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     views_mode = resolve_views(cfg.views, device)
     store = Store.open(cfg.store, mode="r+")
     bundle, tower = _loaded(cfg, list(store.classes), device)
-    precision = resolve_precision(cfg.precision, device)
-    tiling = cfg.tiling
-    fixed = cfg.compile != "none"
-    encoder = Encoder(tower, cfg.batch_size, device, precision, fixed)
-    pad = cfg.batch_size if fixed else 0
-    if views_mode == "kernel":
-        make_views = KernelViews(bundle.input_size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
-    else:
-        maker = ViewMaker(bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
-                          resize_mode=bundle.resize_mode, device=device, dtype=encoder.in_dtype)
-        make_views = ExactViews(maker, tiling, pad)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.keep_tiles else 0
-    scorer = Scorer(bundle.text, bundle.logit_scale, triton=views_mode == "kernel", keep_tiles=bool(tiles_max),
-                    keep_embeddings=cfg.keep_embeddings)
-    spec = ViewSpec(bundle.input_size, bundle.interpolation, bundle.resize_mode)
-    reader = BatchReader(cfg.store, sample_reader(cfg.kind, cfg.root), spec, tiling, exif=cfg.exif,
+    stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
+    make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
+    dense = cfg.local == "dense"
+    if store.has(layout.TEXT):  # the same numbers from every worker
+        store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
+    patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.keep_patch_embeddings else 0
+    reader = BatchReader(cfg.store, sample_reader(cfg.kind, cfg.root), stages.spec, stages.tiling, exif=cfg.exif,
                          max_pixels=cfg.max_pixels)
     bounds = [store.chunk_bounds(k) for k in chunks]
-    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.batch_size))
+    sampler = BatchSampler(chunks, bounds, images_per_batch(stages.tiling, cfg.batch_size))
     loader = DataLoader(reader, batch_size=None, sampler=sampler, num_workers=cfg.loader_workers,
                         collate_fn=unbatched, pin_memory=device.type == "cuda",
                         prefetch_factor=4 if cfg.loader_workers else None,
@@ -175,14 +226,15 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
         scores, tiles, emb = host.wait()
         if batch.chunk not in results:
             results[batch.chunk] = ChunkResults(*chunk_bounds[batch.chunk], len(store.classes), tiles_max,
-                                                bundle.embed_dim if cfg.keep_embeddings else 0)
+                                                bundle.embed_dim if cfg.keep_embeddings else 0, patches,
+                                                cfg.keep_patches, bundle.embed_dim)
         chunk = results[batch.chunk]
-        counts["tiles"] += chunk.put(batch, scores, tiles, emb)
+        counts["tiles"] += chunk.put(batch, scores, tiles, emb, host.extra)
         counts["images"] += batch.n_ok
         counts["failed"] += len(batch.rows) - batch.n_ok
         report(len(batch.rows), int(batch.n_tiles[batch.n_views > 0].sum()))
         if chunk.complete:
-            writer.submit(batch.chunk, results.pop(batch.chunk).arrays)
+            writer.submit(batch.chunk, results.pop(batch.chunk).all_arrays())
             counts["chunks"] += 1
 
     ready = time.perf_counter()
@@ -197,7 +249,10 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
                 batch = times.run("copy", to_device, batch)
                 views = times.run("views", make_views, batch)
                 emb = times.run("encode", encoder, views, batch.n_view_rows)
-                in_flight.append(times.run("score", scorer, emb, batch))
+                rows = encoder.rows_per_image if dense else 0
+                if dense:  # the store counts an image's patches as its local views
+                    batch.n_tiles[batch.n_views > 0] = rows - 1
+                in_flight.append(times.run("score", scorer, emb, batch, rows))
             else:
                 in_flight.append(HostScores(batch, torch.zeros(0, 3, 1), None, None))  # all failed
             while len(in_flight) > lag:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from cdul.kernels import score_segments
 from cdul.store import Store, layout
 
+from .bank import ChunkBank, to_entries
 from .packing import PackedBatch
 from .tiling import Tiling
 from .views import ViewMaker
@@ -155,32 +156,40 @@ class HostScores:
     tiles: torch.Tensor | None  # [V - B, C] float16
     emb: torch.Tensor | None  # [B, D] float16
     event: object = None
+    extra: dict = field(default_factory=dict)  # dense mode: patch embeddings, bank candidates
 
     def wait(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The scores, tiles and embeddings as numpy arrays (``extra``'s become numpy too)."""
         if self.event is not None:
             self.event.synchronize()
         tiles = self.tiles.numpy() if self.tiles is not None else None
         emb = self.emb.numpy() if self.emb is not None else None
+        self.extra = {k: v.numpy() for k, v in self.extra.items()}
         return self.scores.numpy(), tiles, emb
 
 
 class Scorer:
     """One scorer call per batch (``score_segments``; the Triton kernel reads the offsets
-    straight from the packed buffer) and one copy of its [3, B, C] result to the host."""
+    straight from the packed buffer) and one copy of its [3, B, C] result to the host.
+    In dense mode every image has ``rows_per_image`` rows (class token, then patches) and
+    ``extras(emb, B, text)`` gives what else is kept (``bank.dense_extras``)."""
 
     def __init__(self, text: torch.Tensor, logit_scale: float, *, triton: bool, keep_tiles: bool,
-                 keep_embeddings: bool):
+                 keep_embeddings: bool, extras=None):
         self.text, self.logit_scale, self.triton = text, float(logit_scale), triton
-        self.keep_tiles, self.keep_embeddings = keep_tiles, keep_embeddings
+        self.keep_tiles, self.keep_embeddings, self.extras = keep_tiles, keep_embeddings, extras
         self._out = _Grown()
         if triton:
             from cdul.kernels.scoring.fused import score_segments_triton
 
             self._triton = score_segments_triton
 
-    def __call__(self, emb: torch.Tensor, batch: PackedBatch) -> HostScores:
+    def __call__(self, emb: torch.Tensor, batch: PackedBatch, rows_per_image: int = 0) -> HostScores:
         b = batch.n_ok
-        offsets = batch.data[batch.offsets_off: batch.offsets_off + 8 * (b + 1)].view(torch.int64)
+        if rows_per_image:
+            offsets = torch.arange(0, (b + 1) * rows_per_image, rows_per_image, device=emb.device)
+        else:
+            offsets = batch.data[batch.offsets_off: batch.offsets_off + 8 * (b + 1)].view(torch.int64)
         if self.text.dtype != emb.dtype:  # one dtype for the fused kernel (tensor cores for fp16)
             self.text = self.text.to(emb.dtype)
         c = self.text.shape[0]
@@ -195,7 +204,8 @@ class Scorer:
         emb_g = None
         if self.keep_embeddings:
             emb_g = F.normalize(emb[offsets[:-1]].float(), dim=-1).half()
-        return _to_host(HostScores(batch, scores, sc.tiles, emb_g))
+        extra = self.extras(emb, b, self.text) if self.extras else {}
+        return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra))
 
 
 def _to_host(h: HostScores) -> HostScores:
@@ -204,6 +214,7 @@ def _to_host(h: HostScores) -> HostScores:
     h.scores = h.scores.to("cpu", non_blocking=True)  # into pinned memory
     h.tiles = h.tiles.to("cpu", non_blocking=True) if h.tiles is not None else None
     h.emb = h.emb.to("cpu", non_blocking=True) if h.emb is not None else None
+    h.extra = {k: v.to("cpu", non_blocking=True) for k, v in h.extra.items()}
     h.event = torch.cuda.Event()
     h.event.record()
     return h
@@ -212,8 +223,10 @@ def _to_host(h: HostScores) -> HostScores:
 class ChunkResults:
     """The rows of one chunk, filled batch by batch and written to the store in one piece."""
 
-    def __init__(self, start: int, stop: int, n_classes: int, tiles_max: int = 0, embed_dim: int = 0):
+    def __init__(self, start: int, stop: int, n_classes: int, tiles_max: int = 0, embed_dim: int = 0,
+                 patches: int = 0, bank: int = 0, text_dim: int = 0):
         n, c = stop - start, n_classes
+        self.bank = ChunkBank(c, bank, text_dim) if bank else None
         self.start, self.left = start, n
         self.arrays = {
             layout.HW: np.zeros((n, 2), np.int32),
@@ -228,8 +241,11 @@ class ChunkResults:
             self.arrays[layout.SIM_TILES] = np.full((n, tiles_max, c), np.nan, np.float16)
         if embed_dim:
             self.arrays[layout.EMB_GLOBAL] = np.full((n, embed_dim), np.nan, np.float16)
+        if patches and text_dim:
+            self.arrays[layout.EMB_PATCHES] = np.full((n, patches, text_dim), np.nan, np.float16)
 
-    def put(self, batch: PackedBatch, scores: np.ndarray, tiles: np.ndarray | None, emb: np.ndarray | None) -> int:
+    def put(self, batch: PackedBatch, scores: np.ndarray, tiles: np.ndarray | None, emb: np.ndarray | None,
+            extra: dict | None = None) -> int:
         """Fill the batch's rows; returns the number of tiles recorded."""
         a = self.arrays
         rows = batch.rows - self.start
@@ -245,6 +261,12 @@ class ChunkResults:
             a[layout.EMB_GLOBAL][good] = emb
         if tiles is not None and layout.SIM_TILES in a:
             self._put_tiles(batch, good, scores, tiles)
+        extra = extra or {}
+        if "patches" in extra and layout.EMB_PATCHES in a:
+            a[layout.EMB_PATCHES][good] = extra["patches"]
+        if self.bank is not None and "bank_cls" in extra:
+            cand = {k[len("bank_"):]: v for k, v in extra.items() if k.startswith("bank_")}
+            self.bank.add(to_entries(cand, batch.rows[batch.n_views > 0]))
         self.left -= len(rows)
         return int(batch.n_tiles[ok].sum())
 
@@ -262,6 +284,10 @@ class ChunkResults:
     @property
     def complete(self) -> bool:
         return self.left == 0
+
+    def all_arrays(self) -> dict:
+        """What the chunk writes: its rows, and its part of the patch bank."""
+        return {**self.arrays, **(self.bank.arrays() if self.bank is not None else {})}
 
 
 class ChunkWriter:

@@ -27,6 +27,16 @@ SIM_ALPHA = "sim/alpha"
 SIM_BETA = "sim/beta"
 SIM_TILES = "sim/tiles"
 EMB_GLOBAL = "emb/global"
+EMB_PATCHES = "emb/patches"  # [N, P, D] float16, --keep-patch-embeddings (dense mode)
+TEXT = "text/emb"  # [C, D] float32 class embeddings, with a bank or patch embeddings
+# The patch bank (--keep-patches K): each chunk's own K per class, then the split's K per class.
+BANK_CHUNK_EMB = "bank/chunks/emb"  # [n_chunks, C, K, D] float16
+BANK_CHUNK_SCORE = "bank/chunks/score"  # [n_chunks, C, K] float32 entropy, NaN where empty
+BANK_CHUNK_SOURCE = "bank/chunks/source"  # [n_chunks, C, K, 2] int32 (store row, patch), -1 where empty
+BANK_EMB = "bank/emb"  # [C, K, D] float16
+BANK_SCORE = "bank/score"  # [C, K] float32
+BANK_SOURCE = "bank/source"  # [C, K, 2] int32
+PER_CHUNK = frozenset({BANK_CHUNK_EMB, BANK_CHUNK_SCORE, BANK_CHUNK_SOURCE})  # indexed by chunk, not image
 DONE = "_build/done"
 LABELS = "labels"
 # Root coordinate variables: xarray indexes every array by them (a DataTree's groups inherit them).
@@ -46,10 +56,13 @@ class ArraySpec:
     dtype: object
     fill: object
     dims: tuple[str, ...]
+    lead: str = "image"  # the first axis: "image" (N, chunked as the store), "chunk" (one each) or "none"
 
 
-def result_specs(n_classes: int, *, tiles_max: int = 0, embed_dim: int = 0) -> list[ArraySpec]:
-    """The arrays the extractor fills chunk by chunk."""
+def result_specs(n_classes: int, *, tiles_max: int = 0, embed_dim: int = 0, patches: int = 0, bank: int = 0,
+                 text_dim: int = 0) -> list[ArraySpec]:
+    """The arrays the extractor fills chunk by chunk (``patches``: P patch embeddings of
+    width ``text_dim`` per image; ``bank``: K bank entries per class; both need ``text_dim``)."""
     c = n_classes
     specs = [
         ArraySpec(HW, (2,), np.int32, 0, ("image", "axis")),
@@ -64,4 +77,19 @@ def result_specs(n_classes: int, *, tiles_max: int = 0, embed_dim: int = 0) -> l
         specs.append(ArraySpec(SIM_TILES, (tiles_max, c), np.float16, np.nan, ("image", "tile", "class")))
     if embed_dim:
         specs.append(ArraySpec(EMB_GLOBAL, (embed_dim,), np.float16, np.nan, ("image", "embedding")))
+    d = text_dim
+    if patches:
+        specs.append(ArraySpec(EMB_PATCHES, (patches, d), np.float16, np.nan, ("image", "patch", "embedding")))
+    if bank:
+        k = bank
+        specs += [
+            ArraySpec(BANK_CHUNK_EMB, (c, k, d), np.float16, np.nan, ("chunk", "class", "entry", "embedding"), "chunk"),
+            ArraySpec(BANK_CHUNK_SCORE, (c, k), np.float32, np.nan, ("chunk", "class", "entry"), "chunk"),
+            ArraySpec(BANK_CHUNK_SOURCE, (c, k, 2), np.int32, -1, ("chunk", "class", "entry", "where"), "chunk"),
+            ArraySpec(BANK_EMB, (c, k, d), np.float16, np.nan, ("class", "entry", "embedding"), "none"),
+            ArraySpec(BANK_SCORE, (c, k), np.float32, np.nan, ("class", "entry"), "none"),
+            ArraySpec(BANK_SOURCE, (c, k, 2), np.int32, -1, ("class", "entry", "where"), "none"),
+        ]
+    if patches or bank:
+        specs.append(ArraySpec(TEXT, (c, d), np.float32, np.nan, ("class", "embedding"), "none"))
     return specs

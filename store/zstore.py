@@ -178,8 +178,12 @@ class Store:
 
     @staticmethod
     def _new_array(group, spec: L.ArraySpec, n: int, chunk_len: int):
-        shape = (n, *spec.trailing)
-        chunks = (chunk_len, *spec.trailing)
+        if spec.lead == "image":
+            shape, chunks = (n, *spec.trailing), (chunk_len, *spec.trailing)
+        elif spec.lead == "chunk":
+            shape, chunks = ((n + chunk_len - 1) // chunk_len, *spec.trailing), (1, *spec.trailing)
+        else:
+            shape = chunks = spec.trailing
         arr = group.create_array(spec.name, shape=shape, chunks=chunks, dtype=spec.dtype,
                                  fill_value=spec.fill, dimension_names=list(spec.dims))
         arr.attrs.update(_dims_attrs(spec.dims))
@@ -238,11 +242,16 @@ class Store:
         """Write whole-chunk rows of each array, then flag the chunk done (never before)."""
         start, stop = self.chunk_bounds(k)
         for name, value in arrays.items():
+            if name in L.PER_CHUNK:  # one entry per chunk (the chunk's part of the patch bank)
+                continue
             if np.shape(value)[0] != stop - start:
                 raise ValueError(f"{name}: {np.shape(value)[0]} rows for chunk {k} of {stop - start}")
         self.check_owner(k)
         for name, value in arrays.items():
-            self.group[name][start:stop] = np.asarray(value)
+            if name in L.PER_CHUNK:
+                self.group[name][k] = np.asarray(value)
+            else:
+                self.group[name][start:stop] = np.asarray(value)
         self.check_owner(k)
         self.group[L.DONE][k] = True
 

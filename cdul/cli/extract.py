@@ -39,6 +39,17 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--snippet", type=click.IntRange(min=1), default=None,
               help="Grid mode: cut each image into G x G tiles.  [default: 3]")
 @click.option("--tile-px", type=click.IntRange(min=1), default=None, help="Pixel mode: P x P tiles instead of a grid.")
+@click.option("--local", "local", type=click.Choice(["tiles", "dense"]), default="tiles",
+              help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
+                   "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).")
+@click.option("--dense-size", type=click.IntRange(min=1), default=None,
+              help="Dense mode: run the pass at N x N px (position embeddings resized).  [default: the model's "
+                   "input size]")
+@click.option("--keep-patches", type=click.IntRange(min=1), default=None,
+              help="Dense mode: keep each class's K most confident patch embeddings of the split (bank/), "
+                   "for cdul-refine --gda.")
+@click.option("--keep-patch-embeddings", is_flag=True,
+              help="Dense mode: store every patch embedding (emb/patches, fp16: P x D x 2 bytes an image).")
 @click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
 @click.option("--prompts", type=click.Choice(["single", "ensemble"]), default="single",
               help="'ensemble' averages open_clip's ImageNet templates.")
@@ -82,21 +93,25 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
               help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
                    "damaged; changes nothing. Exit status 1 when something is.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, template, prompts,
-         classes, csv_path, gpus, batch_size, workers, threads, precision, views, compile_mode, chunk_len, zeta, lam,
-         keep_tiles, max_tiles, keep_embeddings, limit, exif, max_pixels, max_failures, follow_symlinks, overwrite,
-         verify_only, quiet):
+def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, local, dense_size,
+         keep_patches, keep_patch_embeddings, template, prompts, classes, csv_path, gpus, batch_size, workers, threads,
+         precision, views, compile_mode, chunk_len, zeta, lam, keep_tiles, max_tiles, keep_embeddings, limit, exif,
+         max_pixels, max_failures, follow_symlinks, overwrite, verify_only, quiet):
     if verify_only:
         verify_store(out)
         return
+    dense = {"local": local, "dense_size": dense_size or 0, "keep_patches": keep_patches or 0,
+             "keep_patch_embeddings": keep_patch_embeddings}
+    check_dense_options(dense, tiled=snippet is not None or tile_px is not None or keep_tiles)
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     if "{}" not in template:
         raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
     import torch
 
-    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_embed_dim, register_model,
-                                           resolve_weights)
+    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_config, model_embed_dim,
+                                           model_input_size, register_model, resolve_weights)
+    from cdul.extractor.dense import dense_grid
     from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
@@ -124,6 +139,9 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     fs.follow_symlinks(follow_symlinks)  # read again in every worker process, from the environment
     try:
         check_model(model)
+        if local == "dense":
+            dense["dense_size"] = dense_size or model_input_size(model)
+            dense_grid(model_config(model), dense["dense_size"])
         resolve_weights(register_model(model), pretrained, cache_dir)
         embed_dim = model_embed_dim(model) if keep_embeddings else 0
     except (WeightsUnavailableError, ValueError) as exc:
@@ -142,7 +160,7 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
         threads=threads, precision=resolve_precision(precision, torch.device(devices[0])), keep_tiles=keep_tiles,
         max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
-        compile=compile_mode, kind=data.kind,
+        compile=compile_mode, kind=data.kind, **dense,
     )
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed
@@ -173,6 +191,18 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     if failed > allowed:
         fail(f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
              "their reasons are in the store (images/error) and listed above", code=3)
+
+
+def check_dense_options(dense: dict, tiled: bool) -> None:
+    """Options that only mean something in one local mode are refused in the other."""
+    if dense["local"] == "dense":
+        if tiled:
+            fail("--local dense scores patches, not tiles: drop --snippet, --tile-px and --keep-tiles")
+        return
+    for name, value in [("--dense-size", dense["dense_size"]), ("--keep-patches", dense["keep_patches"]),
+                        ("--keep-patch-embeddings", dense["keep_patch_embeddings"])]:
+        if value:
+            fail(f"{name} goes with --local dense")
 
 
 def _check_out(out: str) -> None:

@@ -1,4 +1,5 @@
-"""cdul-refine: smooth the pseudo labels over each image's nearest neighbours in CLIP space."""
+"""cdul-refine: smooth the pseudo labels over each image's nearest neighbours in CLIP space,
+or (--gda) label every image from its patches with a Gaussian discriminant fitted on the bank."""
 from __future__ import annotations
 
 import click
@@ -16,6 +17,16 @@ cdul-train starts from it. Example:
 
 \b
   cdul-refine --store voc12_train.zarr --knn 10 --weight 0.3
+
+With --gda (PIAA's training-free method; the store from cdul-extract --local dense
+--keep-patches 512 --keep-patch-embeddings): fit a Gaussian discriminant (class means, one
+shared shrunk covariance) on the patch bank, and write as a new round
+
+\b
+    y = W_CLS * softmax(CLS_SCALE * cos(image, T)) + (1 - W_CLS) * softmax(PATCH_SCALE * max_j P_j)
+    P_j = softmax(GDA logits of patch j / TEMPERATURE)
+
+The kNN options do not apply to it.
 """
 
 
@@ -30,16 +41,35 @@ cdul-train starts from it. Example:
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.  [default: 16]")
 @click.option("--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]")
 @click.option("--cache-gb", type=click.FloatRange(min=0.01), default=2.0, help="Memory for cached label chunks.")
+@click.option("--gda", is_flag=True, help="Label from the patches with a Gaussian discriminant (see above).")
+@click.option("--gda-weight", "w_cls", type=click.FloatRange(0.0, 1.0), default=0.1, help="W_CLS, the weight of S_cls.")
+@click.option("--gda-cls-scale", "cls_scale", type=click.FloatRange(min=0.0, min_open=True), default=80.0,
+              help="CLS_SCALE.")
+@click.option("--gda-patch-scale", "patch_scale", type=click.FloatRange(min=0.0, min_open=True), default=200.0,
+              help="PATCH_SCALE (PIAA: 200 for VOC, 400 for COCO).")
+@click.option("--gda-temperature", "temperature", type=click.FloatRange(min=0.0, min_open=True), default=500.0,
+              help="TEMPERATURE of the per-patch probabilities.")
+@click.option("--gda-fit-scale", "fit_scale", type=click.FloatRange(min=0.0, min_open=True), default=100.0,
+              help="Scale of the first fit's probabilities, which pick the bank entries of the second "
+                   "(PIAA: 100 for VOC, 0.01 for COCO).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb, quiet):
+def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb, gda, w_cls, cls_scale, patch_scale,
+         temperature, fit_scale, quiet):
     from tqdm import tqdm
 
     from cdul.index import choose_index, refine_labels
+    from cdul.index.gda import GdaOptions, refine_gda
     from cdul.store import StoreError, StoreLock, StoreLockedError, open_verified
 
     try:
         with StoreLock(store_url):
             store = open_verified(store_url, mode="r+")
+            if gda:
+                opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale)
+                with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
+                    k = refine_gda(store, opts, progress=bar.update)
+                click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
+                return
             spec = choose_index(store.n, kind, nlist, nprobe)
             with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
                 k = refine_labels(store, knn, weight, spec, from_round=from_round, gpu=gpu,

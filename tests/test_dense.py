@@ -1,0 +1,151 @@
+"""Dense mode (SPEC 1.7) against references written the way SCLIP's and PIAA's code does it
+(tests/dense_reference.py): a random-weight ViT with 4 x 4 patches, real photos and odd images."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from click.testing import CliRunner
+
+from cdul.cli.extract import main as extract
+from cdul.cli.refine import main as refine
+from cdul.extractor.clip_model import register_model
+from clip_reference import make_checkpoint
+from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
+
+VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
+       "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+ATOL = 1e-5  # float32 pipeline against float64 reference (as tests/test_extract_reference.py)
+K = 8
+
+
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vit")
+    cfg = d / "cdul-test-vit64.json"
+    cfg.write_text(json.dumps(VIT))
+    arch = register_model(str(cfg))
+    model = make_checkpoint(str(d / "vit.pt"), arch, seed=4, logit_scale=100.0)
+    return str(cfg), str(d / "vit.pt"), model, arch
+
+
+def run_extract(root, out, vit, *extra, code=0):
+    args = [root, "--out", out, "--model", vit[0], "--pretrained", vit[1], "--gpus", "cpu", "--chunk-len", "8",
+            "--workers", "0", "-q", *extra]
+    result = CliRunner().invoke(extract, args, catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return zarr.open_group(out, mode="r") if code == 0 else result
+
+
+@pytest.fixture(scope="module")
+def dense_store(voc_root, vit, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("stores") / "dense.zarr")
+    return run_extract(voc_root, out, vit, "--local", "dense", "--keep-patches", str(K), "--keep-patch-embeddings")
+
+
+@pytest.fixture(scope="module")
+def reference(dense_store, vit):
+    return DenseReference(vit[2], vit[3], list(dense_store.attrs["classes"]))
+
+
+def paths(store):
+    root = store.attrs["dataset"]["root"]
+    return [os.path.join(root, str(rel)) for rel in store["images/id"][:]]
+
+
+def close(got, want, name, atol=ATOL):
+    worst = np.unravel_index(int(np.abs(got - want).argmax()), got.shape)
+    assert np.allclose(got, want, atol=atol, rtol=0), f"{name}{list(worst)}: {got[worst]} vs {want[worst]}"
+
+
+def test_patch_features_and_scores_match_sclip(dense_store, reference):
+    for i, path in enumerate(paths(dense_store)):
+        ref = reference.dense(path)
+        name = os.path.basename(path)
+        assert dense_store["images/n_tiles"][i] == 16
+        close(dense_store["emb/patches"][i].astype(np.float64), ref["patches"], f"{name} emb/patches", 2e-3)
+        for key, arr in [("global", "sim/global"), ("alpha", "sim/alpha"), ("beta", "sim/beta")]:
+            close(dense_store[arr][i], ref[key], f"{name} {arr}")
+
+
+def test_global_scores_equal_the_tiles_mode(voc_root, vit, dense_store, tmp_path):
+    tiles = run_extract(voc_root, str(tmp_path / "tiles.zarr"), vit, "--snippet", "3")
+    close(dense_store["sim/global"][:], tiles["sim/global"][:], "sim/global", 1e-6)
+    assert not np.allclose(dense_store["sim/alpha"][:], tiles["sim/alpha"][:], atol=1e-3)  # other local views
+
+
+def test_dense_size_resizes_position_embeddings(voc_root, vit, reference, dense_store, tmp_path):
+    store = run_extract(voc_root, str(tmp_path / "d96.zarr"), vit, "--local", "dense", "--dense-size", "96",
+                        "--limit", "8", "--keep-patch-embeddings")
+    assert store["emb/patches"].shape[1:] == (36, 32)
+    for i, path in enumerate(paths(store)):
+        ref = reference.dense(path, size=96)
+        close(store["emb/patches"][i].astype(np.float64), ref["patches"], f"{path} emb/patches", 2e-3)
+        close(store["sim/alpha"][i], ref["alpha"], f"{path} alpha")
+        close(store["sim/beta"][i], ref["beta"], f"{path} beta")
+    # the global view still comes from a normal pass at the model's size
+    close(store["sim/global"][:], dense_store["sim/global"][:8], "sim/global", 1e-6)
+
+
+def test_bank_is_piaas_most_confident_patches(dense_store, reference):
+    feats, where = [], []
+    for i, path in enumerate(paths(dense_store)):
+        feats.append(reference.dense(path)["patches"])
+        where += [(i, j) for j in range(16)]
+    want = piaa_bank(np.concatenate(feats), np.array(where), reference.text.numpy(), K)
+    source, score = dense_store["bank/source"][:], dense_store["bank/score"][:]
+    for c in range(source.shape[0]):
+        got = {tuple(s) for s in source[c] if s[0] >= 0}
+        assert got == want.get(c, set()), f"class {c}"
+        assert np.all(np.diff(score[c][np.isfinite(score[c])]) >= 0)  # most confident first
+    rows, patches = source[..., 0], source[..., 1]
+    used = rows >= 0
+    np.testing.assert_array_equal(dense_store["bank/emb"][:][used], dense_store["emb/patches"][:][rows[used], patches[used]])
+    close(dense_store["text/emb"][:].astype(np.float64), reference.text.numpy(), "text/emb")
+
+
+def test_bank_does_not_depend_on_batches_or_chunks(voc_root, vit, dense_store, tmp_path):
+    other = run_extract(voc_root, str(tmp_path / "b.zarr"), vit, "--local", "dense", "--keep-patches", str(K),
+                        "--chunk-len", "3", "--batch-size", "2")
+    np.testing.assert_array_equal(other["bank/source"][:], dense_store["bank/source"][:])
+    np.testing.assert_allclose(other["bank/score"][:], dense_store["bank/score"][:], atol=1e-6)
+
+
+def test_gda_round_matches_piaa(dense_store, reference, tmp_path):
+    import shutil
+
+    url = str(tmp_path / "g.zarr")
+    shutil.copytree(dense_store.store.root, url)
+    result = CliRunner().invoke(refine, ["--store", url, "--gda", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    store = zarr.open_group(url, mode="r")
+    got = store["labels/round_001"][:]
+    score = store["bank/score"][:]
+    bank = torch.from_numpy(store["bank/emb"][:][np.isfinite(score)].astype(np.float64))
+    text = torch.from_numpy(store["text/emb"][:].astype(np.float64))
+    W, b = piaa_learn(bank, text)
+    cls = torch.from_numpy(np.stack([reference.embed(reference.open(p)) for p in paths(store)]))
+    want = piaa_test(cls, torch.from_numpy(store["emb/patches"][:].astype(np.float64)), text, W, b).numpy()
+    close(got, want, "labels/round_001")
+    assert store["labels/round_001"].attrs["source"] == "cdul-refine --gda"
+
+
+def one_line_error(result, needle):
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1 and needle in lines[0], result.output
+
+
+def test_bad_inputs_are_one_line(voc_root, vit, dense_store, tmp_path):
+    runner = CliRunner()
+    base = [voc_root, "--out", str(tmp_path / "x.zarr"), "--pretrained", "none", "--gpus", "cpu", "-q"]
+    one_line_error(runner.invoke(extract, base + ["--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
+    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--keep-patches", "4"]), "--local dense")
+    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--keep-patches", "0"]),
+                   "--keep-patches")
+    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
+    url = str(tmp_path / "plain.zarr")
+    run_extract(voc_root, url, vit, "--local", "dense", "--limit", "4")
+    one_line_error(runner.invoke(refine, ["--store", url, "--gda", "-q"]), "--keep-patch")
