@@ -45,11 +45,11 @@ Q=${QUICK:-0}
 if [ "$Q" = 1 ]; then
   M=cdul-tiny-vit,cdul-tiny-rn; MC=cdul-tiny-vit; N=24; NV=4; PM=cdul-tiny-vit; QK=--quick
 else
-  M=RN50,ViT-B-32,ViT-B-16,RN50x64; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick
+  M=RN50x64,RN50,ViT-B-32,ViT-B-16; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick  # the paper's model first
 fi
 step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_kernel_resample.py \
   tests/test_extract_views.py -q -x -p no:cacheprovider -m gpu
-step kernel_bench 40 $PY -m cdul.benchmarks.kernel_bench $QK
+step kernel_bench 30 $PY -m cdul.benchmarks.kernel_bench $QK
 step extract_bench 250 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
   --naive-images "$NV"
 step extract_compiled 80 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
