@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+
 def _results_dir() -> Path:
     """benchmarks/results of the source checkout this runs from; from an installed package
     (no checkout around it) ./cdul-bench-results, never a folder inside the installation.

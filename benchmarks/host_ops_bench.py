@@ -16,16 +16,16 @@ import time
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
 
-import click  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+import click
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from cdul.data import load_dataset  # noqa: E402
-from cdul.extractor.job import extract  # noqa: E402
-from cdul.extractor.pipeline import WorkerConfig  # noqa: E402
-from cdul.extractor.tiling import Tiling  # noqa: E402
+from cdul.data import load_dataset
+from cdul.extractor.job import extract
+from cdul.extractor.pipeline import WorkerConfig
+from cdul.extractor.tiling import Tiling
 
-from .bench_data import small_jpegs, work_dir  # noqa: E402
-from .common import record  # noqa: E402
+from .bench_data import small_jpegs, work_dir
+from .common import record
 
 
 class OpCounter(TorchDispatchMode):

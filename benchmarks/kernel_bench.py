@@ -135,7 +135,7 @@ def print_table(rows: list[dict], peak: float | None) -> None:
         cells = [r["C"], r["tiles"], r["D"], r["B"], r["variant"], f"{r['time']:.3f}",
                  f"{r['bandwidth']:.1f}", pct, f"{r['compute']:.2f}",
                  f"{r.get('speedup_vs_torch', float('nan')):.2f}", f"{r['max_abs_err']:.1e}"]
-        print(" ".join(f"{str(x):>9}" for x in cells))
+        print(" ".join(f"{x!s:>9}" for x in cells))
     for v in sorted({r["variant"] for r in rows} - {"torch"}):
         ups = [r["speedup_vs_torch"] for r in rows if r["variant"] == v and "speedup_vs_torch" in r]
         if ups:

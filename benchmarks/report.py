@@ -114,7 +114,8 @@ def main(csv_path, out_dir):
             parts += [f"![{subject}]({name})", ""]
     notes = os.path.join(out_dir, "NOTES.md")
     if os.path.exists(notes):
-        parts += ["## Notes and profiles", "", open(notes).read()]
+        with open(notes) as f:
+            parts += ["## Notes and profiles", "", f.read()]
     atomic_write_text(os.path.join(out_dir, "REPORT.md"), "\n".join(parts) + "\n")
     click.echo(f"wrote {os.path.join(out_dir, 'REPORT.md')} ({len(runs)} subject/device runs)")
 

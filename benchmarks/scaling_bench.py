@@ -11,8 +11,8 @@ import click
 import torch
 
 from cdul.data import load_dataset
-from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir

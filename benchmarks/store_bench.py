@@ -28,7 +28,7 @@ def store_roundtrip(n: int, c: int, chunk_len: int, data: np.ndarray) -> tuple[f
     t = time.perf_counter()
     for k in range(store.n_chunks):
         a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {name: data[a:b] for name in ARRAYS})
+        store.write_chunk(k, dict.fromkeys(ARRAYS, data[a:b]))
     write = time.perf_counter() - t
     t = time.perf_counter()
     for k in range(store.n_chunks):

@@ -34,7 +34,7 @@ def run_ours(store_path: str, arch: str, size: int, batch: int, workers: int, de
     train(cfg)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return [r for r in rows if r.get("epoch") == 2][0]["images_per_s"]
+    return next(r for r in rows if r.get("epoch") == 2)["images_per_s"]
 
 
 def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, device: str, amp: str) -> float:
@@ -62,9 +62,9 @@ def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, de
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
     rate = 0.0
-    for epoch in (1, 2):
+    for _epoch in (1, 2):
         t, n = time.time(), 0
-        for images, index, ok in loader:
+        for images, index, _ok in loader:
             x = norm(images.to(dev, non_blocking=True), contiguous=dev.type != "cuda")
             y = labels[index].to(dev, non_blocking=True)
             with autocast(dev, amp):
@@ -92,7 +92,7 @@ def main(quick, arch, img_size, images, batch_size, workers):
     arch = arch or ("resnet101" if cuda and not quick else "resnet18")
     img_size = img_size or (448 if cuda and not quick else 64)
     images = images or (4096 if cuda and not quick else 1024)
-    batch_size = batch_size or (32 if cuda else 32)
+    batch_size = batch_size or 32
     workers = (min(12, os.cpu_count() or 1) if cuda else 1) if workers is None else workers
     amp = "bf16" if cuda else "none"
     root = jpeg_dataset(images) if cuda and not quick else small_jpegs(images, size=img_size)

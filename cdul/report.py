@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -298,8 +298,8 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
     if "pseudo_label_map" in data:
         section("Pseudo-label mAP against the ground truth", clip_caveat)
         m = data["pseudo_label_map"]
-        rows = [("S_g (global view)", m["global"]), ("S_ag (aggregated local, zeta %g)" % data["zeta"], m["aggregated"]),
-                ("y0 (initial pseudo label, lambda %g)" % data["lam"], m["y0"])]
+        rows = [("S_g (global view)", m["global"]), (f"S_ag (aggregated local, zeta {data['zeta']:g})", m["aggregated"]),
+                (f"y0 (initial pseudo label, lambda {data['lam']:g})", m["y0"])]
         md += ["| similarity | mAP |", "|---|---:|"] + [f"| {n} | {v:.2f} |" for n, v in rows]
         body.append("<table><tr><th>similarity</th><th>mAP</th></tr>" + "".join(
             f"<tr><td>{html.escape(n)}</td><td>{v:.2f}</td></tr>" for n, v in rows) + "</table>")

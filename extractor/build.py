@@ -165,13 +165,18 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
     read chunk by chunk, in bounded memory."""
     names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
 
+    def scores(kind: str, s_g, alpha, beta):
+        if kind == "global":
+            return s_g
+        if kind == "aggregated":
+            return aggregate_local(alpha, beta, zeta)
+        return initial_labels(s_g, alpha, beta, zeta, lam)
+
     def chunks(kind: str):
         def read():
             for _, _, r in chunk_rows(store, names):
-                s_g, alpha, beta = r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA]
-                scores = {"global": lambda: s_g, "aggregated": lambda: aggregate_local(alpha, beta, zeta),
-                          "y0": lambda: initial_labels(s_g, alpha, beta, zeta, lam)}[kind]()
-                yield scores, r[layout.TARGETS], r[layout.STATUS] == layout.OK
+                s = scores(kind, r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA])
+                yield s, r[layout.TARGETS], r[layout.STATUS] == layout.OK
         return read
 
     c = len(store.classes)

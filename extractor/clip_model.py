@@ -161,7 +161,7 @@ def resolve_weights(arch: str, pretrained: str, cache_dir: str | None = None) ->
     if cached:
         return cached, cfg
     if not _hub_reachable():
-        where = cfg.get("hf_hub") and f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}" or cfg.get("url")
+        where = (cfg.get("hf_hub") and f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}") or cfg.get("url")
         raise WeightsUnavailableError(
             f"{arch} '{pretrained}' weights are not cached and the network is unreachable: download them on a "
             f"connected machine ({where}) and pass --pretrained /path/to/the/file"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cdul.data import Dataset
 from cdul.store import Store, StoreLock, reopen_damaged

@@ -57,7 +57,7 @@ class PackedBatch:
     def n_ok(self) -> int:
         return int((self.n_views > 0).sum())
 
-    def pin_memory(self) -> "PackedBatch":
+    def pin_memory(self) -> PackedBatch:
         """Called by the DataLoader's pinning thread (pin_memory=True)."""
         self.data = self.data.pin_memory()
         return self

@@ -14,8 +14,8 @@ import collections
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,8 +29,18 @@ from .clip_model import load_clip
 from .dense import DenseEncoder, DenseTower
 from .packing import ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
-from .stages import (PRECISIONS, ChunkResults, ChunkWriter, Encoder, ExactViews, HostScores, KernelViews, Scorer,
-                     ToDevice, images_per_batch)
+from .stages import (
+    PRECISIONS,
+    ChunkResults,
+    ChunkWriter,
+    Encoder,
+    ExactViews,
+    HostScores,
+    KernelViews,
+    Scorer,
+    ToDevice,
+    images_per_batch,
+)
 from .tiling import Tiling
 from .views import ViewMaker
 

@@ -4,7 +4,7 @@ ids are read lazily from the store, one chunk at a time, so a worker's memory do
 grow with the dataset."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.utils.data import Dataset, Sampler
 

@@ -7,7 +7,7 @@ import os
 import queue as queue_mod
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .pipeline import WorkerConfig, extract_chunks
 
@@ -93,7 +93,7 @@ def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q
         q.put(("done", rank, counts))
     except BaseException as exc:  # report everything, then die with a non-zero code
         q.put(("error", rank, _one_line(exc)))
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -109,8 +109,8 @@ def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") ->
     else:
         new_short, new_long = size, int(size * long / short)
         new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    top = int(round((new_h - size) / 2.0))
-    left = int(round((new_w - size) / 2.0))
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
     return new_h, new_w, top, left
 
 

@@ -5,6 +5,21 @@ from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
 from .zstore import Store, StoreError, check_location, remove_store, store_exists
 
-__all__ = ["layout", "Damage", "Store", "StoreError", "StoreLock", "StoreLockedError", "check_location", "is_url",
-           "lock_token", "normalise", "open_verified", "refuse_damaged", "remove_store", "reopen_damaged",
-           "store_exists", "verify"]
+__all__ = [
+           "Damage",
+           "Store",
+           "StoreError",
+           "StoreLock",
+           "StoreLockedError",
+           "check_location",
+           "is_url",
+           "layout",
+           "lock_token",
+           "normalise",
+           "open_verified",
+           "refuse_damaged",
+           "remove_store",
+           "reopen_damaged",
+           "store_exists",
+           "verify",
+]

@@ -18,6 +18,7 @@ longer owns the store cannot write into the run that does.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -80,7 +81,7 @@ class StoreLock:
         self._path = None
         self._remote = None
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         self.acquire()
         return self
 
@@ -145,10 +146,8 @@ class StoreLock:
         if self._fd is not None:
             import fcntl
 
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(self._path)  # still locked: nobody holds a lock on the file removed
-            except FileNotFoundError:
-                pass
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             _HELD.discard(self._path)

@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import os
 import warnings
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import fsspec
 import numpy as np
@@ -129,7 +129,7 @@ class Store:
         targets: np.ndarray | None = None,
         chunk_len: int = L.DEFAULT_CHUNK_LEN,
         attrs: Mapping | None = None,
-    ) -> "Store":
+    ) -> Store:
         n = len(ids)
         if n == 0:
             raise StoreError("no images to store: the dataset split is empty")
@@ -201,7 +201,7 @@ class Store:
             raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
 
     @classmethod
-    def open(cls, url: str, mode: str = "r") -> "Store":
+    def open(cls, url: str, mode: str = "r") -> Store:
         url = normalise(url)
         if not store_exists(url):
             if url.startswith("memory://"):

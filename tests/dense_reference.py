@@ -10,9 +10,8 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from clip_reference import Reference
+from torch import nn
 
 
 def interpolate_pos_encoding(visual, x, w, h):
@@ -62,7 +61,7 @@ def custom_attn(attn_layer, x, csa=True):
 @torch.no_grad()
 def sclip_forward(visual, x):
     """SCLIP's forward(return_all=True, csa=True): [1, 3, S, S] -> [1, 1 + P, D]."""
-    B, nc, w, h = x.shape
+    _, _, w, h = x.shape
     x = visual.conv1(x)
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
     x = torch.cat([visual.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype), x],
@@ -115,10 +114,10 @@ def param_estimation(image_features, banks, initial_mean):
     mus = torch.cat([
         ((cache_pro[labels == i][:, i].unsqueeze(1) * vecs[labels == i]).sum(dim=0) /
          cache_pro[labels == i][:, i].sum()).unsqueeze(0)
-        if i in banks.keys() else initial_mean[i].unsqueeze(0)
+        if i in banks else initial_mean[i].unsqueeze(0)
         for i in range(initial_mean.shape[0])
     ])
-    center_vecs = torch.cat([vecs[labels == i] - mus[i].unsqueeze(0) for i in banks.keys()])
+    center_vecs = torch.cat([vecs[labels == i] - mus[i].unsqueeze(0) for i in banks])
     cov_inv = center_vecs.shape[1] * torch.linalg.pinv(
         (center_vecs.shape[0] - 1) * center_vecs.T.cov()
         + center_vecs.T.cov().trace() * torch.eye(center_vecs.shape[1], dtype=vecs.dtype))

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 import zarr
+from bad_images import UNDECODABLE, bad_files, exif_rotated, gray16
 from click.testing import CliRunner
 from PIL import Image
 
-from bad_images import UNDECODABLE, bad_files, exif_rotated, gray16
 from cdul.cli.extract import main as extract
 from cdul.data.decode import DecodeError, decode_image
 from cdul.sample import write_voc_layout

@@ -4,11 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from datasets import make_voc
 from PIL import Image
 
 from cdul.data import DatasetError, load_dataset
 from cdul.data.voc import VOC_KEYS
-from datasets import make_voc
 
 
 def test_voc_reads_ids_targets_and_readable_names(voc_root):

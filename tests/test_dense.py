@@ -8,12 +8,12 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from clip_reference import make_checkpoint
+from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine
 from cdul.extractor.clip_model import register_model
-from clip_reference import make_checkpoint
-from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
 
 VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
@@ -141,11 +141,11 @@ def one_line_error(result, needle):
 def test_bad_inputs_are_one_line(voc_root, vit, dense_store, tmp_path):
     runner = CliRunner()
     base = [voc_root, "--out", str(tmp_path / "x.zarr"), "--pretrained", "none", "--gpus", "cpu", "-q"]
-    one_line_error(runner.invoke(extract, base + ["--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--keep-patches", "4"]), "--local dense")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--keep-patches", "0"]),
+    one_line_error(runner.invoke(extract, [*base, "--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--keep-patches", "4"]), "--local dense")
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--keep-patches", "0"]),
                    "--keep-patches")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
     url = str(tmp_path / "plain.zarr")
     run_extract(voc_root, url, vit, "--local", "dense", "--limit", "4")
     one_line_error(runner.invoke(refine, ["--store", url, "--gda", "-q"]), "--keep-patch")

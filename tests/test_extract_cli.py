@@ -169,9 +169,9 @@ def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
     out = str(tmp_path / "z.zarr")
     assert cli(*base_args(voc_root, out, "--limit", "4")).returncode == 0
     before = zarr.open_group(out, mode="r")["sim/global"][:]
-    import cdul.extractor.pipeline as pipeline
     from click.testing import CliRunner
 
+    import cdul.extractor.pipeline as pipeline
     from cdul.cli.extract import main
 
     def no_model(*a, **k):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from clip_reference import Reference, make_checkpoint, y0
 
 from cdul.cli.extract import main as extract
-from clip_reference import Reference, make_checkpoint, y0
 
 ARCH = "cdul-tiny-rn"
 # float32 encoders against a float64 reference: the probabilities agree to ~1e-6. A tile box

@@ -12,10 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from test_trainer_cli import extract
 
 from cdul.store import Store, layout
-
-from test_trainer_cli import extract
 
 pytestmark = pytest.mark.slow  # trainer runs killed and resumed
 

@@ -13,11 +13,10 @@ import uuid
 import numpy as np
 import pytest
 import zarr
-
-from cdul.store import Store, layout
-
 from test_extract_cli import base_args, reference_store, same_arrays  # noqa: F401 (reference_store: a fixture)
 from test_trainer_cli import extract
+
+from cdul.store import Store, layout
 
 pytestmark = pytest.mark.slow  # three torchrun jobs
 

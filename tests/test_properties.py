@@ -18,7 +18,7 @@ def test_grid_tiles_are_disjoint_inside_and_counted(h, w, g):
     seen = set()
     for top, left, bh, bw in boxes:
         assert (bh, bw) == (th, tw)
-        assert 0 <= top and top + bh <= h and 0 <= left and left + bw <= w
+        assert top >= 0 and top + bh <= h and left >= 0 and left + bw <= w
         assert top % th == 0 and left % tw == 0  # on the grid, so no two overlap
         assert (top, left) not in seen
         seen.add((top, left))

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedding_stores import clustered, embedding_store
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine_cli
@@ -13,7 +14,6 @@ from cdul.index import choose_index, load_or_build, refine_labels, search
 from cdul.index.refine import LabelRows
 from cdul.metrics import mean_ap
 from cdul.store import Store
-from embedding_stores import clustered, embedding_store
 
 
 def test_auto_choice():

@@ -1,7 +1,7 @@
 """The store on its own: creation, chunk flags, rounds, version and lock refusals."""
 import json
-import warnings
 import os
+import warnings
 
 import numpy as np
 import pytest

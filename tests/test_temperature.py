@@ -12,11 +12,11 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from clip_reference import Reference
 
 from cdul.cli.extract import main as extract
 from cdul.extractor.clip_model import load_clip, register_model
 from cdul.kernels import score_segments
-from clip_reference import Reference
 
 ARCH = "cdul-tiny-rn"
 

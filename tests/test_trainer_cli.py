@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from datasets import make_label_store
 
 from cdul.cli.eval import main as eval_main
 from cdul.cli.train import main as train_main
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer.model import new_model
-
-from datasets import make_label_store
 
 BIN = os.path.dirname(sys.executable)
 SMALL = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",

@@ -8,10 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from test_trainer_cli import extract
 
 from cdul.store import Store, layout
-
-from test_trainer_cli import extract
 
 BIN = os.path.dirname(sys.executable)
 

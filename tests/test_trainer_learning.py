@@ -8,12 +8,11 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from datasets import make_label_store
 from PIL import Image
 
 from cdul.cli.train import main as train_main
 from cdul.metrics import mean_ap
-
-from datasets import make_label_store
 
 pytestmark = pytest.mark.slow  # a classifier trained for real
 

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_trainer_cli import extract
 
 from cdul.cli.train import main as train_main
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer import stream as stream_mod
-
-from test_trainer_cli import extract
 
 pytestmark = pytest.mark.slow  # whole training runs, interrupted and resumed
 

@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from datasets import make_label_store
 
 from cdul.store import Store, layout
 from cdul.trainer.stream import LabelStream, chunk_order, count_rows, row_order
-
-from datasets import make_label_store
 
 N, C, CHUNK = 203, 3, 8
 
@@ -115,7 +114,7 @@ def test_order_is_a_permutation_fixed_by_seed_and_epoch(store):
 
 def test_ranks_own_disjoint_whole_chunks():
     parts = [chunk_order(26, 5, 2, rank, 3) for rank in range(3)]
-    assert sorted(sum(parts, [])) == list(range(26))
+    assert sorted(i for p in parts for i in p) == list(range(26))
     assert all(abs(len(p) - len(q)) <= 1 for p in parts for q in parts)
 
 

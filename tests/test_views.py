@@ -68,7 +68,7 @@ def test_geometry_follows_torchvision():
         new_h, new_w, top, left = output_geometry(h, w, 224)
         im = TF.resize(Image.new("RGB", (w, h)), 224)
         assert (new_h, new_w) == (im.height, im.width)
-        assert top == int(round((new_h - 224) / 2.0)) and left == int(round((new_w - 224) / 2.0))
+        assert top == round((new_h - 224) / 2.0) and left == round((new_w - 224) / 2.0)
 
 
 def test_huge_aspect_ratio_costs_a_crop_not_the_resize():

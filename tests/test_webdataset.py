@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from PIL import Image
-
 from datasets import odd_images
+from PIL import Image
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}

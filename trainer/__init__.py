@@ -6,7 +6,9 @@ from __future__ import annotations
 from cdul.data import fs
 
 from .config import ConfigError, TrainConfig
-from .distributed import Dist, setup as setup_dist, teardown as teardown_dist
+from .distributed import Dist
+from .distributed import setup as setup_dist
+from .distributed import teardown as teardown_dist
 from .labels import align_labels, gaussian_weight, label_gradient, per_sample_loss, scores
 from .prepare import TrainError
 from .stream import LabelStream, chunk_order, row_order

@@ -69,7 +69,7 @@ class TrainConfig:
     follow_symlinks: bool = False
     quiet: bool = False
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP,
                    "difficult": DIFFICULT}
         for name, allowed in choices.items():

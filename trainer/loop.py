@@ -13,9 +13,10 @@ Per batch of an epoch (:meth:`Trainer.train_one_epoch`):
 
 A non-finite loss or gradient skips the optimizer step and the label step of that batch, puts
 the BatchNorm statistics of its forward pass back, and is counted; an epoch that skips more
-than half its steps stops the run (it diverged), and so does a model that is not finite. Under DDP the decision must be the same on every rank: a rank whose loss is not
-finite poisons its gradients with NaN, the all-reduce spreads them, and every rank sees a
-non-finite gradient norm. Ranks may have different batch counts (they own whole chunks);
+than half its steps stops the run (it diverged), and so does a model that is not finite.
+Under DDP the decision must be the same on every rank: a rank whose loss is not finite poisons
+its gradients with NaN, the all-reduce spreads them, and every rank sees a non-finite gradient
+norm. Ranks may have different batch counts (they own whole chunks);
 DDP's ``join`` lets the ones that finish early shadow the others' all-reduces.
 
 Between epochs (:meth:`Trainer.end_epoch`), rank 0 alone writes the metrics, then
@@ -44,9 +45,17 @@ from .distributed import Dist
 from .evaluate import autocast, classifier_report, predict, pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, Normalise, collate
 from .model import WeightsError, build_classifier, unwrap
+from .prepare import (
+    TrainError,
+    check_finite,
+    check_round,
+    load_val,
+    make_optimizer,
+    make_scheduler,
+    open_store,
+    resume_state,
+)
 from .runlog import RunLog
-from .prepare import (TrainError, check_finite, check_round, load_val, make_optimizer, make_scheduler, open_store,
-                      resume_state)
 from .stream import LabelStream, chunk_order, scan_round
 
 

@@ -31,8 +31,8 @@ def write_plots(folder: str, scores: np.ndarray, targets: np.ndarray, classes: l
 
     os.makedirs(folder, exist_ok=True)
     c = len(classes)
-    cols = int(math.ceil(math.sqrt(c)))
-    rows = int(math.ceil(c / cols))
+    cols = math.ceil(math.sqrt(c))
+    rows = math.ceil(c / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False, sharex=True, sharey=True)
     for i, ax in enumerate(axes.flat):
         if i >= c:

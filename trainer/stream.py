@@ -14,8 +14,8 @@ they are written to the new round unchanged with the rest of their chunk. Labels
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -26,7 +26,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def table(rows: list[tuple], header: tuple | None = None) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
     if header:
-        rows = [tuple(header)] + rows
+        rows = [tuple(header), *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]

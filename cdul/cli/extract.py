@@ -109,8 +109,15 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
     import torch
 
-    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_config, model_embed_dim,
-                                           model_input_size, register_model, resolve_weights)
+    from cdul.extractor.clip_model import (
+        WeightsUnavailableError,
+        check_model,
+        model_config,
+        model_embed_dim,
+        model_input_size,
+        register_model,
+        resolve_weights,
+    )
     from cdul.extractor.dense import dense_grid
     from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env

@@ -2,7 +2,7 @@
 (SPEC section 3)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .base import Dataset, DatasetError, safe_relpath
 from .coco import load_coco
@@ -55,5 +55,19 @@ def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: i
     return ds
 
 
-__all__ = ["load_labelled", "Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
-           "load_webdataset", "read_class_file", "sample_reader", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]
+__all__ = [
+    "DATASETS",
+    "VOC_KEYS",
+    "VOC_NAMES",
+    "Dataset",
+    "DatasetError",
+    "load_coco",
+    "load_dataset",
+    "load_folder",
+    "load_labelled",
+    "load_voc",
+    "load_webdataset",
+    "read_class_file",
+    "safe_relpath",
+    "sample_reader",
+]

@@ -19,7 +19,6 @@ import fsspec
 
 from .base import DatasetError
 
-
 FOLLOW_SYMLINKS = "CDUL_FOLLOW_SYMLINKS"
 
 

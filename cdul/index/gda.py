@@ -28,14 +28,15 @@ S_cls comes from the stored S_g: log S_g = s cos - log Z, and the constant cance
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cdul.store import Store, StoreError, layout
+
 
 @dataclass(frozen=True)
 class GdaOptions:

@@ -8,7 +8,7 @@ and neighbours' labels are read through a cache of whole store chunks limited to
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -95,4 +95,4 @@ def refine_labels(store: Store, knn: int, weight: float, spec: IndexSpec, *, fro
     return new_k
 
 
-__all__ = ["refine_labels", "LabelRows", "neighbour_mean"]
+__all__ = ["LabelRows", "neighbour_mean", "refine_labels"]

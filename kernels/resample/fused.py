@@ -28,7 +28,6 @@ import triton
 import triton.language as tl
 
 
-
 @triton.jit
 def _clip8(acc):
     return tl.minimum(tl.maximum(acc >> 22, 0), 255)

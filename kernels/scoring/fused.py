@@ -224,7 +224,8 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
             tile = (rmask & (rows > head_row))[:, None] & cmask[None, :]
             tl.store(tiles_ptr + (r0 - b0 - 1) * C + local, p.to(tl.float16), mask=tile)
 
-    if SPLIT > 1:  # partial max / min of one image, combined across programs (order-free)
+    # SPLIT is a compile-time constant: kept as its own `if` so the branch is resolved when compiling.
+    if SPLIT > 1:  # noqa: SIM102 - partial max / min of one image, combined across programs (order-free)
         if (cur_end - cur_start > 1) & (row_lo + part * BLOCK_M < row_hi):
             out = first.to(tl.int64) * stride_o + cols
             tl.atomic_max(alpha_ptr + out, amax, mask=cmask, sem="relaxed")
@@ -247,7 +248,7 @@ class Blocks:
     num_stages: int = 3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
