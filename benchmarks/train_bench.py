@@ -7,6 +7,7 @@ images, batch, optimiser and precision on labels held in memory.
 
 Both run two epochs; the second is timed (the first pays start-up and warm-up).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,20 @@ def run_ours(store_path: str, arch: str, size: int, batch: int, workers: int, de
     from cdul.trainer import TrainConfig, train
 
     out = os.path.join(work_dir(), "train-ours")
-    cfg = TrainConfig(store=store_path, out_dir=out, arch=arch, weights="none", img_size=size, batch_size=batch,
-                      epochs=2, workers=workers, device=device, amp=amp, quiet=True, lr=1e-4)
+    cfg = TrainConfig(
+        store=store_path,
+        out_dir=out,
+        arch=arch,
+        weights="none",
+        img_size=size,
+        batch_size=batch,
+        epochs=2,
+        workers=workers,
+        device=device,
+        amp=amp,
+        quiet=True,
+        lr=1e-4,
+    )
     if os.path.exists(out):
         import shutil
 
@@ -51,9 +64,15 @@ def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, de
     ids = store.ids()
     dev = torch.device(device)
     data = ImageSet(store.attrs["dataset"]["root"], size)
-    loader = torch.utils.data.DataLoader([(i, ids[i]) for i in range(len(ids))], batch_size=batch, shuffle=True,
-                                         num_workers=workers, collate_fn=lambda items: collate([data[x] for x in items]),
-                                         persistent_workers=workers > 0, pin_memory=dev.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        [(i, ids[i]) for i in range(len(ids))],
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=lambda items: collate([data[x] for x in items]),
+        persistent_workers=workers > 0,
+        pin_memory=dev.type == "cuda",
+    )
     torch.manual_seed(0)
     model = torchvision.models.get_model(arch, weights=None, num_classes=labels.shape[1]).to(dev)
     if dev.type == "cuda":
@@ -98,14 +117,22 @@ def main(quick, arch, img_size, images, batch_size, workers):
     root = jpeg_dataset(images) if cuda and not quick else small_jpegs(images, size=img_size)
     store = os.path.join(work_dir(), "train-bench.zarr")
     label_store(store, root)
-    params = {"arch": arch, "img_size": img_size, "images": images, "batch_size": batch_size, "amp": amp,
-              "device": device}
+    params = {
+        "arch": arch,
+        "img_size": img_size,
+        "images": images,
+        "batch_size": batch_size,
+        "amp": amp,
+        "device": device,
+    }
     bare = run_bare(store, arch, img_size, batch_size, workers, device, amp)
     ours = run_ours(store, arch, img_size, batch_size, workers, device, amp)
     record("train", "bare torchvision loop", params, {"images_per_s": (bare, "img/s")})
     record("train", "cdul-train", params, {"images_per_s": (ours, "img/s"), "overhead": (1 - ours / bare, "")})
-    click.echo(f"{arch} {img_size}px batch {batch_size} on {device}: bare {bare:.1f} img/s, cdul-train {ours:.1f} "
-               f"img/s (labels streamed, updated and written): overhead {100 * (1 - ours / bare):.1f}%")
+    click.echo(
+        f"{arch} {img_size}px batch {batch_size} on {device}: bare {bare:.1f} img/s, cdul-train {ours:.1f} "
+        f"img/s (labels streamed, updated and written): overhead {100 * (1 - ours / bare):.1f}%"
+    )
     return np.array([bare, ours])
 
 

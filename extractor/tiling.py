@@ -6,6 +6,7 @@
 
 An image too small for the tiling (h or w would be 0, or no P x P tile fits) has no tiles.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -16,6 +16,7 @@ run (the run's own workers) remembers the token it saw when it opened the store 
 it before every chunk write (:func:`lock_token`): a process left over from a run that no
 longer owns the store cannot write into the run that does.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,12 @@ class StoreLockedError(Exception):
 
 
 def _holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
-            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "token": uuid.uuid4().hex,
+        "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _lock_path(url: str) -> str:

@@ -1,4 +1,5 @@
 """Property-based checks of the tiling and of the aggregation."""
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +39,13 @@ def test_pixel_tiles_are_disjoint_inside_and_counted(h, w, p):
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n_tiles=st.integers(0, 12), c=st.integers(1, 30),
-       zeta=st.floats(0, 1), lam=st.floats(-1, 1))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_tiles=st.integers(0, 12),
+    c=st.integers(1, 30),
+    zeta=st.floats(0, 1),
+    lam=st.floats(-1, 1),
+)
 def test_aggregation_bounds(seed, n_tiles, c, zeta, lam):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(1 + n_tiles, 8, generator=g)

@@ -1,4 +1,5 @@
 """The extraction stages one by one, then the host work per image of the whole batch path."""
+
 import os
 
 import numpy as np
@@ -19,8 +20,9 @@ CPU = torch.device("cpu")
 def _batch(sizes, rows=None, failed=(), tiling=None, size=16, seed=0):
     tiling = tiling or Tiling.grid(3)
     rng = np.random.default_rng(seed)
-    decoded = [f"broken {i}" if i in failed else rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
-               for i, hw in enumerate(sizes)]
+    decoded = [
+        f"broken {i}" if i in failed else rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for i, hw in enumerate(sizes)
+    ]
     return pack(0, rows if rows is not None else range(len(sizes)), decoded, ViewSpec(size), tiling)
 
 

@@ -1,5 +1,6 @@
 """Label streaming: bounded memory (reads instrumented), order fixed by seed and epoch,
 skipped rows carried over unchanged, rounds written chunk by chunk."""
+
 import collections
 import math
 
@@ -22,8 +23,14 @@ def store(tmp_path):
     status[[3, 40, 41, 200]] = layout.FAILED
     labels[[7, 100]] = np.nan
     status[16:24] = layout.FAILED  # a chunk with nothing to train on
-    return make_label_store(str(tmp_path / "s.zarr"), [f"img/{i:04d}.png" for i in range(N)], ["a", "b", "c"],
-                            labels, status=status, chunk_len=CHUNK)
+    return make_label_store(
+        str(tmp_path / "s.zarr"),
+        [f"img/{i:04d}.png" for i in range(N)],
+        ["a", "b", "c"],
+        labels,
+        status=status,
+        chunk_len=CHUNK,
+    )
 
 
 def usable(store):
@@ -81,8 +88,9 @@ def test_real_dataloader_keeps_memory_bounded(store):
             return item[0]
 
     stream = LabelStream(store, 0, chunk_order(store.n_chunks, 0, 1), seed=0, epoch=1, batch_size=4)
-    loader = torch.utils.data.DataLoader(Echo(), batch_sampler=stream, num_workers=1, prefetch_factor=2,
-                                         collate_fn=lambda items: np.array(items))
+    loader = torch.utils.data.DataLoader(
+        Echo(), batch_sampler=stream, num_workers=1, prefetch_factor=2, collate_fn=lambda items: np.array(items)
+    )
     seen = []
     for idx in loader:
         stream.labels(idx)
@@ -95,8 +103,9 @@ def test_real_dataloader_keeps_memory_bounded(store):
 
 def test_order_is_a_permutation_fixed_by_seed_and_epoch(store):
     def order(seed, epoch):
-        return drive(LabelStream(store, 0, chunk_order(store.n_chunks, seed, epoch), seed=seed, epoch=epoch,
-                                 batch_size=6), 1)
+        return drive(
+            LabelStream(store, 0, chunk_order(store.n_chunks, seed, epoch), seed=seed, epoch=epoch, batch_size=6), 1
+        )
 
     first = order(3, 1)
     assert sorted(first) == usable(store).tolist() and len(set(first)) == len(first)

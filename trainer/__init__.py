@@ -1,6 +1,7 @@
 """Gradient-alignment training of a multi-label classifier on the store's pseudo labels
 (SPEC 1.5): labels stream from the store chunk by chunk, refined labels go back to it as new
 rounds, and the classifier is scored on a labelled split every epoch."""
+
 from __future__ import annotations
 
 from cdul.data import fs
@@ -27,5 +28,18 @@ def train(cfg: TrainConfig, log=None) -> dict:
         teardown_dist(env)
 
 
-__all__ = ["ConfigError", "Dist", "LabelStream", "TrainConfig", "TrainError", "align_labels", "chunk_order",
-           "gaussian_weight", "label_gradient", "per_sample_loss", "row_order", "scores", "train"]
+__all__ = [
+    "ConfigError",
+    "Dist",
+    "LabelStream",
+    "TrainConfig",
+    "TrainError",
+    "align_labels",
+    "chunk_order",
+    "gaussian_weight",
+    "label_gradient",
+    "per_sample_loss",
+    "row_order",
+    "scores",
+    "train",
+]

@@ -13,6 +13,7 @@ least half the image because a multi-label target says what is in the whole imag
 randomness comes from a generator seeded by (seed, epoch, image index), so a run is
 reproducible whatever the number of workers and survives a resume unchanged.
 """
+
 from __future__ import annotations
 
 import math

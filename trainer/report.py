@@ -1,5 +1,6 @@
 """Evaluation reports of a trained classifier: precision-recall curves and per-class AP
 charts (matplotlib, Agg backend, PNG files), and the JSON report, written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ def pr_curve(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore")
     return precision_recall(scores[valid], pos[valid])
 
 
-def write_plots(folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict,
-                difficult: str = "ignore") -> list[str]:
+def write_plots(
+    folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict, difficult: str = "ignore"
+) -> list[str]:
     """pr_curves.png (one panel per class) and per_class_ap.png; returns the paths."""
     import matplotlib
 

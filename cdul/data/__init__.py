@@ -1,5 +1,6 @@
 """Dataset readers: VOC 2007/2012, COCO 2014, a folder with a CSV, and WebDataset tar shards
 (SPEC section 3)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,8 +51,10 @@ def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: i
     if ds.targets is None:
         raise DatasetError(f"{root}: split {split!r} has no labels to score against")
     if list(ds.classes) != list(classes):
-        raise DatasetError(f"{root}: its classes ({', '.join(ds.classes[:4])}, ...) are not the classifier's "
-                           f"({', '.join(classes[:4])}, ...); check the dataset kind")
+        raise DatasetError(
+            f"{root}: its classes ({', '.join(ds.classes[:4])}, ...) are not the classifier's "
+            f"({', '.join(classes[:4])}, ...); check the dataset kind"
+        )
     return ds
 
 

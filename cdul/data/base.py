@@ -1,4 +1,5 @@
 """What every dataset reader returns, and the checks they share."""
+
 from __future__ import annotations
 
 import posixpath
