@@ -64,6 +64,8 @@ setup(
             "scikit-learn>=1.3",
             "scikit-image>=0.22",
             "xarray>=2024.10",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
         ],
     },
     entry_points={
