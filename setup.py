@@ -5,6 +5,7 @@ The repository keeps one folder per part (``kernels/``, ``extractor/``, ``store/
 their import names cannot collide with other distributions (``kernels`` and ``store``
 are taken on PyPI).
 """
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -56,8 +57,16 @@ setup(
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "scikit-learn>=1.3", "scikit-image>=0.22",
-                 "xarray>=2024.10"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout",
+            "hypothesis>=6",
+            "scikit-learn>=1.3",
+            "scikit-image>=0.22",
+            "xarray>=2024.10",
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+        ],
     },
     entry_points={
         "console_scripts": [

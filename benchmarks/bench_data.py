@@ -1,4 +1,5 @@
 """Benchmark datasets: VOC-layout folders of JPEGs of VOC-like size, made once and reused."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ def jpeg_dataset(n: int, size=(375, 500), seed: int = 0, tag: str = "voc") -> st
         h, w = arr.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        im = Image.fromarray(arr[top:top + ch, left:left + cw]).resize((size[1], size[0]), Image.BICUBIC)
+        im = Image.fromarray(arr[top : top + ch, left : left + cw]).resize((size[1], size[0]), Image.BICUBIC)
         items[f"img_{i:06d}"] = (im, labels)
     write_voc_layout(root, items)
     return root
@@ -59,5 +60,14 @@ def label_store(path: str, root: str, chunk_len: int = 256, seed: int = 0):
     data = load_dataset("voc2012", root, "train")
     shutil.rmtree(path, ignore_errors=True)
     labels = np.random.default_rng(seed).uniform(0.01, 0.99, (len(data), len(data.classes))).astype(np.float32)
-    return labels_store(path, data.ids, data.classes, labels, targets=data.targets, chunk_len=chunk_len,
-                        root=data.root, kind=data.kind, source="benchmark")
+    return labels_store(
+        path,
+        data.ids,
+        data.classes,
+        labels,
+        targets=data.targets,
+        chunk_len=chunk_len,
+        root=data.root,
+        kind=data.kind,
+        source="benchmark",
+    )

@@ -4,6 +4,7 @@ Each row is keyed by subject, variant, parameters, device and code version; the 
 columns hold numbers. Ratios between variants are only compared within one run (same
 ``run_id``), since absolute times drift on a shared machine.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,6 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+
 
 def _results_dir() -> Path:
     """benchmarks/results of the source checkout this runs from; from an installed package
@@ -58,17 +60,28 @@ def code_version() -> str:
     import cdul
 
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         rev, dirty = "", ""
     return f"{cdul.__version__}+{rev}{'.dirty' if dirty else ''}" if rev else cdul.__version__
 
 
-def record(subject: str, variant: str, params: dict, metrics: dict[str, tuple[float, str]],
-           path: Path | None = None) -> None:
+def record(
+    subject: str, variant: str, params: dict, metrics: dict[str, tuple[float, str]], path: Path | None = None
+) -> None:
     """Append one row per metric: metrics maps name -> (value, unit)."""
     path = Path(path or os.environ.get("CDUL_BENCH_CSV") or RESULTS_CSV)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,9 +93,20 @@ def record(subject: str, variant: str, params: dict, metrics: dict[str, tuple[fl
         if new:
             w.writeheader()
         for name, (value, unit) in metrics.items():
-            w.writerow({"run_id": RUN_ID, "timestamp": stamp, "subject": subject, "variant": variant,
-                        "params": json.dumps(params, sort_keys=True), "device": dev, "code_version": ver,
-                        "metric": name, "value": f"{value:.6g}", "unit": unit})
+            w.writerow(
+                {
+                    "run_id": RUN_ID,
+                    "timestamp": stamp,
+                    "subject": subject,
+                    "variant": variant,
+                    "params": json.dumps(params, sort_keys=True),
+                    "device": dev,
+                    "code_version": ver,
+                    "metric": name,
+                    "value": f"{value:.6g}",
+                    "unit": unit,
+                }
+            )
 
 
 def timeit(fn, *, warmup: int = 1, repeat: int = 3, sync=None) -> float:

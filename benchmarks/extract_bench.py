@@ -18,6 +18,7 @@ them), model loading excluded from all three:
 scored) and, where the same run also measures ``3``, records dense over snippet 3 for the
 same backbone (ViT models only).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,12 +45,23 @@ def parse_tiling(spec: str) -> Tiling:
     return Tiling.pixel(int(spec[2:])) if spec.startswith("px") else Tiling.grid(int(spec))
 
 
-def run_ours(root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none",
-             local="tiles") -> dict:
+def run_ours(
+    root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none", local="tiles"
+) -> dict:
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "ours.zarr")
-    cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=tiling,
-                       batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode, local=local)
+    cfg = WorkerConfig(
+        store=out,
+        root=data.root,
+        model=model,
+        pretrained="none",
+        tiling=tiling,
+        batch_size=batch_size,
+        loader_workers=workers,
+        views=views,
+        compile=compile_mode,
+        local=local,
+    )
     pipeline.REUSE_LOADED = True  # the warm-up's model (and compiled tower) serves the timed run
     try:
         # warm-up on a few images first: CUDA loads kernels lazily (and compiles), and the first
@@ -59,8 +71,12 @@ def run_ours(root, model, tiling, device, batch_size, workers, views="auto", com
     finally:
         pipeline.REUSE_LOADED = False
         pipeline._LOADED.clear()
-    return {"images": counts["images"], "tiles": counts["tiles"], "seconds": counts["work_seconds"],
-            "stages": counts["stage_seconds"]}
+    return {
+        "images": counts["images"],
+        "tiles": counts["tiles"],
+        "seconds": counts["work_seconds"],
+        "stages": counts["stage_seconds"],
+    }
 
 
 def run_naive(root, model, tiling, device, limit: int) -> dict:
@@ -107,8 +123,9 @@ def run_dense(root, model, params: dict, workers: int, tiles_ips: float | None) 
     except ValueError as exc:
         click.echo(f"{model:10s} dense skipped: {exc}")
         return 0.0
-    ours = run_ours(root, model, Tiling.grid(1), params["device"], params["batch_size"], workers, params["views"],
-                    local="dense")
+    ours = run_ours(
+        root, model, Tiling.grid(1), params["device"], params["batch_size"], workers, params["views"], local="dense"
+    )
     ips = ours["images"] / ours["seconds"]
     record("extract", "dense", params, {"images_per_s": (ips, "img/s")})
     line = f"{model:10s} dense ours {ips:8.2f} img/s"
@@ -121,17 +138,26 @@ def run_dense(root, model, params: dict, workers: int, tiles_ips: float | None) 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="CPU-sized: RN50, snippet 1 and 3, a few images.")
-@click.option("--models", default=None, help="Comma list of open_clip models.  [default: RN50,ViT-B-32,ViT-B-16,RN50x64]")
-@click.option("--tilings", default=None, help="Comma list: 1, 3, 8 (grids), px64 (64-pixel tiles), dense "
-                                              "(--local dense; after 3 for their ratio).")
+@click.option(
+    "--models", default=None, help="Comma list of open_clip models.  [default: RN50,ViT-B-32,ViT-B-16,RN50x64]"
+)
+@click.option(
+    "--tilings",
+    default=None,
+    help="Comma list: 1, 3, 8 (grids), px64 (64-pixel tiles), dense (--local dense; after 3 for their ratio).",
+)
 @click.option("--images", type=int, default=None, help="Images per run (ours).")
 @click.option("--naive-images", type=int, default=None, help="Images for the naive baseline (it is slow).")
 @click.option("--device", default="auto")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Decoding processes for ours.")
 @click.option("--views", default="auto", help="Ours: auto, kernel or exact view path.")
-@click.option("--compile", "compile_mode", default="none",
-              help="Also measure the limit with the tower compiled in this mode; ours uses the faster choice.")
+@click.option(
+    "--compile",
+    "compile_mode",
+    default="none",
+    help="Also measure the limit with the tower compiled in this mode; ours uses the faster choice.",
+)
 def main(quick, models, tilings, images, naive_images, device, batch_size, workers, views, compile_mode):
     cuda = torch.cuda.is_available()
     device = ("cuda:0" if cuda else "cpu") if device == "auto" else device
@@ -148,14 +174,26 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
         snippet3 = None
         for spec in tilings:
             if spec == "dense":
-                params = {"model": model, "tiling": spec, "images": images, "batch_size": batch_size,
-                          "device": device, "views": views}
+                params = {
+                    "model": model,
+                    "tiling": spec,
+                    "images": images,
+                    "batch_size": batch_size,
+                    "device": device,
+                    "views": views,
+                }
                 run_dense(root, model, params, workers, snippet3)
                 continue
             tiling = parse_tiling(spec)
-            params = {"model": model, "tiling": spec, "images": images, "batch_size": batch_size,
-                      "device": device, "views": views}
-            views_per_image = 1 + (tiling.size ** 2 if tiling.mode == "grid" and not tiling.whole_image else 0)
+            params = {
+                "model": model,
+                "tiling": spec,
+                "images": images,
+                "batch_size": batch_size,
+                "device": device,
+                "views": views,
+            }
+            views_per_image = 1 + (tiling.size**2 if tiling.mode == "grid" and not tiling.whole_image else 0)
             crops = views_per_image * images
             most = 4 if not on_gpu else 24
             limits = {"none": run_limit(model, device, batch_size, crops, most)["crops_per_s"]}
@@ -165,26 +203,53 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             ours = run_ours(root, model, tiling, device, batch_size, workers, views, best)
             views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
             nv = run_naive(root, model, tiling, device, naive_images)
-            ips = {"ours": ours["images"] / ours["seconds"], "naive": nv["images"] / nv["seconds"],
-                   "limit": limits[best] / views_measured}
+            ips = {
+                "ours": ours["images"] / ours["seconds"],
+                "naive": nv["images"] / nv["seconds"],
+                "limit": limits[best] / views_measured,
+            }
             tiles_per_image = ours["tiles"] / ours["images"]
             for variant, v in ips.items():
-                record("extract", variant, {**params, "compile": best}, {
-                    "images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")})
+                record(
+                    "extract",
+                    variant,
+                    {**params, "compile": best},
+                    {"images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")},
+                )
             if len(limits) > 1:
                 record("extract", "limit-eager", params, {"images_per_s": (limits["none"] / views_measured, "img/s")})
-            record("extract", "ratio", {**params, "compile": best}, {
-                "ours_over_naive": (ips["ours"] / ips["naive"], "x"), "ours_over_limit": (ips["ours"] / ips["limit"], "x")})
+            record(
+                "extract",
+                "ratio",
+                {**params, "compile": best},
+                {
+                    "ours_over_naive": (ips["ours"] / ips["naive"], "x"),
+                    "ours_over_limit": (ips["ours"] / ips["limit"], "x"),
+                },
+            )
             work = ours["seconds"]
             record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
-            rows.append((model, spec, ips["ours"], ips["naive"], ips["limit"], ips["ours"] / ips["naive"],
-                         ips["ours"] / ips["limit"]))
+            rows.append(
+                (
+                    model,
+                    spec,
+                    ips["ours"],
+                    ips["naive"],
+                    ips["limit"],
+                    ips["ours"] / ips["naive"],
+                    ips["ours"] / ips["limit"],
+                )
+            )
             snippet3 = ips["ours"] if spec == "3" else snippet3
-            click.echo(f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
-                       f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
-                       f"ours/limit {rows[-1][6]:5.2f}")
-            click.echo("           host stage shares: " + ", ".join(
-                f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items()))
+            click.echo(
+                f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
+                f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
+                f"ours/limit {rows[-1][6]:5.2f}"
+            )
+            click.echo(
+                "           host stage shares: "
+                + ", ".join(f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items())
+            )
     return rows
 
 

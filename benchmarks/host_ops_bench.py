@@ -9,6 +9,7 @@ through Triton's interpreter on the CPU, so the counts are the GPU path's): the 
 dispatched while no ``nn.Module`` forward is running, in two runs of different sizes,
 and reports the marginal count per image (fixed costs such as loading cancel out).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,16 @@ import time
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
 
-import click  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+import click
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from cdul.data import load_dataset  # noqa: E402
-from cdul.extractor.job import extract  # noqa: E402
-from cdul.extractor.pipeline import WorkerConfig  # noqa: E402
-from cdul.extractor.tiling import Tiling  # noqa: E402
+from cdul.data import load_dataset
+from cdul.extractor.job import extract
+from cdul.extractor.pipeline import WorkerConfig
+from cdul.extractor.tiling import Tiling
 
-from .bench_data import small_jpegs, work_dir  # noqa: E402
-from .common import record  # noqa: E402
+from .bench_data import small_jpegs, work_dir
+from .common import record
 
 
 class OpCounter(TorchDispatchMode):
@@ -103,14 +104,29 @@ class LaunchCounter:
 def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: int) -> dict:
     data = load_dataset("voc2012", root, "train").head(n)
     out = os.path.join(work_dir(), f"ops-{views}-{n}.zarr")
-    cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(snippet),
-                       batch_size=batch_size, loader_workers=0, views=views, precision="fp32")
+    cfg = WorkerConfig(
+        store=out,
+        root=data.root,
+        model=model,
+        pretrained="none",
+        tiling=Tiling.grid(snippet),
+        batch_size=batch_size,
+        loader_workers=0,
+        views=views,
+        precision="fp32",
+    )
     counter = OpCounter()
     t = time.perf_counter()
     with LaunchCounter(counter) as launches, counter:
         counts = extract(cfg, data, ["cpu"], chunk_len=max(n, 1), overwrite=True).counts
-    return {"ops": counter.total, "by_op": counter.ops, "launches": launches.launches,
-            "images": counts["images"], "seconds": time.perf_counter() - t, "stages": counts["stage_seconds"]}
+    return {
+        "ops": counter.total,
+        "by_op": counter.ops,
+        "launches": launches.launches,
+        "images": counts["images"],
+        "seconds": time.perf_counter() - t,
+        "stages": counts["stage_seconds"],
+    }
 
 
 def marginal(views: str, model: str, snippet: int, batch_size: int, small: int = 13, large: int = 45) -> dict:
@@ -118,10 +134,14 @@ def marginal(views: str, model: str, snippet: int, batch_size: int, small: int =
     a = count(root, small, views, model, snippet, batch_size)
     b = count(root, large, views, model, snippet, batch_size)
     per = (b["ops"] - a["ops"]) / (large - small)
-    by_op = {k: (b["by_op"].get(k, 0) - a["by_op"].get(k, 0)) / (large - small)
-             for k in set(a["by_op"]) | set(b["by_op"])}
-    return {"ops_per_image": per, "launches_per_image": (b["launches"] - a["launches"]) / (large - small),
-            "by_op": {k: round(v, 2) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1]) if v}}
+    by_op = {
+        k: (b["by_op"].get(k, 0) - a["by_op"].get(k, 0)) / (large - small) for k in set(a["by_op"]) | set(b["by_op"])
+    }
+    return {
+        "ops_per_image": per,
+        "launches_per_image": (b["launches"] - a["launches"]) / (large - small),
+        "by_op": {k: round(v, 2) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1]) if v},
+    }
 
 
 @click.command()
@@ -134,10 +154,19 @@ def main(model, snippet, batch_size, modes, quick):
     for views in modes.split(","):
         r = marginal(views, model, snippet, batch_size)
         params = {"model": model, "snippet": snippet, "batch_size": batch_size, "views": views}
-        record("host_ops", views, params, {"ops_per_image": (r["ops_per_image"], "ops"),
-                                           "triton_launches_per_image": (r["launches_per_image"], "launches")})
-        click.echo(f"--views {views}: {r['ops_per_image']:.2f} torch ops and {r['launches_per_image']:.2f} Triton "
-                   f"launches per image outside the towers (snippet {snippet}, batch {batch_size})")
+        record(
+            "host_ops",
+            views,
+            params,
+            {
+                "ops_per_image": (r["ops_per_image"], "ops"),
+                "triton_launches_per_image": (r["launches_per_image"], "launches"),
+            },
+        )
+        click.echo(
+            f"--views {views}: {r['ops_per_image']:.2f} torch ops and {r['launches_per_image']:.2f} Triton "
+            f"launches per image outside the towers (snippet {snippet}, batch {batch_size})"
+        )
         click.echo("  by op: " + ", ".join(f"{k} {v}" for k, v in r["by_op"].items()))
 
 

@@ -14,6 +14,7 @@ with the offsets already on the GPU, as the extractor hands them over.
 Without CUDA only the torch reference runs (small shapes with ``--quick``); the Triton and
 compile variants are recorded as needing a GPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,20 +105,28 @@ def bench_case(c, tiles, d, target, device, fns, peak, sync, inner, args) -> lis
     want = score_segments_torch(emb, offsets, text, LOGIT_SCALE, keep_tiles=args.keep_tiles)
     rows, base = [], None
     for name, fn in fns.items():
+
         def call(fn=fn):
             for _ in range(inner):
                 fn(emb, offsets, text, LOGIT_SCALE, keep_tiles=args.keep_tiles)
+
         try:
             got = fn(emb, offsets, text, LOGIT_SCALE, keep_tiles=args.keep_tiles)
             sec = timeit(call, warmup=2, repeat=args.repeat, sync=sync) / inner
         except Exception as e:  # a variant that cannot run here is reported, the others still run
             print(f"  {name} failed on {params}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        err = max(float((g - w).abs().max()) for g, w in
-                  ((got.global_, want.global_), (got.alpha, want.alpha), (got.beta, want.beta)))
+        err = max(
+            float((g - w).abs().max())
+            for g, w in ((got.global_, want.global_), (got.alpha, want.alpha), (got.beta, want.beta))
+        )
         base = sec if name == "torch" else base
-        metrics = {"time": (sec * 1e3, "ms"), "bandwidth": (nbytes / sec / 1e9, "GB/s"),
-                   "compute": (flops / sec / 1e12, "TFLOP/s"), "max_abs_err": (err, "")}
+        metrics = {
+            "time": (sec * 1e3, "ms"),
+            "bandwidth": (nbytes / sec / 1e9, "GB/s"),
+            "compute": (flops / sec / 1e12, "TFLOP/s"),
+            "max_abs_err": (err, ""),
+        }
         if peak:
             metrics["peak_fraction"] = (nbytes / sec / 1e9 / peak, "")
         if base:
@@ -132,26 +141,38 @@ def print_table(rows: list[dict], peak: float | None) -> None:
     print(" ".join(f"{h:>9}" for h in head))
     for r in rows:
         pct = f"{100 * r['peak_fraction']:.1f}" if "peak_fraction" in r else "-"
-        cells = [r["C"], r["tiles"], r["D"], r["B"], r["variant"], f"{r['time']:.3f}",
-                 f"{r['bandwidth']:.1f}", pct, f"{r['compute']:.2f}",
-                 f"{r.get('speedup_vs_torch', float('nan')):.2f}", f"{r['max_abs_err']:.1e}"]
-        print(" ".join(f"{str(x):>9}" for x in cells))
+        cells = [
+            r["C"],
+            r["tiles"],
+            r["D"],
+            r["B"],
+            r["variant"],
+            f"{r['time']:.3f}",
+            f"{r['bandwidth']:.1f}",
+            pct,
+            f"{r['compute']:.2f}",
+            f"{r.get('speedup_vs_torch', float('nan')):.2f}",
+            f"{r['max_abs_err']:.1e}",
+        ]
+        print(" ".join(f"{x!s:>9}" for x in cells))
     for v in sorted({r["variant"] for r in rows} - {"torch"}):
         ups = [r["speedup_vs_torch"] for r in rows if r["variant"] == v and "speedup_vs_torch" in r]
         if ups:
             gmean = math.exp(sum(math.log(u) for u in ups) / len(ups))
-            print(f"{v}: speedup over eager torch, geometric mean {gmean:.2f}x, "
-                  f"min {min(ups):.2f}x, max {max(ups):.2f}x over {len(ups)} cases")
-    print(f"peak bandwidth: {f'{peak:.0f} GB/s' if peak else 'unknown (pass --peak-gbs)'}; "
-          f"device: {device_name()}")
+            print(
+                f"{v}: speedup over eager torch, geometric mean {gmean:.2f}x, "
+                f"min {min(ups):.2f}x, max {max(ups):.2f}x over {len(ups)} cases"
+            )
+    print(f"peak bandwidth: {f'{peak:.0f} GB/s' if peak else 'unknown (pass --peak-gbs)'}; device: {device_name()}")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer cases (small ones on CPU)")
     p.add_argument("--peak-gbs", type=float, default=None, help="peak memory bandwidth, GB/s")
-    p.add_argument("--mbytes", type=float, default=None,
-                   help="fp16 embedding MiB per case (default 8 on GPU, 1 on CPU)")
+    p.add_argument(
+        "--mbytes", type=float, default=None, help="fp16 embedding MiB per case (default 8 on GPU, 1 on CPU)"
+    )
     p.add_argument("--repeat", type=int, default=None, help="timed samples per variant")
     p.add_argument("--keep-tiles", action="store_true", help="also write fp16 tile probabilities")
     p.add_argument("--csv", default=None, help="results CSV (default benchmarks/results/results.csv)")

@@ -6,6 +6,7 @@ Both must stay flat: bounded by the batch and the chunk, not by the size of the 
 Every measurement runs in a fresh process that reports its own peak (and the largest of
 its DataLoader workers'), so one measurement cannot inherit another's memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ from .common import record
 
 
 def _peaks() -> dict:
-    return {"self_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "largest_worker_MB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "self_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "largest_worker_MB": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 def measure_extract(n: int) -> dict:
@@ -34,8 +37,15 @@ def measure_extract(n: int) -> dict:
 
     data = load_dataset("voc2012", small_jpegs(n), "train")
     out = os.path.join(work_dir(), f"mem-extract-{n}.zarr")
-    cfg = WorkerConfig(store=out, root=data.root, model="cdul-tiny-rn", pretrained="none", tiling=Tiling.grid(2),
-                       batch_size=64, loader_workers=1)
+    cfg = WorkerConfig(
+        store=out,
+        root=data.root,
+        model="cdul-tiny-rn",
+        pretrained="none",
+        tiling=Tiling.grid(2),
+        batch_size=64,
+        loader_workers=1,
+    )
     extract(cfg, data, ["cpu"], chunk_len=256, overwrite=True)
     return _peaks()
 
@@ -47,8 +57,21 @@ def measure_train(n: int) -> dict:
     label_store(path, small_jpegs(n), chunk_len=256)
     out = os.path.join(work_dir(), f"mem-train-{n}")
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, not a resume of an earlier one
-    train(TrainConfig(store=path, out_dir=out, arch="resnet18", weights="none", img_size=32, batch_size=64, epochs=1,
-                      workers=1, device="cpu", amp="none", quiet=True))
+    train(
+        TrainConfig(
+            store=path,
+            out_dir=out,
+            arch="resnet18",
+            weights="none",
+            img_size=32,
+            batch_size=64,
+            epochs=1,
+            workers=1,
+            device="cpu",
+            amp="none",
+            quiet=True,
+        )
+    )
     return _peaks()
 
 
@@ -66,13 +89,26 @@ def main(quick, sizes, one):
         peaks = {}
         for n in sizes:
             small_jpegs(n)  # made outside the measured process
-            out = subprocess.run([sys.executable, "-m", "cdul.benchmarks.memory_bench", "--one", phase, str(n)],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "cdul.benchmarks.memory_bench", "--one", phase, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             peaks[n] = json.loads(out.stdout.strip().splitlines()[-1])
-            record("memory", phase, {"images": n}, {"peak_rss_MB": (peaks[n]["self_MB"], "MB"),
-                                                    "largest_worker_MB": (peaks[n]["largest_worker_MB"], "MB")})
-            click.echo(f"{phase:8s} {n:7d} images: peak {peaks[n]['self_MB']:7.0f} MB (largest worker "
-                       f"{peaks[n]['largest_worker_MB']:.0f} MB)")
+            record(
+                "memory",
+                phase,
+                {"images": n},
+                {
+                    "peak_rss_MB": (peaks[n]["self_MB"], "MB"),
+                    "largest_worker_MB": (peaks[n]["largest_worker_MB"], "MB"),
+                },
+            )
+            click.echo(
+                f"{phase:8s} {n:7d} images: peak {peaks[n]['self_MB']:7.0f} MB (largest worker "
+                f"{peaks[n]['largest_worker_MB']:.0f} MB)"
+            )
         lo, hi = peaks[sizes[0]]["self_MB"], peaks[sizes[-1]]["self_MB"]
         record("memory", phase, {"images": f"{sizes[0]}->{sizes[-1]}"}, {"growth": (hi / lo, "x")})
         click.echo(f"{phase:8s} growth {sizes[0]} -> {sizes[-1]} images: x{hi / lo:.2f}")

@@ -1,6 +1,7 @@
 """The baseline, written the way the public reproduction extracted: one image at a time,
 PIL decode, tiles cut one by one with PIL, open_clip's PIL transform per crop, float32, a
 batch of one image's crops, one output file per image."""
+
 from __future__ import annotations
 
 import os
@@ -32,13 +33,25 @@ def boxes(width: int, height: int, snippet: int | None, tile_px: int | None):
         h, w = height // snippet, width // snippet
         n = snippet if h and w else 0
         return [(j * w, i * h, (j + 1) * w, (i + 1) * h) for i in range(n) for j in range(n)]
-    return [(j * tile_px, i * tile_px, (j + 1) * tile_px, (i + 1) * tile_px)
-            for i in range(height // tile_px) for j in range(width // tile_px)]
+    return [
+        (j * tile_px, i * tile_px, (j + 1) * tile_px, (i + 1) * tile_px)
+        for i in range(height // tile_px)
+        for j in range(width // tile_px)
+    ]
 
 
 @torch.no_grad()
-def run(paths: list[str], out_dir: str, net, preprocess, text, scale: float, device: str,
-        snippet: int | None = 3, tile_px: int | None = None) -> dict:
+def run(
+    paths: list[str],
+    out_dir: str,
+    net,
+    preprocess,
+    text,
+    scale: float,
+    device: str,
+    snippet: int | None = 3,
+    tile_px: int | None = None,
+) -> dict:
     """-> {"images", "tiles", "seconds"}, writing one .npy per image to out_dir."""
     os.makedirs(out_dir, exist_ok=True)
     tiles = 0
@@ -50,8 +63,7 @@ def run(paths: list[str], out_dir: str, net, preprocess, text, scale: float, dev
         e = F.normalize(net.encode_image(x).float(), dim=-1)
         p = (scale * e @ text.T).softmax(-1).cpu().numpy()
         tile_p = p[1:] if len(p) > 1 else p[:1]
-        np.save(os.path.join(out_dir, os.path.basename(path) + ".npy"),
-                np.stack([p[0], tile_p.max(0), tile_p.min(0)]))
+        np.save(os.path.join(out_dir, os.path.basename(path) + ".npy"), np.stack([p[0], tile_p.max(0), tile_p.min(0)]))
         tiles += len(crops) - 1
     if device.startswith("cuda"):
         torch.cuda.synchronize()

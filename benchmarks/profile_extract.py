@@ -9,6 +9,7 @@ host time, the device runs behind), one with the device waited for after every s
 each stage's time includes its device work (that run is slower: the stages no longer
 overlap). Both are printed and recorded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,16 @@ def main(model, images, snippet, device, workers, views, trace):
     workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     out = os.path.join(work_dir(), "profile.zarr")
-    cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(snippet),
-                       batch_size=256 if cuda else 8, loader_workers=workers, views=views)
+    cfg = WorkerConfig(
+        store=out,
+        root=data.root,
+        model=model,
+        pretrained="none",
+        tiling=Tiling.grid(snippet),
+        batch_size=256 if cuda else 8,
+        loader_workers=workers,
+        views=views,
+    )
 
     def run(sync: bool, store_url: str, subset=None) -> dict:
         c = dataclasses.replace(cfg, store=store_url, sync_stages=sync)
@@ -53,12 +62,20 @@ def main(model, images, snippet, device, workers, views, trace):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         synced = run(True, out)
-    params = {"model": model, "images": images, "snippet": snippet, "device": device, "workers": workers,
-              "views": views}
+    params = {
+        "model": model,
+        "images": images,
+        "snippet": snippet,
+        "device": device,
+        "workers": workers,
+        "views": views,
+    }
     for label, counts in (("overlapped", free), ("synchronised", synced)):
         work = counts["work_seconds"]
-        click.echo(f"{label}: {counts['images']} images in {work:.2f} s ({counts['images'] / work:.1f} img/s, "
-                   f"{counts['tiles'] / work:.1f} tiles/s) on {device}")
+        click.echo(
+            f"{label}: {counts['images']} images in {work:.2f} s ({counts['images'] / work:.1f} img/s, "
+            f"{counts['tiles'] / work:.1f} tiles/s) on {device}"
+        )
         click.echo(f"  {'stage':8s} {'s':>8s} {'share':>7s} {'ms/batch':>9s}")
         stages = counts["stage_seconds"]
         for name in STAGES:

@@ -4,6 +4,7 @@
 
 Each size runs in its own process, so its peak resident memory is its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,14 @@ def make_store(path: str, n: int, dim: int, classes: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     shutil.rmtree(path, ignore_errors=True)
     specs = [s for s in layout.result_specs(classes, embed_dim=dim) if s.name in (layout.STATUS, layout.EMB_GLOBAL)]
-    store = Store.create(path, ids=[str(i) for i in range(n)], classes=[str(c) for c in range(classes)],
-                         specs=specs, chunk_len=1024, attrs={"config_hash": f"bench-{n}"})
+    store = Store.create(
+        path,
+        ids=[str(i) for i in range(n)],
+        classes=[str(c) for c in range(classes)],
+        specs=specs,
+        chunk_len=1024,
+        attrs={"config_hash": f"bench-{n}"},
+    )
     centres = rng.normal(size=(max(8, n // 200), dim))
     for k in range(store.n_chunks):
         a, b = store.chunk_bounds(k)
@@ -69,16 +76,40 @@ def main(quick, sizes, dim, classes, kind, single):
         click.echo(json.dumps(one(single, dim, classes, kind)))
         return
     for n in map(int, sizes.split(",")):
-        for variant in (["flat", "ivf"] if kind == "auto" else [kind]):
-            out = subprocess.run([sys.executable, "-m", "cdul.benchmarks.refine_bench", "--one", str(n),
-                                  "--dim", str(dim), "--classes", str(classes), "--index", variant],
-                                 capture_output=True, text=True, check=True)
+        for variant in ["flat", "ivf"] if kind == "auto" else [kind]:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cdul.benchmarks.refine_bench",
+                    "--one",
+                    str(n),
+                    "--dim",
+                    str(dim),
+                    "--classes",
+                    str(classes),
+                    "--index",
+                    variant,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
-            record("refine", variant, {"images": n, "dim": dim, "classes": classes, "knn": 10},
-                   {"seconds": (r["seconds"], "s"), "images_per_s": (n / r["seconds"], "img/s"),
-                    "peak_rss_MB": (r["peak_rss_mb"], "MB")})
-            click.echo(f"{n:8d} images  {variant:4s}  {r['seconds']:7.2f} s  {n / r['seconds']:9.0f} img/s  "
-                       f"peak RSS {r['peak_rss_mb']:7.0f} MB")
+            record(
+                "refine",
+                variant,
+                {"images": n, "dim": dim, "classes": classes, "knn": 10},
+                {
+                    "seconds": (r["seconds"], "s"),
+                    "images_per_s": (n / r["seconds"], "img/s"),
+                    "peak_rss_MB": (r["peak_rss_mb"], "MB"),
+                },
+            )
+            click.echo(
+                f"{n:8d} images  {variant:4s}  {r['seconds']:7.2f} s  {n / r['seconds']:9.0f} img/s  "
+                f"peak RSS {r['peak_rss_mb']:7.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 For each subject and device it keeps the latest run (ratios are only compared within one
 run), and writes ``<out>/REPORT.md`` and ``<out>/<subject>.png``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,7 @@ def table(rows: list[dict]) -> str:
         groups.setdefault(key, {})[r["metric"]] = (r["value"], r["unit"])
         if r["metric"] not in metrics:
             metrics.append(r["metric"])
-    lines = ["| parameters | variant | " + " | ".join(metrics) + " |",
-             "|---|---|" + "---:|" * len(metrics)]
+    lines = ["| parameters | variant | " + " | ".join(metrics) + " |", "|---|---|" + "---:|" * len(metrics)]
     for (params, variant), vals in groups.items():
         cells = [f"{vals[m][0]:.4g} {vals[m][1]}" if m in vals else "" for m in metrics]
         lines.append(f"| {params} | {variant} | " + " | ".join(cells) + " |")
@@ -66,8 +66,15 @@ def plot(subject: str, rows: list[dict], path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = {"extract": "images_per_s", "kernel": "time", "store": "write_MB_per_s", "scaling": "images_per_s",
-              "memory": "peak_rss_MB", "train": "images_per_s", "refine": "seconds"}.get(subject)
+    metric = {
+        "extract": "images_per_s",
+        "kernel": "time",
+        "store": "write_MB_per_s",
+        "scaling": "images_per_s",
+        "memory": "peak_rss_MB",
+        "train": "images_per_s",
+        "refine": "seconds",
+    }.get(subject)
     pts = [r for r in rows if r["metric"] == metric]
     if not pts:
         return False
@@ -103,18 +110,29 @@ def plot(subject: str, rows: list[dict], path: str) -> bool:
 def main(csv_path, out_dir):
     rows = load(csv_path)
     runs = latest_runs(rows)
-    parts = ["# Benchmark results", "",
-             f"From `{os.path.relpath(csv_path, out_dir)}`: the latest run of each subject on each device. "
-             "Ratios compare variants measured in the same run.", ""]
+    parts = [
+        "# Benchmark results",
+        "",
+        f"From `{os.path.relpath(csv_path, out_dir)}`: the latest run of each subject on each device. "
+        "Ratios compare variants measured in the same run.",
+        "",
+    ]
     for (subject, device), rs in sorted(runs.items()):
-        parts += [f"## {subject} — {device}", "",
-                  f"run `{rs[0]['run_id']}`, {rs[0]['timestamp']}, code {rs[0]['code_version']}", "", table(rs), ""]
+        parts += [
+            f"## {subject} — {device}",
+            "",
+            f"run `{rs[0]['run_id']}`, {rs[0]['timestamp']}, code {rs[0]['code_version']}",
+            "",
+            table(rs),
+            "",
+        ]
         name = f"{subject}-{''.join(ch if ch.isalnum() else '_' for ch in device)[:40]}.png"
         if plot(subject, rs, os.path.join(out_dir, name)):
             parts += [f"![{subject}]({name})", ""]
     notes = os.path.join(out_dir, "NOTES.md")
     if os.path.exists(notes):
-        parts += ["## Notes and profiles", "", open(notes).read()]
+        with open(notes) as f:
+            parts += ["## Notes and profiles", "", f.read()]
     atomic_write_text(os.path.join(out_dir, "REPORT.md"), "\n".join(parts) + "\n")
     click.echo(f"wrote {os.path.join(out_dir, 'REPORT.md')} ({len(runs)} subject/device runs)")
 

@@ -7,6 +7,7 @@
 Each subject runs in its own process (its memory and threads are its own); results append
 to benchmarks/results/results.csv and the report is rewritten from it.
 """
+
 from __future__ import annotations
 
 import subprocess

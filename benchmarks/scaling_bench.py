@@ -3,6 +3,7 @@ two GPUs where there are), and the efficiency per worker.
 
     python -m cdul.benchmarks.scaling_bench --quick
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import click
 import torch
 
 from cdul.data import load_dataset
-from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -22,8 +23,16 @@ from .common import record
 def run(root: str, model: str, devices: list[str], batch_size: int, workers: int, threads: int | None) -> float:
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "scaling.zarr")
-    cfg = WorkerConfig(store=out, root=data.root, model=model, pretrained="none", tiling=Tiling.grid(3),
-                       batch_size=batch_size, loader_workers=workers, threads=threads)
+    cfg = WorkerConfig(
+        store=out,
+        root=data.root,
+        model=model,
+        pretrained="none",
+        tiling=Tiling.grid(3),
+        batch_size=batch_size,
+        loader_workers=workers,
+        threads=threads,
+    )
     counts = extract(cfg, data, devices, chunk_len=max(1, len(data) // 8), overwrite=True).counts
     return counts["images"] / counts["work_seconds"]
 
@@ -49,11 +58,20 @@ def main(quick, model, images):
     rate2 = run(root, model, two, batch, workers, threads)
     params = {"model": model, "images": images, "devices_1": one, "devices_2": two}
     record("scaling", "1 worker", params, {"images_per_s": (rate1, "img/s")})
-    record("scaling", "2 workers", params, {"images_per_s": (rate2, "img/s"),
-                                            "speedup": (rate2 / rate1, "x"),
-                                            "efficiency_per_worker": (rate2 / rate1 / 2, "x")})
-    click.echo(f"1 worker {rate1:.2f} img/s, 2 workers {rate2:.2f} img/s: speed-up {rate2 / rate1:.2f}, "
-               f"efficiency per worker {rate2 / rate1 / 2:.2f}")
+    record(
+        "scaling",
+        "2 workers",
+        params,
+        {
+            "images_per_s": (rate2, "img/s"),
+            "speedup": (rate2 / rate1, "x"),
+            "efficiency_per_worker": (rate2 / rate1 / 2, "x"),
+        },
+    )
+    click.echo(
+        f"1 worker {rate1:.2f} img/s, 2 workers {rate2:.2f} img/s: speed-up {rate2 / rate1:.2f}, "
+        f"efficiency per worker {rate2 / rate1 / 2:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ writing the same bytes with plain numpy to local disk, over a sweep of chunk len
 
     python -m cdul.benchmarks.store_bench --quick
 """
+
 from __future__ import annotations
 
 import os
@@ -23,12 +24,17 @@ ARRAYS = (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA)
 def store_roundtrip(n: int, c: int, chunk_len: int, data: np.ndarray) -> tuple[float, float]:
     path = os.path.join(work_dir(), "store-bench.zarr")
     shutil.rmtree(path, ignore_errors=True)
-    store = Store.create(path, ids=[f"{i}" for i in range(n)], classes=[str(i) for i in range(c)],
-                         specs=layout.result_specs(c), chunk_len=chunk_len)
+    store = Store.create(
+        path,
+        ids=[f"{i}" for i in range(n)],
+        classes=[str(i) for i in range(c)],
+        specs=layout.result_specs(c),
+        chunk_len=chunk_len,
+    )
     t = time.perf_counter()
     for k in range(store.n_chunks):
         a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {name: data[a:b] for name in ARRAYS})
+        store.write_chunk(k, dict.fromkeys(ARRAYS, data[a:b]))
     write = time.perf_counter() - t
     t = time.perf_counter()
     for k in range(store.n_chunks):
@@ -72,11 +78,21 @@ def main(quick, images, classes, chunks):
     click.echo(f"numpy .npy        write {mb / w:8.1f} MB/s  read {mb / r:8.1f} MB/s  ({mb:.0f} MB)")
     for chunk_len in map(int, chunks.split(",")):
         sw, sr = store_roundtrip(n, classes, chunk_len, data)
-        record("store", "cdul", {**params, "chunk_len": chunk_len},
-               {"write_MB_per_s": (mb / sw, "MB/s"), "read_MB_per_s": (mb / sr, "MB/s"),
-                "write_vs_numpy": (w / sw, "x"), "read_vs_numpy": (r / sr, "x")})
-        click.echo(f"store chunk {chunk_len:6d} write {mb / sw:8.1f} MB/s  read {mb / sr:8.1f} MB/s  "
-                   f"(x{w / sw:.2f} / x{r / sr:.2f} of numpy)")
+        record(
+            "store",
+            "cdul",
+            {**params, "chunk_len": chunk_len},
+            {
+                "write_MB_per_s": (mb / sw, "MB/s"),
+                "read_MB_per_s": (mb / sr, "MB/s"),
+                "write_vs_numpy": (w / sw, "x"),
+                "read_vs_numpy": (r / sr, "x"),
+            },
+        )
+        click.echo(
+            f"store chunk {chunk_len:6d} write {mb / sw:8.1f} MB/s  read {mb / sr:8.1f} MB/s  "
+            f"(x{w / sw:.2f} / x{r / sr:.2f} of numpy)"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ images, batch, optimiser and precision on labels held in memory.
 
 Both run two epochs; the second is timed (the first pays start-up and warm-up).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,20 @@ def run_ours(store_path: str, arch: str, size: int, batch: int, workers: int, de
     from cdul.trainer import TrainConfig, train
 
     out = os.path.join(work_dir(), "train-ours")
-    cfg = TrainConfig(store=store_path, out_dir=out, arch=arch, weights="none", img_size=size, batch_size=batch,
-                      epochs=2, workers=workers, device=device, amp=amp, quiet=True, lr=1e-4)
+    cfg = TrainConfig(
+        store=store_path,
+        out_dir=out,
+        arch=arch,
+        weights="none",
+        img_size=size,
+        batch_size=batch,
+        epochs=2,
+        workers=workers,
+        device=device,
+        amp=amp,
+        quiet=True,
+        lr=1e-4,
+    )
     if os.path.exists(out):
         import shutil
 
@@ -34,7 +47,7 @@ def run_ours(store_path: str, arch: str, size: int, batch: int, workers: int, de
     train(cfg)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return [r for r in rows if r.get("epoch") == 2][0]["images_per_s"]
+    return next(r for r in rows if r.get("epoch") == 2)["images_per_s"]
 
 
 def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, device: str, amp: str) -> float:
@@ -51,9 +64,15 @@ def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, de
     ids = store.ids()
     dev = torch.device(device)
     data = ImageSet(store.attrs["dataset"]["root"], size)
-    loader = torch.utils.data.DataLoader([(i, ids[i]) for i in range(len(ids))], batch_size=batch, shuffle=True,
-                                         num_workers=workers, collate_fn=lambda items: collate([data[x] for x in items]),
-                                         persistent_workers=workers > 0, pin_memory=dev.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        [(i, ids[i]) for i in range(len(ids))],
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=lambda items: collate([data[x] for x in items]),
+        persistent_workers=workers > 0,
+        pin_memory=dev.type == "cuda",
+    )
     torch.manual_seed(0)
     model = torchvision.models.get_model(arch, weights=None, num_classes=labels.shape[1]).to(dev)
     if dev.type == "cuda":
@@ -62,9 +81,9 @@ def run_bare(store_path: str, arch: str, size: int, batch: int, workers: int, de
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
     rate = 0.0
-    for epoch in (1, 2):
+    for _epoch in (1, 2):
         t, n = time.time(), 0
-        for images, index, ok in loader:
+        for images, index, _ok in loader:
             x = norm(images.to(dev, non_blocking=True), contiguous=dev.type != "cuda")
             y = labels[index].to(dev, non_blocking=True)
             with autocast(dev, amp):
@@ -92,20 +111,28 @@ def main(quick, arch, img_size, images, batch_size, workers):
     arch = arch or ("resnet101" if cuda and not quick else "resnet18")
     img_size = img_size or (448 if cuda and not quick else 64)
     images = images or (4096 if cuda and not quick else 1024)
-    batch_size = batch_size or (32 if cuda else 32)
+    batch_size = batch_size or 32
     workers = (min(12, os.cpu_count() or 1) if cuda else 1) if workers is None else workers
     amp = "bf16" if cuda else "none"
     root = jpeg_dataset(images) if cuda and not quick else small_jpegs(images, size=img_size)
     store = os.path.join(work_dir(), "train-bench.zarr")
     label_store(store, root)
-    params = {"arch": arch, "img_size": img_size, "images": images, "batch_size": batch_size, "amp": amp,
-              "device": device}
+    params = {
+        "arch": arch,
+        "img_size": img_size,
+        "images": images,
+        "batch_size": batch_size,
+        "amp": amp,
+        "device": device,
+    }
     bare = run_bare(store, arch, img_size, batch_size, workers, device, amp)
     ours = run_ours(store, arch, img_size, batch_size, workers, device, amp)
     record("train", "bare torchvision loop", params, {"images_per_s": (bare, "img/s")})
     record("train", "cdul-train", params, {"images_per_s": (ours, "img/s"), "overhead": (1 - ours / bare, "")})
-    click.echo(f"{arch} {img_size}px batch {batch_size} on {device}: bare {bare:.1f} img/s, cdul-train {ours:.1f} "
-               f"img/s (labels streamed, updated and written): overhead {100 * (1 - ours / bare):.1f}%")
+    click.echo(
+        f"{arch} {img_size}px batch {batch_size} on {device}: bare {bare:.1f} img/s, cdul-train {ours:.1f} "
+        f"img/s (labels streamed, updated and written): overhead {100 * (1 - ours / bare):.1f}%"
+    )
     return np.array([bare, ours])
 
 

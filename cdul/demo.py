@@ -7,6 +7,7 @@ writes a report (``<out-dir>/report/index.html``). Real weights are used when th
 had (cache or network); otherwise random ones, with a warning that the numbers then mean
 nothing. scripts/demo.sh runs it after setting up the environment.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,10 @@ def pick_clip_weights(model: str, pretrained: str) -> str:
         resolve_weights(register_model(model), pretrained)
         return pretrained
     except WeightsUnavailableError as exc:
-        warn(f"{exc}\nFalling back to random CLIP weights: every score below is meaningless. On a connected "
-             f"machine the same command downloads the real {model} weights and gives real pseudo labels.")
+        warn(
+            f"{exc}\nFalling back to random CLIP weights: every score below is meaningless. On a connected "
+            f"machine the same command downloads the real {model} weights and gives real pseudo labels."
+        )
         return "none"
 
 
@@ -89,25 +92,86 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
     sources = build_sample(data)
     q = ["-q"] if quiet else []
     clip_weights, classifier_weights = pick_clip_weights(model, pretrained), pick_classifier_weights(arch)
-    _run("cdul-extract", extract, [
-        data, "--dataset", "voc2012", "--split", "train", "--out", store, "--model", model,
-        "--pretrained", clip_weights, "--gpus", gpus, "--keep-tiles", "--overwrite", *q])
+    _run(
+        "cdul-extract",
+        extract,
+        [
+            data,
+            "--dataset",
+            "voc2012",
+            "--split",
+            "train",
+            "--out",
+            store,
+            "--model",
+            model,
+            "--pretrained",
+            clip_weights,
+            "--gpus",
+            gpus,
+            "--keep-tiles",
+            "--overwrite",
+            *q,
+        ],
+    )
     if os.path.exists(os.path.join(run, "last.pt")):
         shutil.rmtree(run)  # a fresh run on the fresh store
-    _run("cdul-train", train, [
-        "--store", store, "--out-dir", run, "--val-data", data, "--val-split", "val", "--arch", arch,
-        "--weights", classifier_weights, "--img-size", str(img_size), "--epochs", str(epochs),
-        "--batch-size", "8", "--lr", "1e-4", "--workers", "0", *(["--quiet"] if quiet else [])])
+    _run(
+        "cdul-train",
+        train,
+        [
+            "--store",
+            store,
+            "--out-dir",
+            run,
+            "--val-data",
+            data,
+            "--val-split",
+            "val",
+            "--arch",
+            arch,
+            "--weights",
+            classifier_weights,
+            "--img-size",
+            str(img_size),
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-4",
+            "--workers",
+            "0",
+            *(["--quiet"] if quiet else []),
+        ],
+    )
     eval_json = os.path.join(run, "eval.json")
-    _run("cdul-eval", evaluate, [
-        "--checkpoint", os.path.join(run, "best.pt"), "--data", data, "--dataset", "voc2012", "--split", "val",
-        "--out", eval_json, "--workers", "0"])
+    _run(
+        "cdul-eval",
+        evaluate,
+        [
+            "--checkpoint",
+            os.path.join(run, "best.pt"),
+            "--data",
+            data,
+            "--dataset",
+            "voc2012",
+            "--split",
+            "val",
+            "--out",
+            eval_json,
+            "--workers",
+            "0",
+        ],
+    )
     index = write_report(os.path.join(out_dir, "report"), store, run, eval_json, sources=sources, note=SAMPLE_NOTE)
     click.secho(f"\nreport: {index} (also report.md beside it)", fg="green", bold=True)
     random = [what for what, w in (("CLIP", clip_weights), ("classifier", classifier_weights)) if w == "none"]
     if random:
-        warn(f"the {' and the '.join(random)} started from random weights (offline): every mAP above and in the "
-             "report is meaningless; on a connected machine the same command uses the real weights")
+        warn(
+            f"the {' and the '.join(random)} started from random weights (offline): every mAP above and in the "
+            "report is meaningless; on a connected machine the same command uses the real weights"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Targets use the VOC convention: 1 positive, -1 negative, 0 difficult. By default
 entries are left out of that class's AP (``difficult="ignore"``, the VOC protocol);
 ``difficult="positive"`` counts them as positives.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,16 +49,16 @@ def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def per_class_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore",
-                 rows: np.ndarray | None = None) -> np.ndarray:
+def per_class_ap(
+    scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore", rows: np.ndarray | None = None
+) -> np.ndarray:
     """AP of every class (NaN for a class with no positive). `rows` masks images out (e.g. failed)."""
     scores = np.asarray(scores, dtype=np.float64)
     pos, valid = binary_targets(targets, difficult)
     if rows is not None:
         valid = valid & np.asarray(rows, dtype=bool)[:, None]
     valid = valid & np.isfinite(scores)
-    return np.array([average_precision(scores[valid[:, c], c], pos[valid[:, c], c])
-                     for c in range(scores.shape[1])])
+    return np.array([average_precision(scores[valid[:, c], c], pos[valid[:, c], c]) for c in range(scores.shape[1])])
 
 
 def mean_of(ap: np.ndarray) -> float:
@@ -71,8 +72,9 @@ def mean_ap(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore", 
     return mean_of(per_class_ap(scores, targets, difficult, rows))
 
 
-def streamed_per_class_ap(chunks, n: int, n_classes: int, difficult: str = "ignore",
-                          max_bytes: int = 256 << 20) -> np.ndarray:
+def streamed_per_class_ap(
+    chunks, n: int, n_classes: int, difficult: str = "ignore", max_bytes: int = 256 << 20
+) -> np.ndarray:
     """Per-class AP over data read chunk by chunk, in bounded memory whatever n is.
 
     ``chunks()`` returns a fresh iterator of ``(scores [m, C], targets [m, C], rows [m])`` over
@@ -96,8 +98,9 @@ def streamed_per_class_ap(chunks, n: int, n_classes: int, difficult: str = "igno
     return np.asarray(ap)
 
 
-def f1_scores(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, difficult: str = "ignore",
-              rows=None) -> dict:
+def f1_scores(
+    scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, difficult: str = "ignore", rows=None
+) -> dict:
     """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) at `threshold`."""
     scores = np.asarray(scores, dtype=np.float64)
     pos, valid = binary_targets(targets, difficult)
@@ -114,5 +117,12 @@ def f1_scores(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, d
         orc = tp.sum() / max(tp.sum() + fn.sum(), 1.0)
     cf1 = 2 * cp * cr / (cp + cr) if cp + cr > 0 else 0.0
     of1 = 2 * op * orc / (op + orc) if op + orc > 0 else 0.0
-    return {"CP": float(cp), "CR": float(cr), "CF1": float(cf1), "OP": float(op), "OR": float(orc),
-            "OF1": float(of1), "threshold": threshold}
+    return {
+        "CP": float(cp),
+        "CR": float(cr),
+        "CF1": float(cf1),
+        "OP": float(op),
+        "OR": float(orc),
+        "OF1": float(of1),
+        "threshold": threshold,
+    }

@@ -11,6 +11,7 @@ training curves (loss, classifier mAP, pseudo-label mAP per round); per-class AP
 Where the scores come from random weights (CLIP's, or the classifier's start), every
 section and every plot of them says so.
 """
+
 from __future__ import annotations
 
 import html
@@ -18,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -53,8 +54,13 @@ def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list
     """Pseudo-label mAP of S_ag and y0 for every zeta: cheap, from the stored alpha and beta."""
     out = []
     for z in zetas:
-        out.append({"zeta": z, "aggregated": 100 * mean_ap(aggregate_local(alpha, beta, z), targets, rows=rows),
-                    "y0": 100 * mean_ap(initial_labels(s_g, alpha, beta, z, lam), targets, rows=rows)})
+        out.append(
+            {
+                "zeta": z,
+                "aggregated": 100 * mean_ap(aggregate_local(alpha, beta, z), targets, rows=rows),
+                "y0": 100 * mean_ap(initial_labels(s_g, alpha, beta, z, lam), targets, rows=rows),
+            }
+        )
     return out
 
 
@@ -75,8 +81,9 @@ def _thumb(image: np.ndarray, path: str, size: int = 160) -> None:
     im.save(path)
 
 
-def _tiles_figure(image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: dict, classes, path: str,
-                  caveat: str | None = None) -> None:
+def _tiles_figure(
+    image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: dict, classes, path: str, caveat: str | None = None
+) -> None:
     """The image with its grid drawn and each tile's top class written in it."""
     from cdul.extractor.tiling import Tiling
 
@@ -88,14 +95,21 @@ def _tiles_figure(image: np.ndarray, tiles: np.ndarray, n_tiles: int, tiling: di
     for j, (top, left, th, tw) in enumerate(t.boxes(h, w)[:n_tiles]):
         ax.add_patch(plt.Rectangle((left, top), tw, th, fill=False, color="yellow", lw=1.5))
         name, p = _top(tiles[j].astype(np.float32), classes, 1)[0]
-        ax.text(left + 4, top + 14, f"{name}\n{p:.2f}", color="white", fontsize=7,
-                bbox=dict(facecolor="black", alpha=0.55, pad=1.5, lw=0))
+        ax.text(
+            left + 4,
+            top + 14,
+            f"{name}\n{p:.2f}",
+            color="white",
+            fontsize=7,
+            bbox=dict(facecolor="black", alpha=0.55, pad=1.5, lw=0),
+        )
     ax.axis("off")
     _save(fig, path, caveat, dpi=100)
 
 
-def _sweep_figure(sweep: list[dict], chosen: float, lam: float, max_alpha: float, path: str,
-                  caveat: str | None = None) -> None:
+def _sweep_figure(
+    sweep: list[dict], chosen: float, lam: float, max_alpha: float, path: str, caveat: str | None = None
+) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     zs = [r["zeta"] for r in sweep]
@@ -150,8 +164,13 @@ def _ap_figure(ap: dict, path: str, title: str = "", caveat: str | None = None) 
     _save(fig, path, caveat)
 
 
-def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = None, max_images: int = 24,
-           sources: Mapping[str, str] | None = None) -> dict:
+def gather(
+    store_url: str,
+    run_dir: str | None = None,
+    eval_json: str | None = None,
+    max_images: int = 24,
+    sources: Mapping[str, str] | None = None,
+) -> dict:
     """Everything the report shows, as plain data (also written as report.json). ``sources``
     (image id -> what it is, e.g. photo or filler) adds a column to the per-image table."""
     store = open_verified(store_url)
@@ -164,21 +183,38 @@ def gather(store_url: str, run_dir: str | None = None, eval_json: str | None = N
     y0 = initial_labels(s_g, alpha, beta, zeta, lam)
     s_ag = aggregate_local(alpha, beta, zeta)
     targets = store.read(layout.TARGETS) if store.has(layout.TARGETS) else None
-    data = {"store": store.url, "classes": classes, "model": store.attrs.get("model", {}),
-            "tiling": store.attrs.get("tiling", {}), "summary": store.attrs.get("summary", {}),
-            "zeta": zeta, "lam": lam, "images": []}
+    data = {
+        "store": store.url,
+        "classes": classes,
+        "model": store.attrs.get("model", {}),
+        "tiling": store.attrs.get("tiling", {}),
+        "summary": store.attrs.get("summary", {}),
+        "zeta": zeta,
+        "lam": lam,
+        "images": [],
+    }
     if targets is not None and ok.any():
-        data["pseudo_label_map"] = {"global": 100 * mean_ap(s_g, targets, rows=ok),
-                                    "aggregated": 100 * mean_ap(s_ag, targets, rows=ok),
-                                    "y0": 100 * mean_ap(y0, targets, rows=ok)}
+        data["pseudo_label_map"] = {
+            "global": 100 * mean_ap(s_g, targets, rows=ok),
+            "aggregated": 100 * mean_ap(s_ag, targets, rows=ok),
+            "y0": 100 * mean_ap(y0, targets, rows=ok),
+        }
         data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok)
         data["max_alpha"] = float(np.nanmax(alpha[ok]))
     ids = store.ids()
     for i in np.flatnonzero(ok)[:max_images]:
         truth = [classes[c] for c in np.flatnonzero(targets[i] == 1)] if targets is not None else None
-        data["images"].append({"row": int(i), "id": ids[i], "truth": truth, "S_g": _top(s_g[i], classes),
-                               "S_ag": _top(s_ag[i], classes), "y0": _top(y0[i], classes),
-                               **({"source": sources.get(ids[i], "?")} if sources else {})})
+        data["images"].append(
+            {
+                "row": int(i),
+                "id": ids[i],
+                "truth": truth,
+                "S_g": _top(s_g[i], classes),
+                "S_ag": _top(s_ag[i], classes),
+                "y0": _top(y0[i], classes),
+                **({"source": sources.get(ids[i], "?")} if sources else {}),
+            }
+        )
     if run_dir and os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             data["training"] = [json.loads(line) for line in f if line.strip()]
@@ -202,8 +238,9 @@ def _written_before(out_dir: str) -> list[str]:
             names = f.read().splitlines()
     except FileNotFoundError:
         if os.listdir(out_dir):
-            raise ValueError(f"--out {out_dir} is not empty and holds no cdul report; choose a new or empty "
-                             "folder") from None
+            raise ValueError(
+                f"--out {out_dir} is not empty and holds no cdul report; choose a new or empty folder"
+            ) from None
         return []
     # only plain relative names inside the folder, whatever the list says
     return [n for n in names if n and not os.path.isabs(n) and ".." not in n.split("/")]
@@ -215,16 +252,24 @@ def _move_in(tmp: str, out_dir: str, old: list[str]) -> None:
         path = os.path.join(out_dir, name)
         if os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
-    new = sorted(os.path.relpath(os.path.join(d, f), tmp).replace(os.sep, "/")
-                 for d, _, files in os.walk(tmp) for f in files)
+    new = sorted(
+        os.path.relpath(os.path.join(d, f), tmp).replace(os.sep, "/") for d, _, files in os.walk(tmp) for f in files
+    )
     for name in new:
         os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
         os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
     fs.atomic_write_text(os.path.join(out_dir, MANIFEST), "".join(n + "\n" for n in new))
 
 
-def write_report(out_dir: str, store_url: str, run_dir: str | None = None, eval_json: str | None = None,
-                 max_images: int = 24, sources: Mapping[str, str] | None = None, note: str | None = None) -> str:
+def write_report(
+    out_dir: str,
+    store_url: str,
+    run_dir: str | None = None,
+    eval_json: str | None = None,
+    max_images: int = 24,
+    sources: Mapping[str, str] | None = None,
+    note: str | None = None,
+) -> str:
     """Build the report next to out_dir and move it in; returns the path of index.html.
     ``note``: a paragraph about the data, shown under the header."""
     old = _written_before(out_dir)
@@ -257,8 +302,9 @@ def caveats(data: dict) -> tuple[str | None, str | None]:
     records = data.get("training") or [{}]
     init = data.get("eval", {}).get("weights") or records[0].get("weights")
     clip = "Random CLIP weights: these scores are meaningless." if clip_random else None
-    why = (["trained on pseudo labels from a CLIP with random weights"] if clip_random else []) + \
-          (["started from random weights"] if init == "none" else [])
+    why = (["trained on pseudo labels from a CLIP with random weights"] if clip_random else []) + (
+        ["started from random weights"] if init == "none" else []
+    )
     classifier = f"This classifier was {' and '.join(why)}: its scores are meaningless." if why else None
     return clip, classifier
 
@@ -273,8 +319,9 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
 
     def paragraph(text: str, warning: bool = False):
         md.extend(["", f"> **Warning.** {text}" if warning else text, ""])
-        body.append(f"<p class='warn'><b>Warning.</b> {html.escape(text)}</p>" if warning
-                    else f"<p>{html.escape(text)}</p>")
+        body.append(
+            f"<p class='warn'><b>Warning.</b> {html.escape(text)}</p>" if warning else f"<p>{html.escape(text)}</p>"
+        )
 
     def section(title: str, caveat: str | None):
         md.extend(["", f"## {title}", ""])
@@ -285,38 +332,64 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
     model = data["model"]
     tiling = str(Tiling.from_description(data["tiling"])) if data["tiling"] else "no tiles"
     weights = "random" if clip_caveat else model.get("pretrained", "?")
-    header = (f"{data['summary'].get('images', '?')} images, {len(classes)} classes, model {model.get('name', '?')} "
-              f"({weights} weights), {tiling}.")
+    header = (
+        f"{data['summary'].get('images', '?')} images, {len(classes)} classes, model {model.get('name', '?')} "
+        f"({weights} weights), {tiling}."
+    )
     md += ["# cdul report", "", f"Store `{data['store']}`: {header}"]
     body.append(f"<h1>cdul report</h1><p>Store <code>{html.escape(data['store'])}</code>: {html.escape(header)}</p>")
     if clip_caveat:
-        paragraph("These scores come from a CLIP with random weights: they are meaningless. Run the same command "
-                  "on a machine that can download the weights (or pass --pretrained FILE) for real ones.", True)
+        paragraph(
+            "These scores come from a CLIP with random weights: they are meaningless. Run the same command "
+            "on a machine that can download the weights (or pass --pretrained FILE) for real ones.",
+            True,
+        )
     if data.get("note"):
         paragraph(data["note"])
 
     if "pseudo_label_map" in data:
         section("Pseudo-label mAP against the ground truth", clip_caveat)
         m = data["pseudo_label_map"]
-        rows = [("S_g (global view)", m["global"]), ("S_ag (aggregated local, zeta %g)" % data["zeta"], m["aggregated"]),
-                ("y0 (initial pseudo label, lambda %g)" % data["lam"], m["y0"])]
+        rows = [
+            ("S_g (global view)", m["global"]),
+            (f"S_ag (aggregated local, zeta {data['zeta']:g})", m["aggregated"]),
+            (f"y0 (initial pseudo label, lambda {data['lam']:g})", m["y0"]),
+        ]
         md += ["| similarity | mAP |", "|---|---:|"] + [f"| {n} | {v:.2f} |" for n, v in rows]
-        body.append("<table><tr><th>similarity</th><th>mAP</th></tr>" + "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{v:.2f}</td></tr>" for n, v in rows) + "</table>")
-        _sweep_figure(data["zeta_sweep"], data["zeta"], data["lam"], data["max_alpha"],
-                      os.path.join(folder, "zeta_sweep.png"), clip_caveat)
-        paragraph(f"Sweep over zeta, recomputed from the stored alpha and beta. S_ag takes alpha for a class where "
-                  f"alpha >= zeta and beta elsewhere, so the curves move only where zeta passes some image's alpha: "
-                  f"above the largest alpha ({data['max_alpha']:.2f} here) S_ag is beta everywhere and they are "
-                  "flat. mAP ranks the images of each class, so a stretch of zeta that changes no ranking is flat "
-                  "too.")
+        body.append(
+            "<table><tr><th>similarity</th><th>mAP</th></tr>"
+            + "".join(f"<tr><td>{html.escape(n)}</td><td>{v:.2f}</td></tr>" for n, v in rows)
+            + "</table>"
+        )
+        _sweep_figure(
+            data["zeta_sweep"],
+            data["zeta"],
+            data["lam"],
+            data["max_alpha"],
+            os.path.join(folder, "zeta_sweep.png"),
+            clip_caveat,
+        )
+        paragraph(
+            f"Sweep over zeta, recomputed from the stored alpha and beta. S_ag takes alpha for a class where "
+            f"alpha >= zeta and beta elsewhere, so the curves move only where zeta passes some image's alpha: "
+            f"above the largest alpha ({data['max_alpha']:.2f} here) S_ag is beta everywhere and they are "
+            "flat. mAP ranks the images of each class, so a stretch of zeta that changes no ranking is flat "
+            "too."
+        )
         md += ["", "![zeta sweep](zeta_sweep.png)", "", "| zeta | S_ag | y0 |", "|---:|---:|---:|"] + [
-            f"| {r['zeta']:.2f} | {r['aggregated']:.2f} | {r['y0']:.2f} |" for r in data["zeta_sweep"]]
+            f"| {r['zeta']:.2f} | {r['aggregated']:.2f} | {r['y0']:.2f} |" for r in data["zeta_sweep"]
+        ]
         body.append("<img src='zeta_sweep.png' alt='zeta sweep'>")
 
     section("Per image: top classes", clip_caveat)
-    cols = ["image", *(["source"] if data.get("images") and "source" in data["images"][0] else []), "ground truth",
-            "S_g", "S_ag", "y0"]
+    cols = [
+        "image",
+        *(["source"] if data.get("images") and "source" in data["images"][0] else []),
+        "ground truth",
+        "S_g",
+        "S_ag",
+        "y0",
+    ]
     md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     rows_html = []
     for rec in data["images"]:
@@ -325,25 +398,39 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
         if image is not None:
             _thumb(image, os.path.join(folder, thumb))
         truth = ", ".join(rec["truth"]) if rec["truth"] is not None else "-"
-        cells = [*([rec["source"]] if "source" in cols else []), truth or "(none of the classes)",
-                 *(_fmt_top(rec[k]) for k in ("S_g", "S_ag", "y0"))]
+        cells = [
+            *([rec["source"]] if "source" in cols else []),
+            truth or "(none of the classes)",
+            *(_fmt_top(rec[k]) for k in ("S_g", "S_ag", "y0")),
+        ]
         md.append(f"| ![]({thumb}) `{rec['id']}` | " + " | ".join(cells) + " |")
         img_tag = f"<img src='{thumb}' alt=''><br>" if image is not None else ""
-        rows_html.append(f"<tr><td>{img_tag}<code>{html.escape(rec['id'])}</code></td>"
-                         + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows_html.append(
+            f"<tr><td>{img_tag}<code>{html.escape(rec['id'])}</code></td>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
     body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + "".join(rows_html) + "</table>")
 
     if store.has(layout.SIM_TILES):
         n_tiles = store.read(layout.N_TILES)
-        candidates = [r["row"] for r in data["images"] if n_tiles[r["row"]] > 1 and r["truth"]] or \
-                     [r["row"] for r in data["images"] if n_tiles[r["row"]] > 1]
+        candidates = [r["row"] for r in data["images"] if n_tiles[r["row"]] > 1 and r["truth"]] or [
+            r["row"] for r in data["images"] if n_tiles[r["row"]] > 1
+        ]
         if candidates:
             row = candidates[0]
             image = _image(root, store.ids()[row])
             if image is not None:
                 tiles = store.array(layout.SIM_TILES)[row]
-                _tiles_figure(image, tiles, int(n_tiles[row]), data["tiling"], classes,
-                              os.path.join(folder, "tiles.png"), clip_caveat)
+                _tiles_figure(
+                    image,
+                    tiles,
+                    int(n_tiles[row]),
+                    data["tiling"],
+                    classes,
+                    os.path.join(folder, "tiles.png"),
+                    clip_caveat,
+                )
                 section("One image, its tiles and their top class", clip_caveat)
                 md += [f"`{store.ids()[row]}`", "", "![tiles](tiles.png)"]
                 body.append(f"<p><code>{html.escape(store.ids()[row])}</code></p><img src='tiles.png' alt='tiles'>")
@@ -352,31 +439,50 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
         caveat = classifier_caveat or clip_caveat
         section("Training", caveat)
         _curves_figure(data["training"], os.path.join(folder, "curves.png"), caveat)
-        md += ["![training curves](curves.png)", "", "| epoch | loss | val mAP | pseudo-label mAP | img/s |",
-               "|---:|---:|---:|---:|---:|"]
+        md += [
+            "![training curves](curves.png)",
+            "",
+            "| epoch | loss | val mAP | pseudo-label mAP | img/s |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for r in data["training"]:
             if r.get("epoch", 0) >= 1:
-                md.append(f"| {r['epoch']} | {_num(r.get('loss'))} | {_num(r.get('val_map'))} | "
-                          f"{_num(r.get('pseudo_map'))} | {_num(r.get('images_per_s'), '.1f')} |")
+                md.append(
+                    f"| {r['epoch']} | {_num(r.get('loss'))} | {_num(r.get('val_map'))} | "
+                    f"{_num(r.get('pseudo_map'))} | {_num(r.get('images_per_s'), '.1f')} |"
+                )
         body.append("<img src='curves.png' alt='training curves'>")
 
     if data.get("eval"):
         ev = data["eval"]
         section(f"Classifier on {ev.get('dataset', '')} {ev.get('split', '')}: mAP {ev['map']:.2f}", classifier_caveat)
-        _ap_figure(ev["ap"], os.path.join(folder, "per_class_ap.png"),
-                   f"per-class AP, mAP {ev['map']:.2f} (classes without a positive left out)", classifier_caveat)
-        md += [f"CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.", "",
-               "![per-class AP](per_class_ap.png)"]
-        body.append(f"<p>CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.</p>"
-                    "<img src='per_class_ap.png' alt='per-class AP'>")
+        _ap_figure(
+            ev["ap"],
+            os.path.join(folder, "per_class_ap.png"),
+            f"per-class AP, mAP {ev['map']:.2f} (classes without a positive left out)",
+            classifier_caveat,
+        )
+        md += [
+            f"CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.",
+            "",
+            "![per-class AP](per_class_ap.png)",
+        ]
+        body.append(
+            f"<p>CF1 {ev['CF1']:.3f}, OF1 {ev['OF1']:.3f} at threshold {ev['threshold']}.</p>"
+            "<img src='per_class_ap.png' alt='per-class AP'>"
+        )
 
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "font-size:13px;vertical-align:top}.warn{background:#fff3cd;padding:8px;border:1px solid #e0c060}"
-             "img{max-width:100%}")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "font-size:13px;vertical-align:top}.warn{background:#fff3cd;padding:8px;border:1px solid #e0c060}"
+        "img{max-width:100%}"
+    )
     with open(os.path.join(folder, "index.html"), "w", encoding="utf-8") as f:
-        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>cdul report</title>"
-                f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+        f.write(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>cdul report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        )
     with open(os.path.join(folder, "report.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(md) + "\n")
     with open(os.path.join(folder, "report.json"), "w", encoding="utf-8") as f:

@@ -1,5 +1,6 @@
 """A small VOC-layout sample that needs no download: real photos that scikit-image ships,
 with their VOC labels written by hand, topped up with generated images."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ def sample_photos() -> dict[str, tuple[np.ndarray, list[str]]]:
     return photos
 
 
-def write_voc_layout(root: str, items: dict, split: str = "train", year: str = "2012",
-                     difficult: dict[str, list[str]] | None = None) -> str:
+def write_voc_layout(
+    root: str, items: dict, split: str = "train", year: str = "2012", difficult: dict[str, list[str]] | None = None
+) -> str:
     """Write VOCdevkit/VOC<year>: items maps image id -> (PIL image or HxWx3 array, VOC keys).
     Images go to JPEGImages/<id>.jpg (RGBA and other modes JPEG cannot hold as PNG bytes)."""
     base = os.path.join(root, "VOCdevkit", f"VOC{year}")
@@ -56,14 +58,18 @@ def write_voc_layout(root: str, items: dict, split: str = "train", year: str = "
     return base
 
 
-def generated_images(n: int, seed: int = 0, size=(40, 160), prefix: str = "gen") -> dict[str, tuple[np.ndarray, list[str]]]:
+def generated_images(
+    n: int, seed: int = 0, size=(40, 160), prefix: str = "gen"
+) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Random-noise images of random sizes with a random VOC label each (filler, not signal)."""
     rng = np.random.default_rng(seed)
     out = {}
     for i in range(n):
         h, w = rng.integers(size[0], size[1], size=2)
-        out[f"{prefix}_{i:04d}"] = (rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-                                    [VOC_KEYS[int(rng.integers(0, len(VOC_KEYS)))]])
+        out[f"{prefix}_{i:04d}"] = (
+            rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+            [VOC_KEYS[int(rng.integers(0, len(VOC_KEYS)))]],
+        )
     return out
 
 
@@ -74,17 +80,22 @@ def val_photos() -> dict[str, tuple[np.ndarray, list[str]]]:
     def rgb(gray):
         return np.stack([gray] * 3, axis=-1)
 
-    return {"motorcycle": (data.stereo_motorcycle()[0], ["motorbike"]), "moon": (rgb(data.moon()), []),
-            "page": (rgb(data.page()), [])}
+    return {
+        "motorcycle": (data.stereo_motorcycle()[0], ["motorbike"]),
+        "moon": (rgb(data.moon()), []),
+        "page": (rgb(data.page()), []),
+    }
 
 
 PHOTO = "photo"
 FILLER = "filler"
 # what the demo's report says about the two kinds of image in the sample
-SAMPLE_NOTE = (f"Images marked {PHOTO} are real photographs that scikit-image ships, with their VOC labels written "
-               f"by hand. Images marked {FILLER} are random noise with a made-up label, there only to make the "
-               "splits larger: their scores and their ground truth mean nothing. The val split shares no image "
-               "with train.")
+SAMPLE_NOTE = (
+    f"Images marked {PHOTO} are real photographs that scikit-image ships, with their VOC labels written "
+    f"by hand. Images marked {FILLER} are random noise with a made-up label, there only to make the "
+    "splits larger: their scores and their ground truth mean nothing. The val split shares no image "
+    "with train."
+)
 
 
 def build_sample(root: str, n_generated: int = 8) -> dict[str, str]:
@@ -94,26 +105,45 @@ def build_sample(root: str, n_generated: int = 8) -> dict[str, str]:
     both splits (the classifier never sees labels of either: it trains on pseudo labels)."""
     photos = sample_photos()
     val = {"camera": photos.pop("camera"), **val_photos()}
-    splits = {"train": {**photos, **generated_images(n_generated, seed=0, prefix="gen")},
-              "val": {**val, **generated_images(n_generated, seed=1, prefix="val")}}
+    splits = {
+        "train": {**photos, **generated_images(n_generated, seed=0, prefix="gen")},
+        "val": {**val, **generated_images(n_generated, seed=1, prefix="val")},
+    }
     kinds = {}
     for split, items in splits.items():
         write_voc_layout(root, items, split)
-        kinds.update({f"JPEGImages/{name}.jpg": PHOTO if name in photos or name in val else FILLER
-                      for name in items})
+        kinds.update({f"JPEGImages/{name}.jpg": PHOTO if name in photos or name in val else FILLER for name in items})
     return kinds
 
 
-def labels_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,
-                 chunk_len: int = 1024, root: str = "", kind: str = "folder", source: str = "given"):
+def labels_store(
+    url: str,
+    ids: list[str],
+    classes: list[str],
+    labels: np.ndarray,
+    *,
+    targets=None,
+    status=None,
+    chunk_len: int = 1024,
+    root: str = "",
+    kind: str = "folder",
+    source: str = "given",
+):
     """A finished store written directly, without CLIP: image ids, status, optional ground
     truth, and ``labels`` [N, C] as round 0. What cdul-train reads; for tests, benchmarks and
     for training on soft labels that came from elsewhere."""
     from cdul.store import Store, layout
 
     specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
-    store = Store.create(url, ids=ids, classes=classes, specs=specs, targets=targets, chunk_len=chunk_len,
-                         attrs={"dataset": {"kind": kind, "root": root, "split": "train"}})
+    store = Store.create(
+        url,
+        ids=ids,
+        classes=classes,
+        specs=specs,
+        targets=targets,
+        chunk_len=chunk_len,
+        attrs={"dataset": {"kind": kind, "root": root, "split": "train"}},
+    )
     status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
     arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": source, "epoch": None})
     for k in range(store.n_chunks):

@@ -9,6 +9,7 @@ does not depend on how its images were batched, distributed or resumed: each bat
 offers its K best per class, each chunk keeps its K best per class (stored with the
 chunk), and finalising merges the chunks' banks into the split's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,12 @@ def batch_candidates(patches: torch.Tensor, text: torch.Tensor, k: int) -> dict:
 def to_entries(cand: dict, rows: np.ndarray) -> dict:
     """A batch's candidates (on the host) with their store rows: the flat entry form."""
     source = np.stack([rows[np.asarray(cand["image"])], np.asarray(cand["patch"])], axis=1).astype(np.int32)
-    return {"cls": np.asarray(cand["cls"], np.int64), "score": np.asarray(cand["score"], np.float32),
-            "source": source, "emb": np.asarray(cand["emb"], np.float16)}
+    return {
+        "cls": np.asarray(cand["cls"], np.int64),
+        "score": np.asarray(cand["score"], np.float32),
+        "source": source,
+        "emb": np.asarray(cand["emb"], np.float16),
+    }
 
 
 def merge(parts: list[dict], k: int) -> dict:
@@ -64,8 +69,12 @@ def merge(parts: list[dict], k: int) -> dict:
 
 
 def empty_entries(d: int) -> dict:
-    return {"cls": np.zeros(0, np.int64), "score": np.zeros(0, np.float32), "source": np.zeros((0, 2), np.int32),
-            "emb": np.zeros((0, d), np.float16)}
+    return {
+        "cls": np.zeros(0, np.int64),
+        "score": np.zeros(0, np.float32),
+        "source": np.zeros((0, 2), np.int32),
+        "emb": np.zeros((0, d), np.float16),
+    }
 
 
 def to_slots(entries: dict, n_classes: int, k: int, d: int) -> dict:
@@ -82,8 +91,7 @@ def to_slots(entries: dict, n_classes: int, k: int, d: int) -> dict:
 
 def from_slots(emb: np.ndarray, score: np.ndarray, source: np.ndarray) -> dict:
     cls, slot = np.nonzero(np.isfinite(score))
-    return {"cls": cls.astype(np.int64), "score": score[cls, slot], "source": source[cls, slot],
-            "emb": emb[cls, slot]}
+    return {"cls": cls.astype(np.int64), "score": score[cls, slot], "source": source[cls, slot], "emb": emb[cls, slot]}
 
 
 class ChunkBank:
@@ -98,8 +106,11 @@ class ChunkBank:
 
     def arrays(self) -> dict:
         s = to_slots(self.entries, self.c, self.k, self.d)
-        return {layout.BANK_CHUNK_EMB: s["emb"], layout.BANK_CHUNK_SCORE: s["score"],
-                layout.BANK_CHUNK_SOURCE: s["source"]}
+        return {
+            layout.BANK_CHUNK_EMB: s["emb"],
+            layout.BANK_CHUNK_SCORE: s["score"],
+            layout.BANK_CHUNK_SOURCE: s["source"],
+        }
 
 
 def merge_chunk_banks(store, k: int) -> int:
@@ -107,8 +118,9 @@ def merge_chunk_banks(store, k: int) -> int:
     Returns the number of entries kept."""
     c, d = len(store.classes), store.array(layout.BANK_EMB).shape[-1]
     total = empty_entries(d)
-    emb, score, source = (store.array(n) for n in (layout.BANK_CHUNK_EMB, layout.BANK_CHUNK_SCORE,
-                                                   layout.BANK_CHUNK_SOURCE))
+    emb, score, source = (
+        store.array(n) for n in (layout.BANK_CHUNK_EMB, layout.BANK_CHUNK_SCORE, layout.BANK_CHUNK_SOURCE)
+    )
     for j in range(store.n_chunks):
         total = merge([total, from_slots(emb[j], score[j], source[j])], k)
     s = to_slots(total, c, k, d)

@@ -1,5 +1,6 @@
 """The store's life around the workers: prepare (create or resume), finalise (initial
 labels, summary, pseudo-label mAP)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,9 @@ def _digest(obj) -> str:
 # WorkerConfig fields that do not change what lands in the store (root and kind are hashed
 # under "dataset"). Every other field is hashed: a new field is part of the configuration
 # unless it is named here.
-RUN_OPTIONS = frozenset({"store", "root", "kind", "cache_dir", "batch_size", "loader_workers", "threads", "views",
-                         "compile", "sync_stages"})
+RUN_OPTIONS = frozenset(
+    {"store", "root", "kind", "cache_dir", "batch_size", "loader_workers", "threads", "views", "compile", "sync_stages"}
+)
 _NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
 
 
@@ -38,8 +40,13 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
     and lambda neither (the initial labels are recomputed from S_g, alpha, beta)."""
     config = {
         "format_version": layout.FORMAT_VERSION,
-        "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
-                    "n_images": len(dataset), "ids_sha256": _digest(dataset.ids)},
+        "dataset": {
+            "kind": dataset.kind,
+            "root": dataset.root,
+            "split": dataset.split,
+            "n_images": len(dataset),
+            "ids_sha256": _digest(dataset.ids),
+        },
         "classes": list(dataset.classes),
         "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
         "model": {"name": cfg.model, "pretrained": cfg.pretrained},
@@ -64,8 +71,9 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: int, overwrite: bool,
-                  embed_dim: int = 0) -> Store:
+def prepare_store(
+    url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: int, overwrite: bool, embed_dim: int = 0
+) -> Store:
     """Create the store, or reopen it to resume; refuse a store built with another config."""
     config = extraction_config(cfg, dataset, chunk_len)
     digest = _digest(config)
@@ -83,22 +91,37 @@ def prepare_store(url: str, cfg: WorkerConfig, dataset: Dataset, *, chunk_len: i
     remove_store(url)
     tiles_max = 0
     if cfg.keep_tiles:
-        tiles_max = cfg.tiling.size ** 2 if cfg.tiling.mode == "grid" else cfg.max_tiles
+        tiles_max = cfg.tiling.size**2 if cfg.tiling.mode == "grid" else cfg.max_tiles
     if cfg.keep_embeddings and embed_dim < 1:
         raise ValueError("keep_embeddings needs the model's embedding width")
-    specs = layout.result_specs(len(dataset.classes), tiles_max=tiles_max,
-                                embed_dim=embed_dim if cfg.keep_embeddings else 0, **dense_arrays(cfg))
+    specs = layout.result_specs(
+        len(dataset.classes),
+        tiles_max=tiles_max,
+        embed_dim=embed_dim if cfg.keep_embeddings else 0,
+        **dense_arrays(cfg),
+    )
     attrs = {
         "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
         "tiling": cfg.tiling.describe(),
-        "dataset": {"kind": dataset.kind, "root": dataset.root, "split": dataset.split,
-                    "class_keys": dataset.class_keys},
+        "dataset": {
+            "kind": dataset.kind,
+            "root": dataset.root,
+            "split": dataset.split,
+            "class_keys": dataset.class_keys,
+        },
         "code_version": cdul.__version__,
         "config": config,
         "config_hash": digest,
     }
-    return Store.create(url, ids=dataset.ids, classes=dataset.classes, specs=specs, targets=dataset.targets,
-                        chunk_len=chunk_len, attrs=attrs)
+    return Store.create(
+        url,
+        ids=dataset.ids,
+        classes=dataset.classes,
+        specs=specs,
+        targets=dataset.targets,
+        chunk_len=chunk_len,
+        attrs=attrs,
+    )
 
 
 def dense_arrays(cfg: WorkerConfig) -> dict:
@@ -107,8 +130,11 @@ def dense_arrays(cfg: WorkerConfig) -> dict:
     if cfg.local != "dense" or not (cfg.keep_patches or cfg.keep_patch_embeddings):
         return {}
     grid = dense_grid(model_config(cfg.model), cfg.dense_size or model_input_size(cfg.model))
-    return {"patches": grid * grid if cfg.keep_patch_embeddings else 0, "bank": cfg.keep_patches,
-            "text_dim": model_embed_dim(cfg.model)}
+    return {
+        "patches": grid * grid if cfg.keep_patch_embeddings else 0,
+        "bank": cfg.keep_patches,
+        "text_dim": model_embed_dim(cfg.model),
+    }
 
 
 def chunk_rows(store: Store, names: list[str]):
@@ -136,8 +162,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
         store.drop_rounds_after(-1)
     arr = store.begin_round(0, {**params, "source": "cdul-extract", "epoch": None})
     for start, stop, rows in chunk_rows(store, [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA]):
-        arr[start:stop] = initial_labels(rows[layout.SIM_GLOBAL], rows[layout.SIM_ALPHA], rows[layout.SIM_BETA],
-                                         zeta, lam).astype(np.float32)
+        arr[start:stop] = initial_labels(
+            rows[layout.SIM_GLOBAL], rows[layout.SIM_ALPHA], rows[layout.SIM_BETA], zeta, lam
+        ).astype(np.float32)
     store.finish_round(0)
     return True
 
@@ -165,18 +192,25 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
     read chunk by chunk, in bounded memory."""
     names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
 
+    def scores(kind: str, s_g, alpha, beta):
+        if kind == "global":
+            return s_g
+        if kind == "aggregated":
+            return aggregate_local(alpha, beta, zeta)
+        return initial_labels(s_g, alpha, beta, zeta, lam)
+
     def chunks(kind: str):
         def read():
             for _, _, r in chunk_rows(store, names):
-                s_g, alpha, beta = r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA]
-                scores = {"global": lambda: s_g, "aggregated": lambda: aggregate_local(alpha, beta, zeta),
-                          "y0": lambda: initial_labels(s_g, alpha, beta, zeta, lam)}[kind]()
-                yield scores, r[layout.TARGETS], r[layout.STATUS] == layout.OK
+                s = scores(kind, r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA])
+                yield s, r[layout.TARGETS], r[layout.STATUS] == layout.OK
+
         return read
 
     c = len(store.classes)
-    out = {kind: 100 * mean_of(streamed_per_class_ap(chunks(kind), store.n, c))
-           for kind in ("global", "aggregated", "y0")}
+    out = {
+        kind: 100 * mean_of(streamed_per_class_ap(chunks(kind), store.n, c)) for kind in ("global", "aggregated", "y0")
+    }
     return {**out, "zeta": zeta, "lam": lam}
 
 

@@ -9,6 +9,7 @@ Weights are looked for in the local caches first. When they are not there and th
 cannot be reached, the error is one line naming the file to pass instead; it never sits
 through minutes of download retries.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,15 +62,17 @@ def model_config(model: str) -> dict:
 
     arch = register_model(model)
     if arch.startswith("local-dir:"):
-        cfg_path = Path(arch[len("local-dir:"):]) / "open_clip_config.json"
+        cfg_path = Path(arch[len("local-dir:") :]) / "open_clip_config.json"
         if cfg_path.is_file():
             import json
 
             return json.loads(cfg_path.read_text())["model_cfg"]
     cfg = open_clip.get_model_config(arch)
     if not cfg:
-        raise ValueError(f"unknown model {model!r}: give an open_clip name (see open_clip.list_models()), "
-                         "a local-dir: folder or an architecture JSON file")
+        raise ValueError(
+            f"unknown model {model!r}: give an open_clip name (see open_clip.list_models()), "
+            "a local-dir: folder or an architecture JSON file"
+        )
     return cfg
 
 
@@ -161,7 +164,7 @@ def resolve_weights(arch: str, pretrained: str, cache_dir: str | None = None) ->
     if cached:
         return cached, cfg
     if not _hub_reachable():
-        where = cfg.get("hf_hub") and f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}" or cfg.get("url")
+        where = (cfg.get("hf_hub") and f"https://huggingface.co/{cfg['hf_hub'].rstrip('/')}") or cfg.get("url")
         raise WeightsUnavailableError(
             f"{arch} '{pretrained}' weights are not cached and the network is unreachable: download them on a "
             f"connected machine ({where}) and pass --pretrained /path/to/the/file"
@@ -181,13 +184,22 @@ def _is_jit_archive(path: str) -> bool:
 def _load_jit_archive(model: torch.nn.Module, path: str) -> None:
     """OpenAI's original .pt files are TorchScript archives; take their weights."""
     archive = torch.jit.load(path, map_location="cpu")
-    state = {k: v for k, v in archive.state_dict().items()
-             if k not in ("input_resolution", "context_length", "vocab_size")}
+    state = {
+        k: v for k, v in archive.state_dict().items() if k not in ("input_resolution", "context_length", "vocab_size")
+    }
     model.load_state_dict(state, strict=True)
 
 
-def load_clip(model: str, pretrained: str, classes: list[str], *, device="cpu", cache_dir: str | None = None,
-              template: str = "a photo of a {}.", ensemble: bool = False) -> ClipBundle:
+def load_clip(
+    model: str,
+    pretrained: str,
+    classes: list[str],
+    *,
+    device="cpu",
+    cache_dir: str | None = None,
+    template: str = "a photo of a {}.",
+    ensemble: bool = False,
+) -> ClipBundle:
     """The image tower on `device` in eval mode, and the class embeddings of `classes`."""
     import open_clip
 
@@ -245,12 +257,28 @@ def load_clip(model: str, pretrained: str, classes: list[str], *, device="cpu", 
     visual = net.visual.to(device).eval()
     embed_dim = int(text.shape[1])
     del net  # the text tower is no longer needed: keep only the image tower on the device
-    info = {"name": model, "arch": arch, "pretrained": pretrained if weights else "none",
-            "weights_file": weights if weights and os.path.isfile(str(weights)) else None,
-            "input_size": size, "logit_scale": logit_scale, "embed_dim": embed_dim,
-            "quick_gelu_forced": bool(kwargs.get("force_quick_gelu"))}
-    return ClipBundle(visual, text.to(device), logit_scale, size, tuple(pcfg.get("mean")), tuple(pcfg.get("std")),
-                      pcfg.get("interpolation", "bicubic"), pcfg.get("resize_mode", "shortest"), embed_dim, info)
+    info = {
+        "name": model,
+        "arch": arch,
+        "pretrained": pretrained if weights else "none",
+        "weights_file": weights if weights and os.path.isfile(str(weights)) else None,
+        "input_size": size,
+        "logit_scale": logit_scale,
+        "embed_dim": embed_dim,
+        "quick_gelu_forced": bool(kwargs.get("force_quick_gelu")),
+    }
+    return ClipBundle(
+        visual,
+        text.to(device),
+        logit_scale,
+        size,
+        tuple(pcfg.get("mean")),
+        tuple(pcfg.get("std")),
+        pcfg.get("interpolation", "bicubic"),
+        pcfg.get("resize_mode", "shortest"),
+        embed_dim,
+        info,
+    )
 
 
 def class_prompts(classes: list[str], template: str = "a photo of a {}.", ensemble: bool = False) -> list[list[str]]:

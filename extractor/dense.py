@@ -21,6 +21,7 @@ ln_post and proj give exactly the model's usual image embedding: S_g of this pas
 the tiles mode's S_g. At S != R the class token would see resized position embeddings, so
 the global embedding comes from a normal pass at R instead.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,9 @@ def last_block(blk, z: torch.Tensor) -> torch.Tensor:
     h = attn.num_heads
     q, k, v = (_heads(t, h) for t in F.linear(blk.ln_1(z), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1))
     scale = q.shape[-1] ** -0.5
-    csa = torch.softmax(q @ q.transpose(-1, -2) * scale, dim=-1) + torch.softmax(k @ k.transpose(-1, -2) * scale, dim=-1)
+    csa = torch.softmax(q @ q.transpose(-1, -2) * scale, dim=-1) + torch.softmax(
+        k @ k.transpose(-1, -2) * scale, dim=-1
+    )
     std0 = torch.softmax(q[:, :, :1] @ k.transpose(-1, -2) * scale, dim=-1)
     weights = torch.cat([std0, csa[:, :, 1:]], dim=2)
     z = z + blk.ls_1(attn.out_proj(_merge(weights @ v)))

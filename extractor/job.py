@@ -5,12 +5,13 @@
 the benchmarks call it. It raises (StoreError, WorkerFailed, OSError, KeyboardInterrupt)
 and reports through a ``Progress``; printing and exit codes are the caller's.
 """
+
 from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cdul.data import Dataset
 from cdul.store import Store, StoreLock, reopen_damaged
@@ -43,15 +44,35 @@ class Summary:
     store: Store | None = None
 
 
-def extract(cfg: WorkerConfig, data: Dataset, devices: list[str], *, chunk_len: int = 1024, zeta: float = 0.5,
-            lam: float = 0.0, overwrite: bool = False, embed_dim: int = 0, progress: Progress | None = None,
-            torchrun: tuple[int, int, int] | None = None) -> Summary:
+def extract(
+    cfg: WorkerConfig,
+    data: Dataset,
+    devices: list[str],
+    *,
+    chunk_len: int = 1024,
+    zeta: float = 0.5,
+    lam: float = 0.0,
+    overwrite: bool = False,
+    embed_dim: int = 0,
+    progress: Progress | None = None,
+    torchrun: tuple[int, int, int] | None = None,
+) -> Summary:
     """Extract ``data`` into the store ``cfg.store``; rerunning resumes. ``torchrun`` is
     (rank, world, local rank) when started by torchrun: ranks share the pending chunks."""
     progress = progress or Progress()
     if torchrun:
-        return _extract_torchrun(cfg, data, devices, torchrun, chunk_len=chunk_len, zeta=zeta, lam=lam,
-                                 overwrite=overwrite, embed_dim=embed_dim, progress=progress)
+        return _extract_torchrun(
+            cfg,
+            data,
+            devices,
+            torchrun,
+            chunk_len=chunk_len,
+            zeta=zeta,
+            lam=lam,
+            overwrite=overwrite,
+            embed_dim=embed_dim,
+            progress=progress,
+        )
     with StoreLock(cfg.store):
         store = _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
         pending = store.pending_chunks()
@@ -59,11 +80,16 @@ def extract(cfg: WorkerConfig, data: Dataset, devices: list[str], *, chunk_len: 
         progress.start(_images(store, pending))
         try:
             # a finished store (a rerun, or new --zeta/--lam) loads no model at all
-            counts = run_local(cfg, pending, devices[:len(pending)], progress.update) if pending else {}
+            counts = run_local(cfg, pending, devices[: len(pending)], progress.update) if pending else {}
         finally:
             progress.close()
-        speed = {"seconds": round(time.time() - started, 2), "load_seconds": round(counts.get("load_seconds", 0.0), 2),
-                 "images": counts.get("images", 0), "tiles": counts.get("tiles", 0), "devices": devices}
+        speed = {
+            "seconds": round(time.time() - started, 2),
+            "load_seconds": round(counts.get("load_seconds", 0.0), 2),
+            "images": counts.get("images", 0),
+            "tiles": counts.get("tiles", 0),
+            "devices": devices,
+        }
         result = finalise_store(store, zeta, lam, model=counts.get("model"))
         store.set_attrs(last_run=speed)
         return Summary(result, counts, speed, store)
@@ -112,9 +138,13 @@ def _extract_torchrun(cfg, data, devices, env, *, chunk_len, zeta, lam, overwrit
         if rank != 0:
             return Summary(None, counts)
         store = Store.open(cfg.store, mode="r+")
-        speed = {"seconds": round(time.time() - started, 2), "images": counts.get("images", 0) * world,
-                 "tiles": counts.get("tiles", 0) * world, "devices": [f"{world} torchrun ranks"],
-                 "extrapolated": True}
+        speed = {
+            "seconds": round(time.time() - started, 2),
+            "images": counts.get("images", 0) * world,
+            "tiles": counts.get("tiles", 0) * world,
+            "devices": [f"{world} torchrun ranks"],
+            "extrapolated": True,
+        }
         model = next((m for m in models if m), None)
         return Summary(finalise_store(store, zeta, lam, model=model), counts, speed, store)
     finally:

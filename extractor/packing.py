@@ -10,6 +10,7 @@ the views of all its images are cut with two kernel launches. Layout of ``data``
 Views are ordered image by image, global view first, then the tiles row-major; failed
 images have none. Only the images that decoded (B of them) are segments for the scorer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class PackedBatch:
     def n_ok(self) -> int:
         return int((self.n_views > 0).sum())
 
-    def pin_memory(self) -> "PackedBatch":
+    def pin_memory(self) -> PackedBatch:
         """Called by the DataLoader's pinning thread (pin_memory=True)."""
         self.data = self.data.pin_memory()
         return self
@@ -65,7 +66,7 @@ class PackedBatch:
     def image(self, i: int) -> torch.Tensor:
         """Image i as an [H, W, 3] uint8 view into ``data`` (on data's device)."""
         off, h, w = (int(x) for x in self.images[i])
-        return self.data[off: off + h * w * 3].view(h, w, 3)
+        return self.data[off : off + h * w * 3].view(h, w, 3)
 
 
 class _Taps:
@@ -148,13 +149,26 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
     buf = data.numpy()
     buf[views_off:offsets_off] = views.view(np.uint8).ravel()
     buf[offsets_off:taps_off] = offsets.view(np.uint8)
-    buf[taps_off:taps_off + tap_arr.nbytes] = tap_arr.view(np.uint8)
+    buf[taps_off : taps_off + tap_arr.nbytes] = tap_arr.view(np.uint8)
     for i in ok:
         off, h, w = images[i]
-        buf[off: off + h * w * 3] = np.ascontiguousarray(decoded[i]).reshape(-1)
+        buf[off : off + h * w * 3] = np.ascontiguousarray(decoded[i]).reshape(-1)
         decoded[i] = None  # the caller's list: each decoded image is freed once it is packed
-    return PackedBatch(chunk, np.asarray(rows, np.int64), hw, n_views, n_tiles, errors, data, images,
-                       views_off, offsets_off, taps_off, max_rows, scratch)
+    return PackedBatch(
+        chunk,
+        np.asarray(rows, np.int64),
+        hw,
+        n_views,
+        n_tiles,
+        errors,
+        data,
+        images,
+        views_off,
+        offsets_off,
+        taps_off,
+        max_rows,
+        scratch,
+    )
 
 
 def _align(x: int, a: int) -> int:

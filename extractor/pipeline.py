@@ -8,14 +8,15 @@ not depend on how the work was distributed or resumed. ``extract_chunks`` times 
 (host seconds; with ``sync_stages`` the device is waited for after each stage, so the
 times include its work: for profiles only).
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,8 +30,18 @@ from .clip_model import load_clip
 from .dense import DenseEncoder, DenseTower
 from .packing import ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
-from .stages import (PRECISIONS, ChunkResults, ChunkWriter, Encoder, ExactViews, HostScores, KernelViews, Scorer,
-                     ToDevice, images_per_batch)
+from .stages import (
+    PRECISIONS,
+    ChunkResults,
+    ChunkWriter,
+    Encoder,
+    ExactViews,
+    HostScores,
+    KernelViews,
+    Scorer,
+    ToDevice,
+    images_per_batch,
+)
 from .tiling import Tiling
 from .views import ViewMaker
 
@@ -83,8 +94,10 @@ def resolve_views(views: str, device: torch.device) -> str:
     if views == "auto":
         return "kernel" if device.type == "cuda" else "exact"
     if views == "kernel" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("--views kernel on the CPU runs Triton's interpreter: set TRITON_INTERPRET=1 "
-                         "before starting (or use --views exact)")
+        raise ValueError(
+            "--views kernel on the CPU runs Triton's interpreter: set TRITON_INTERPRET=1 "
+            "before starting (or use --views exact)"
+        )
     return views
 
 
@@ -105,12 +118,28 @@ REUSE_LOADED = False  # benchmarks set it: a process that extracts several times
 def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
     """The model and its (compiled) tower; with REUSE_LOADED the last one is kept for the
     next call with the same model options in this process."""
-    key = (cfg.model, cfg.pretrained, cfg.cache_dir, cfg.template, cfg.ensemble, tuple(classes), str(device),
-           cfg.compile, cfg.local)
+    key = (
+        cfg.model,
+        cfg.pretrained,
+        cfg.cache_dir,
+        cfg.template,
+        cfg.ensemble,
+        tuple(classes),
+        str(device),
+        cfg.compile,
+        cfg.local,
+    )
     if key not in _LOADED or not REUSE_LOADED:
         _LOADED.clear()
-        bundle = load_clip(cfg.model, cfg.pretrained, classes, device=device, cache_dir=cfg.cache_dir,
-                           template=cfg.template, ensemble=cfg.ensemble)
+        bundle = load_clip(
+            cfg.model,
+            cfg.pretrained,
+            classes,
+            device=device,
+            cache_dir=cfg.cache_dir,
+            template=cfg.template,
+            ensemble=cfg.ensemble,
+        )
         visual = DenseTower(bundle.visual) if cfg.local == "dense" else bundle.visual
         _LOADED[key] = (bundle, _tower(visual, device, cfg.compile))
     return _LOADED[key]
@@ -137,8 +166,15 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     pad = cfg.batch_size if fixed else 0
 
     def view_maker(px: int) -> ViewMaker:
-        return ViewMaker(px, bundle.mean, bundle.std, interpolation=bundle.interpolation,
-                         resize_mode=bundle.resize_mode, device=device, dtype=encoder.in_dtype)
+        return ViewMaker(
+            px,
+            bundle.mean,
+            bundle.std,
+            interpolation=bundle.interpolation,
+            resize_mode=bundle.resize_mode,
+            device=device,
+            dtype=encoder.in_dtype,
+        )
 
     if views_mode == "kernel":
         make_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
@@ -158,10 +194,18 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
             return glob(batch) if glob else None, dense_views(batch)
 
         if cfg.keep_patches or cfg.keep_patch_embeddings:
+
             def extras(emb, b, text):
                 return dense_extras(emb, b, text, cfg.keep_patches, cfg.keep_patch_embeddings)
-    scorer = Scorer(bundle.text, bundle.logit_scale, triton=views_mode == "kernel", keep_tiles=bool(tiles_max),
-                    keep_embeddings=cfg.keep_embeddings, extras=extras)
+
+    scorer = Scorer(
+        bundle.text,
+        bundle.logit_scale,
+        triton=views_mode == "kernel",
+        keep_tiles=bool(tiles_max),
+        keep_embeddings=cfg.keep_embeddings,
+        extras=extras,
+    )
     spec = ViewSpec(size, bundle.interpolation, bundle.resize_mode)
     return Stages(make_views, encoder, scorer, spec, tiling)
 
@@ -182,8 +226,12 @@ class StageTimes:
         return out
 
 
-def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.device = "cpu",
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+def extract_chunks(
+    cfg: WorkerConfig,
+    chunks: list[int],
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)
     and ``stage_seconds``."""
     started = time.perf_counter()
@@ -203,14 +251,26 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
     patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.keep_patch_embeddings else 0
-    reader = BatchReader(cfg.store, sample_reader(cfg.kind, cfg.root), stages.spec, stages.tiling, exif=cfg.exif,
-                         max_pixels=cfg.max_pixels)
+    reader = BatchReader(
+        cfg.store,
+        sample_reader(cfg.kind, cfg.root),
+        stages.spec,
+        stages.tiling,
+        exif=cfg.exif,
+        max_pixels=cfg.max_pixels,
+    )
     bounds = [store.chunk_bounds(k) for k in chunks]
     sampler = BatchSampler(chunks, bounds, images_per_batch(stages.tiling, cfg.batch_size))
-    loader = DataLoader(reader, batch_size=None, sampler=sampler, num_workers=cfg.loader_workers,
-                        collate_fn=unbatched, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if cfg.loader_workers else None,
-                        persistent_workers=False)
+    loader = DataLoader(
+        reader,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=cfg.loader_workers,
+        collate_fn=unbatched,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if cfg.loader_workers else None,
+        persistent_workers=False,
+    )
     to_device = ToDevice(device)
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
@@ -225,9 +285,15 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
         batch = host.batch
         scores, tiles, emb = host.wait()
         if batch.chunk not in results:
-            results[batch.chunk] = ChunkResults(*chunk_bounds[batch.chunk], len(store.classes), tiles_max,
-                                                bundle.embed_dim if cfg.keep_embeddings else 0, patches,
-                                                cfg.keep_patches, bundle.embed_dim)
+            results[batch.chunk] = ChunkResults(
+                *chunk_bounds[batch.chunk],
+                len(store.classes),
+                tiles_max,
+                bundle.embed_dim if cfg.keep_embeddings else 0,
+                patches,
+                cfg.keep_patches,
+                bundle.embed_dim,
+            )
         chunk = results[batch.chunk]
         counts["tiles"] += chunk.put(batch, scores, tiles, emb, host.extra)
         counts["images"] += batch.n_ok
@@ -273,4 +339,3 @@ def extract_chunks(cfg: WorkerConfig, chunks: list[int], device: str | torch.dev
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
     out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
     return out
-

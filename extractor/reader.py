@@ -2,9 +2,10 @@
 whole images of one chunk, decoded and packed into one buffer (``packing.pack``). Image
 ids are read lazily from the store, one chunk at a time, so a worker's memory does not
 grow with the dataset."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch.utils.data import Dataset, Sampler
 
@@ -33,8 +34,16 @@ def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels
 class BatchReader(Dataset):
     """``reader[(k, start, stop)]`` -> the PackedBatch of store rows [start, stop) of chunk k."""
 
-    def __init__(self, store_url: str, read: Callable[[str], bytes], spec: ViewSpec, tiling: Tiling | None, *,
-                 exif: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(
+        self,
+        store_url: str,
+        read: Callable[[str], bytes],
+        spec: ViewSpec,
+        tiling: Tiling | None,
+        *,
+        exif: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.store_url, self.read, self.spec, self.tiling = store_url, read, spec, tiling
         self.exif, self.max_pixels = exif, max_pixels
         self._store = None
@@ -52,8 +61,10 @@ class BatchReader(Dataset):
         k, start, stop = item
         ids = self._ids(k)
         first = k * self._store.chunk_len
-        decoded = [read_image(self.read, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
-                   for i in range(start, stop)]
+        decoded = [
+            read_image(self.read, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
+            for i in range(start, stop)
+        ]
         return pack(k, range(start, stop), decoded, self.spec, self.tiling)
 
 

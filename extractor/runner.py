@@ -1,13 +1,14 @@
 """How the work is distributed, in one place: one process, one process per device, or
 torchrun ranks. Chunks are dealt round-robin over the workers from the list of chunks not
 yet done, so every worker owns whole chunks and writers never share one."""
+
 from __future__ import annotations
 
 import os
 import queue as queue_mod
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .pipeline import WorkerConfig, extract_chunks
 
@@ -93,7 +94,7 @@ def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q
         q.put(("done", rank, counts))
     except BaseException as exc:  # report everything, then die with a non-zero code
         q.put(("error", rank, _one_line(exc)))
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -110,9 +111,12 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], updat
     procs = []
     for rank, device in enumerate(devices):
         wcfg = dataclasses.replace(cfg, threads=_threads_for(devices, rank, cfg.threads))
-        p = ctx.Process(target=_worker_main,
-                        args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q, os.getpid()),
-                        name=f"cdul-extract-{rank}", daemon=False)
+        p = ctx.Process(
+            target=_worker_main,
+            args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q, os.getpid()),
+            name=f"cdul-extract-{rank}",
+            daemon=False,
+        )
         p.start()
         procs.append(p)
     finished: dict[int, dict] = {}

@@ -9,6 +9,7 @@ On a GPU the whole path is per batch: one host-to-device copy, two launches that
 resize every view (``--views kernel``), the encoder, one scorer launch, one copy back;
 the host reads a batch's scores one batch later, and the store is written by a thread.
 """
+
 from __future__ import annotations
 
 import queue
@@ -35,7 +36,7 @@ def images_per_batch(tiling: Tiling | None, batch_size: int) -> int:
     if tiling is None or tiling.whole_image:
         return max(1, batch_size)
     if tiling.mode == "grid":
-        return max(1, batch_size // (1 + tiling.size ** 2))
+        return max(1, batch_size // (1 + tiling.size**2))
     return max(1, batch_size // 16)  # pixel tiles: the count depends on the image size
 
 
@@ -84,11 +85,11 @@ class KernelViews:
 
     def __call__(self, batch: PackedBatch) -> torch.Tensor:
         v = batch.n_view_rows
-        scratch = self._scratch.get(batch.scratch_bytes,
-                                    lambda n: torch.empty(n, dtype=torch.uint8, device=self.device))
+        scratch = self._scratch.get(
+            batch.scratch_bytes, lambda n: torch.empty(n, dtype=torch.uint8, device=self.device)
+        )
         out = self._out.get(max(v, self.min_rows), self._new_out)
-        self._resample(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out,
-                       self.mul, self.add)
+        self._resample(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out, self.mul, self.add)
         return out if out.shape[0] == max(v, self.min_rows) else out[: max(v, self.min_rows)]
 
     def _new_out(self, n: int) -> torch.Tensor:
@@ -117,8 +118,9 @@ class Encoder:
     """The image tower over a batch's views, in slices of at most ``batch_size`` rows.
     With a compiled tower every call has exactly ``batch_size`` rows (the views stage pads)."""
 
-    def __init__(self, visual: torch.nn.Module, batch_size: int, device: torch.device, precision: str,
-                 fixed_shape: bool = False):
+    def __init__(
+        self, visual: torch.nn.Module, batch_size: int, device: torch.device, precision: str, fixed_shape: bool = False
+    ):
         self.visual, self.batch_size, self.device = visual, int(batch_size), device
         self.autocast = device.type == "cuda" and precision != "fp32"
         self.amp_dtype = PRECISIONS[precision]
@@ -137,7 +139,7 @@ class Encoder:
             else:
                 parts = []
                 for i in range(0, n, b):
-                    x = views[i: i + b]
+                    x = views[i : i + b]
                     if self.fixed_shape and x.shape[0] < b:
                         x = torch.cat([x, x.new_zeros(b - x.shape[0], *x.shape[1:])])
                     parts.append(self.visual(x))
@@ -174,8 +176,16 @@ class Scorer:
     In dense mode every image has ``rows_per_image`` rows (class token, then patches) and
     ``extras(emb, B, text)`` gives what else is kept (``bank.dense_extras``)."""
 
-    def __init__(self, text: torch.Tensor, logit_scale: float, *, triton: bool, keep_tiles: bool,
-                 keep_embeddings: bool, extras=None):
+    def __init__(
+        self,
+        text: torch.Tensor,
+        logit_scale: float,
+        *,
+        triton: bool,
+        keep_tiles: bool,
+        keep_embeddings: bool,
+        extras=None,
+    ):
         self.text, self.logit_scale, self.triton = text, float(logit_scale), triton
         self.keep_tiles, self.keep_embeddings, self.extras = keep_tiles, keep_embeddings, extras
         self._out = _Grown()
@@ -189,7 +199,7 @@ class Scorer:
         if rows_per_image:
             offsets = torch.arange(0, (b + 1) * rows_per_image, rows_per_image, device=emb.device)
         else:
-            offsets = batch.data[batch.offsets_off: batch.offsets_off + 8 * (b + 1)].view(torch.int64)
+            offsets = batch.data[batch.offsets_off : batch.offsets_off + 8 * (b + 1)].view(torch.int64)
         if self.text.dtype != emb.dtype:  # one dtype for the fused kernel (tensor cores for fp16)
             self.text = self.text.to(emb.dtype)
         c = self.text.shape[0]
@@ -223,8 +233,17 @@ def _to_host(h: HostScores) -> HostScores:
 class ChunkResults:
     """The rows of one chunk, filled batch by batch and written to the store in one piece."""
 
-    def __init__(self, start: int, stop: int, n_classes: int, tiles_max: int = 0, embed_dim: int = 0,
-                 patches: int = 0, bank: int = 0, text_dim: int = 0):
+    def __init__(
+        self,
+        start: int,
+        stop: int,
+        n_classes: int,
+        tiles_max: int = 0,
+        embed_dim: int = 0,
+        patches: int = 0,
+        bank: int = 0,
+        text_dim: int = 0,
+    ):
         n, c = stop - start, n_classes
         self.bank = ChunkBank(c, bank, text_dim) if bank else None
         self.start, self.left = start, n
@@ -244,8 +263,14 @@ class ChunkResults:
         if patches and text_dim:
             self.arrays[layout.EMB_PATCHES] = np.full((n, patches, text_dim), np.nan, np.float16)
 
-    def put(self, batch: PackedBatch, scores: np.ndarray, tiles: np.ndarray | None, emb: np.ndarray | None,
-            extra: dict | None = None) -> int:
+    def put(
+        self,
+        batch: PackedBatch,
+        scores: np.ndarray,
+        tiles: np.ndarray | None,
+        emb: np.ndarray | None,
+        extra: dict | None = None,
+    ) -> int:
         """Fill the batch's rows; returns the number of tiles recorded."""
         a = self.arrays
         rows = batch.rows - self.start
@@ -256,7 +281,10 @@ class ChunkResults:
         a[layout.ERROR][rows] = np.array(batch.errors, dtype=object)
         good = rows[ok]
         a[layout.SIM_GLOBAL][good], a[layout.SIM_ALPHA][good], a[layout.SIM_BETA][good] = (
-            scores[:, 0], scores[:, 1], scores[:, 2])
+            scores[:, 0],
+            scores[:, 1],
+            scores[:, 2],
+        )
         if emb is not None and layout.EMB_GLOBAL in a:
             a[layout.EMB_GLOBAL][good] = emb
         if tiles is not None and layout.SIM_TILES in a:
@@ -265,7 +293,7 @@ class ChunkResults:
         if "patches" in extra and layout.EMB_PATCHES in a:
             a[layout.EMB_PATCHES][good] = extra["patches"]
         if self.bank is not None and "bank_cls" in extra:
-            cand = {k[len("bank_"):]: v for k, v in extra.items() if k.startswith("bank_")}
+            cand = {k[len("bank_") :]: v for k, v in extra.items() if k.startswith("bank_")}
             self.bank.add(to_entries(cand, batch.rows[batch.n_views > 0]))
         self.left -= len(rows)
         return int(batch.n_tiles[ok].sum())
@@ -275,9 +303,9 @@ class ChunkResults:
         counts = batch.n_views[batch.n_views > 0] - 1
         ends = np.cumsum(counts)
         for j, (row, n, end) in enumerate(zip(good, counts, ends)):
-            t = tiles[end - n: end]
+            t = tiles[end - n : end]
             if not n and batch.n_tiles[batch.n_views > 0][j]:  # a 1 x 1 grid: the tile is the global view
-                t = scores[j: j + 1, 0].astype(np.float16)
+                t = scores[j : j + 1, 0].astype(np.float16)
             keep = min(len(t), out.shape[1])
             out[row, :keep] = t[:keep]
 

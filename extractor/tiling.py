@@ -6,6 +6,7 @@
 
 An image too small for the tiling (h or w would be 0, or no P x P tile fits) has no tiles.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,11 +24,11 @@ class Tiling:
             raise ValueError(f"tiling size must be >= 1, got {self.size}")
 
     @classmethod
-    def grid(cls, g: int) -> "Tiling":
+    def grid(cls, g: int) -> Tiling:
         return cls("grid", int(g))
 
     @classmethod
-    def pixel(cls, p: int) -> "Tiling":
+    def pixel(cls, p: int) -> Tiling:
         return cls("pixel", int(p))
 
     @property
@@ -60,7 +61,7 @@ class Tiling:
         return {"mode": self.mode, "G" if self.mode == "grid" else "P": self.size}
 
     @classmethod
-    def from_description(cls, d: dict) -> "Tiling":
+    def from_description(cls, d: dict) -> Tiling:
         """The inverse of describe()."""
         return cls.grid(d["G"]) if d.get("mode", "grid") == "grid" else cls.pixel(d["P"])
 

@@ -12,6 +12,7 @@ coefficients and each pass rounds and clamps to 8 bits as PIL does, so in float6
 CPU) the views equal PIL's bit for bit; in float32 (on GPUs) a few pixels in 10^4 differ by
 one grey level (two where a side of 3 pixels or less is upscaled to R).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -40,8 +41,9 @@ def _bilinear(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4096)
-def pil_taps(in_size: int, out_size: int, keep_start: int, keep_len: int,
-             interpolation: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
+def pil_taps(
+    in_size: int, out_size: int, keep_start: int, keep_len: int, interpolation: str = "bicubic"
+) -> tuple[np.ndarray, np.ndarray]:
     """PIL's resampling of one axis, in_size -> out_size, for the outputs
     [keep_start, keep_start + keep_len): (first input of each output [keep_len] int32,
     fixed-point taps [keep_len, K] int32, in units of 2**-22).
@@ -84,8 +86,9 @@ def pil_taps(in_size: int, out_size: int, keep_start: int, keep_len: int,
     return first, taps
 
 
-def resample_matrix(in_size: int, out_size: int, keep_start: int, keep_len: int,
-                    interpolation: str = "bicubic") -> tuple[int, np.ndarray]:
+def resample_matrix(
+    in_size: int, out_size: int, keep_start: int, keep_len: int, interpolation: str = "bicubic"
+) -> tuple[int, np.ndarray]:
     """The same taps as a dense float64 matrix over the inputs they touch: (first input
     used, [keep_len, window] taps), for the matrix-product path."""
     first, taps = pil_taps(in_size, out_size, keep_start, keep_len, interpolation)
@@ -109,8 +112,8 @@ def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") ->
     else:
         new_short, new_long = size, int(size * long / short)
         new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    top = int(round((new_h - size) / 2.0))
-    left = int(round((new_w - size) / 2.0))
+    top = round((new_h - size) / 2.0)
+    left = round((new_w - size) / 2.0)
     return new_h, new_w, top, left
 
 
@@ -138,8 +141,17 @@ def exact_dtype(device: torch.device) -> torch.dtype:
 class ViewMaker:
     """Turns one decoded image into its normalised global view and tile views."""
 
-    def __init__(self, size: int, mean, std, *, interpolation: str = "bicubic", resize_mode: str = "shortest",
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        size: int,
+        mean,
+        std,
+        *,
+        interpolation: str = "bicubic",
+        resize_mode: str = "shortest",
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         if resize_mode not in ("shortest", "squash"):
             raise ValueError(f"the model's resize mode {resize_mode!r} is not supported (shortest or squash)")
         self.size = int(size)
@@ -174,7 +186,7 @@ class ViewMaker:
         passes are per row: strips give the same numbers)."""
         h, w = x.shape[-2:]
         r0, my, c0, mxt = self._matrices(h, w)
-        x = x[..., r0:r0 + my.shape[1], c0:c0 + mxt.shape[0]]
+        x = x[..., r0 : r0 + my.shape[1], c0 : c0 + mxt.shape[0]]
         per_row = x.shape[0] * 3 * x.shape[-1] * torch.finfo(self.work_dtype).bits // 8
         step = max(1, STRIP_BYTES // max(per_row, 1))
         if step >= x.shape[-2]:
@@ -182,7 +194,7 @@ class ViewMaker:
         else:
             tmp = torch.empty(*x.shape[:-1], self.size, dtype=self.work_dtype, device=x.device)
             for i in range(0, x.shape[-2], step):
-                tmp[..., i:i + step, :] = _to_levels(torch.matmul(x[..., i:i + step, :].to(self.work_dtype), mxt))
+                tmp[..., i : i + step, :] = _to_levels(torch.matmul(x[..., i : i + step, :].to(self.work_dtype), mxt))
         return _to_levels(torch.matmul(my, tmp)).float()
 
     def _tiles(self, image: torch.Tensor, rows: int, cols: int, th: int, tw: int) -> torch.Tensor:
@@ -191,8 +203,13 @@ class ViewMaker:
         if rows * cols * th * tw * 3 <= STRIP_BYTES:
             tiles = image[:, : rows * th, : cols * tw].reshape(3, rows, th, cols, tw)
             return self.resize(tiles.permute(1, 3, 0, 2, 4).reshape(rows * cols, 3, th, tw))
-        return torch.cat([self.resize(image[None, :, i * th:(i + 1) * th, j * tw:(j + 1) * tw])
-                          for i in range(rows) for j in range(cols)])
+        return torch.cat(
+            [
+                self.resize(image[None, :, i * th : (i + 1) * th, j * tw : (j + 1) * tw])
+                for i in range(rows)
+                for j in range(cols)
+            ]
+        )
 
     def make(self, image: torch.Tensor, tiling: Tiling | None) -> tuple[torch.Tensor, int]:
         """[H, W, 3] uint8, as decoded -> ([1 + T, 3, R, R] normalised views, T).

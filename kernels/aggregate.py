@@ -6,6 +6,7 @@
 Cheap enough to run at read time for any zeta and lam, so the store keeps only S_g, alpha
 and beta.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,10 +1,26 @@
 """Chunked Zarr v3 store of similarities and pseudo-label rounds (SPEC section 2)."""
+
 from . import layout
 from .lock import StoreLock, StoreLockedError, lock_token
 from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
 from .zstore import Store, StoreError, check_location, remove_store, store_exists
 
-__all__ = ["layout", "Damage", "Store", "StoreError", "StoreLock", "StoreLockedError", "check_location", "is_url",
-           "lock_token", "normalise", "open_verified", "refuse_damaged", "remove_store", "reopen_damaged",
-           "store_exists", "verify"]
+__all__ = [
+    "Damage",
+    "Store",
+    "StoreError",
+    "StoreLock",
+    "StoreLockedError",
+    "check_location",
+    "is_url",
+    "layout",
+    "lock_token",
+    "normalise",
+    "open_verified",
+    "refuse_damaged",
+    "remove_store",
+    "reopen_damaged",
+    "store_exists",
+    "verify",
+]

@@ -3,6 +3,7 @@
 The store is the contract between the extractor and the trainer. This module only says
 what the arrays are called and how they are shaped; it knows nothing of CLIP.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,9 @@ class ArraySpec:
     lead: str = "image"  # the first axis: "image" (N, chunked as the store), "chunk" (one each) or "none"
 
 
-def result_specs(n_classes: int, *, tiles_max: int = 0, embed_dim: int = 0, patches: int = 0, bank: int = 0,
-                 text_dim: int = 0) -> list[ArraySpec]:
+def result_specs(
+    n_classes: int, *, tiles_max: int = 0, embed_dim: int = 0, patches: int = 0, bank: int = 0, text_dim: int = 0
+) -> list[ArraySpec]:
     """The arrays the extractor fills chunk by chunk (``patches``: P patch embeddings of
     width ``text_dim`` per image; ``bank``: K bank entries per class; both need ``text_dim``)."""
     c = n_classes

@@ -16,8 +16,10 @@ run (the run's own workers) remembers the token it saw when it opened the store 
 it before every chunk write (:func:`lock_token`): a process left over from a run that no
 longer owns the store cannot write into the run that does.
 """
+
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -37,8 +39,12 @@ class StoreLockedError(Exception):
 
 
 def _holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex,
-            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "token": uuid.uuid4().hex,
+        "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _lock_path(url: str) -> str:
@@ -80,7 +86,7 @@ class StoreLock:
         self._path = None
         self._remote = None
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         self.acquire()
         return self
 
@@ -145,10 +151,8 @@ class StoreLock:
         if self._fd is not None:
             import fcntl
 
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(self._path)  # still locked: nobody holds a lock on the file removed
-            except FileNotFoundError:
-                pass
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             _HELD.discard(self._path)

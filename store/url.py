@@ -1,4 +1,5 @@
 """Store locations: a local path or an fsspec URL."""
+
 from __future__ import annotations
 
 import os
@@ -16,5 +17,5 @@ def normalise(url) -> str:
     url = os.fspath(url)
     for prefix in LOCAL_PREFIXES:
         if url.startswith(prefix):
-            return url[len(prefix):]
+            return url[len(prefix) :]
     return url

@@ -7,6 +7,7 @@ still pending, and every image whose status is ok has finite similarities (``sim
 positive size and an id. A chunk file that was deleted reads as the array's fill value
 (NaN, 0, pending) and so fails the same checks; a truncated or altered one fails to decode.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,23 @@ class Damage:
 
 
 def _arrays(store: Store) -> list[str]:
-    names = [n for n in (L.IDS, L.HW, L.N_TILES, L.STATUS, L.ERROR, L.TARGETS, L.SIM_GLOBAL, L.SIM_ALPHA,
-                         L.SIM_BETA, L.SIM_TILES, L.EMB_GLOBAL) if store.has(n)]
+    names = [
+        n
+        for n in (
+            L.IDS,
+            L.HW,
+            L.N_TILES,
+            L.STATUS,
+            L.ERROR,
+            L.TARGETS,
+            L.SIM_GLOBAL,
+            L.SIM_ALPHA,
+            L.SIM_BETA,
+            L.SIM_TILES,
+            L.EMB_GLOBAL,
+        )
+        if store.has(n)
+    ]
     return names + [L.round_name(k) for k in store.label_rounds()]
 
 
@@ -65,8 +81,11 @@ def check_chunk(store: Store, k: int) -> list[Damage]:
     if L.SIM_TILES in rows and L.N_TILES in rows:
         tiles = rows[L.SIM_TILES]
         kept = np.arange(tiles.shape[1])[None, :] < rows[L.N_TILES][:, None]
-        note(L.SIM_TILES, "ok images with tiles that are not finite",
-             ok & (kept & ~np.isfinite(tiles).all(axis=2)).any(axis=1))
+        note(
+            L.SIM_TILES,
+            "ok images with tiles that are not finite",
+            ok & (kept & ~np.isfinite(tiles).all(axis=2)).any(axis=1),
+        )
     return damage
 
 
@@ -100,8 +119,10 @@ def refuse_damaged(store: Store) -> None:
     """Raise StoreError naming the first damaged array and chunk, if any."""
     damage = verify(store)
     if damage:
-        raise StoreError(f"{store.url} is damaged: {describe(damage)}; rerun the cdul-extract command that made it "
-                         "to re-extract the damaged chunks")
+        raise StoreError(
+            f"{store.url} is damaged: {describe(damage)}; rerun the cdul-extract command that made it "
+            "to re-extract the damaged chunks"
+        )
 
 
 def open_verified(url: str, mode: str = "r") -> Store:
@@ -119,8 +140,10 @@ def reopen_damaged(store: Store) -> list[Damage]:
     rounds = [d for d in damage if d.array.startswith(L.LABELS + "/")]
     if rounds:
         if store.label_rounds() != [0]:
-            raise StoreError(f"{store.url}: {describe(rounds)}, and training rounds derive from it; extract to a "
-                             "new store (or --overwrite)")
+            raise StoreError(
+                f"{store.url}: {describe(rounds)}, and training rounds derive from it; extract to a "
+                "new store (or --overwrite)"
+            )
         store.drop_rounds_after(-1)
     done = store.array(L.DONE)
     for k in sorted({d.chunk for d in damage if not d.array.startswith(L.LABELS + "/")}):

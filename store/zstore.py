@@ -4,13 +4,14 @@ Phases (as SPEC section 2 and the anemoi-datasets ``create/`` layout do it):
 create the arrays and one done flag per chunk; fill chunks, flagging each only after its
 data is written; finalise. Resume falls out of idempotent, chunk-disjoint writes.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
 import warnings
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import fsspec
 import numpy as np
@@ -50,11 +51,15 @@ def check_location(url: str, processes: int = 1) -> None:
         raise StoreError(f"{url}: this kind of URL cannot hold a store here ({exc})") from None
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     if protocols & set(READ_ONLY):
-        raise StoreError(f"{url}: {'/'.join(sorted(protocols))} URLs are read-only; write the store to a path or a "
-                         "writable URL (s3://, gs://, ...)")
+        raise StoreError(
+            f"{url}: {'/'.join(sorted(protocols))} URLs are read-only; write the store to a path or a "
+            "writable URL (s3://, gs://, ...)"
+        )
     if "memory" in protocols and processes > 1:
-        raise StoreError(f"{url}: a memory:// store lives inside one process, and this run has {processes}; use one "
-                         "device, or a path")
+        raise StoreError(
+            f"{url}: a memory:// store lives inside one process, and this run has {processes}; use one "
+            "device, or a path"
+        )
 
 
 def store_exists(url: str) -> bool:
@@ -100,7 +105,7 @@ def _write_coords(group, ids: np.ndarray, classes: Sequence[str], chunk_len: int
         arr = group.create_array(name, shape=values.shape, chunks=(chunk,), dtype=dtype, dimension_names=[name])
         arr.attrs.update(_dims_attrs([name]))
         for start in range(0, len(values), chunk):
-            arr[start:start + chunk] = values[start:start + chunk].astype(dtype)
+            arr[start : start + chunk] = values[start : start + chunk].astype(dtype)
 
 
 class Store:
@@ -129,7 +134,7 @@ class Store:
         targets: np.ndarray | None = None,
         chunk_len: int = L.DEFAULT_CHUNK_LEN,
         attrs: Mapping | None = None,
-    ) -> "Store":
+    ) -> Store:
         n = len(ids)
         if n == 0:
             raise StoreError("no images to store: the dataset split is empty")
@@ -163,8 +168,9 @@ class Store:
         for spec in specs:
             cls._new_array(group, spec, n, chunk_len)
         n_chunks = (n + chunk_len - 1) // chunk_len
-        done = group.create_array(L.DONE, shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False,
-                                  dimension_names=["chunk"])
+        done = group.create_array(
+            L.DONE, shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False, dimension_names=["chunk"]
+        )
         done.attrs.update(_dims_attrs(["chunk"]))
         ids = np.asarray(list(ids), dtype=object)
         for start in range(0, n, chunk_len):
@@ -184,8 +190,14 @@ class Store:
             shape, chunks = ((n + chunk_len - 1) // chunk_len, *spec.trailing), (1, *spec.trailing)
         else:
             shape = chunks = spec.trailing
-        arr = group.create_array(spec.name, shape=shape, chunks=chunks, dtype=spec.dtype,
-                                 fill_value=spec.fill, dimension_names=list(spec.dims))
+        arr = group.create_array(
+            spec.name,
+            shape=shape,
+            chunks=chunks,
+            dtype=spec.dtype,
+            fill_value=spec.fill,
+            dimension_names=list(spec.dims),
+        )
         arr.attrs.update(_dims_attrs(spec.dims))
         return arr
 
@@ -201,12 +213,14 @@ class Store:
             raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
 
     @classmethod
-    def open(cls, url: str, mode: str = "r") -> "Store":
+    def open(cls, url: str, mode: str = "r") -> Store:
         url = normalise(url)
         if not store_exists(url):
             if url.startswith("memory://"):
-                raise StoreError(f"no cdul store at {url}: a memory:// store lives only inside the process that made "
-                                 "it; use a path or a shared URL")
+                raise StoreError(
+                    f"no cdul store at {url}: a memory:// store lives only inside the process that made "
+                    "it; use a path or a shared URL"
+                )
             raise StoreError(f"no cdul store at {url} (run cdul-extract first, or check the path)")
         try:
             group = zarr.open_group(_zarr_store(url), mode=mode, use_consolidated=False)
@@ -269,7 +283,7 @@ class Store:
         return self.group[name]
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self.group[name][start:self.n if stop is None else stop])
+        return np.asarray(self.group[name][start : self.n if stop is None else stop])
 
     def ids(self) -> list[str]:
         return [str(s) for s in self.read(L.IDS)]

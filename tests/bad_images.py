@@ -1,4 +1,5 @@
 """Files that break naive image loaders, written by the tests."""
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,7 @@ def exif_rotated(width: int = 60, height: int = 40) -> bytes:
     """Stored as width x height, top half red; EXIF orientation 6 says: turn 90 degrees clockwise."""
     arr = np.zeros((height, width, 3), np.uint8)
     arr[: height // 2, :, 0] = 255
-    arr[height // 2:, :, 2] = 255
+    arr[height // 2 :, :, 2] = 255
     exif = Image.Exif()
     exif[0x0112] = 6
     return jpeg_bytes(Image.fromarray(arr), exif=exif.tobytes())

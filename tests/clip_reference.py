@@ -1,5 +1,6 @@
 """An independent, per-image reference of SPEC 1.2-1.4, written plainly: PIL crops one tile
 at a time, open_clip's own eval transform, float64 encoders, numpy formulas."""
+
 from __future__ import annotations
 
 import copy
@@ -66,14 +67,22 @@ class Reference:
         image = self.open(path)
         g_emb = self.embed(image)
         s_g = self.probs(g_emb)
-        tiles = [self.probs(self.embed(image.crop(box)))
-                 for box in self.boxes(image.width, image.height, snippet, tile_px)]
+        tiles = [
+            self.probs(self.embed(image.crop(box))) for box in self.boxes(image.width, image.height, snippet, tile_px)
+        ]
         if tiles:
             t = np.stack(tiles)
             alpha, beta = t.max(0), t.min(0)
         else:
             t, alpha, beta = np.zeros((0, len(s_g))), s_g, s_g
-        return {"global": s_g, "alpha": alpha, "beta": beta, "tiles": t, "emb": g_emb, "hw": (image.height, image.width)}
+        return {
+            "global": s_g,
+            "alpha": alpha,
+            "beta": beta,
+            "tiles": t,
+            "emb": g_emb,
+            "hw": (image.height, image.width),
+        }
 
 
 def y0(s_g, alpha, beta, zeta: float, lam: float):

@@ -4,10 +4,9 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from datasets import make_voc  # noqa: E402
+import pytest
+import torch
+from datasets import make_voc
 
 TINY_MODEL = "cdul-tiny-rn"  # a random-weight ResNet CLIP small enough for CPU tests
 

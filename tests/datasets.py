@@ -1,4 +1,5 @@
 """Small datasets the tests build on disk: real photos from scikit-image plus generated images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,15 @@ def odd_images(seed: int = 0) -> dict[str, Image.Image]:
     }
 
 
-def make_voc(root: str, split: str = "train", n_generated: int = 0, photos: bool = True, odd: bool = True,
-             seed: int = 0, year: str = "2012") -> str:
+def make_voc(
+    root: str,
+    split: str = "train",
+    n_generated: int = 0,
+    photos: bool = True,
+    odd: bool = True,
+    seed: int = 0,
+    year: str = "2012",
+) -> str:
     """A VOCdevkit/VOC<year> folder: 5 real photos (camera's "person" marked difficult), the odd
     images, and `n_generated` noise images; JPEGs, the split list and one label file per class."""
     items = {}
@@ -39,8 +47,28 @@ def make_voc(root: str, split: str = "train", n_generated: int = 0, photos: bool
     return write_voc_layout(root, items, split, year, difficult={"camera": ["person"]} if photos else None)
 
 
-def make_label_store(url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, targets=None, status=None,
-                     chunk_len: int = 8, root: str = "", kind: str = "folder"):
+def make_label_store(
+    url: str,
+    ids: list[str],
+    classes: list[str],
+    labels: np.ndarray,
+    *,
+    targets=None,
+    status=None,
+    chunk_len: int = 8,
+    root: str = "",
+    kind: str = "folder",
+):
     """A finished store as the trainer reads it, written directly (small chunks for tests)."""
-    return labels_store(url, ids, classes, labels, targets=targets, status=status, chunk_len=chunk_len, root=root,
-                        kind=kind, source="test")
+    return labels_store(
+        url,
+        ids,
+        classes,
+        labels,
+        targets=targets,
+        status=status,
+        chunk_len=chunk_len,
+        root=root,
+        kind=kind,
+        source="test",
+    )

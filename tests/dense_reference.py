@@ -2,6 +2,7 @@
 SCLIP's ``VisionTransformer.forward`` / ``custom_attn(csa=True)`` / ``interpolate_pos_encoding``
 (wangf3014/SCLIP, clip/model.py) on one image at a time, in float64, and PIAA's
 ``param_estimation`` and its two fits (akang-wang/PIAA, learn.py) and scoring (test.py)."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,8 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from clip_reference import Reference
+from torch import nn
 
 
 def interpolate_pos_encoding(visual, x, w, h):
@@ -31,7 +31,7 @@ def interpolate_pos_encoding(visual, x, w, h):
     patch_pos_embed = nn.functional.interpolate(
         patch_pos_embed.reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), dim).permute(0, 3, 1, 2),
         scale_factor=(w0 / math.sqrt(N), h0 / math.sqrt(N)),
-        mode='bicubic',
+        mode="bicubic",
     )
     assert int(w0) == patch_pos_embed.shape[-2] and int(h0) == patch_pos_embed.shape[-1]
     patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
@@ -43,7 +43,7 @@ def custom_attn(attn_layer, x, csa=True):
     num_heads = attn_layer.num_heads
     _, bsz, embed_dim = x.size()
     head_dim = embed_dim // num_heads
-    scale = head_dim ** -0.5
+    scale = head_dim**-0.5
     q, k, v = F.linear(x, attn_layer.in_proj_weight, attn_layer.in_proj_bias).chunk(3, dim=-1)
     q = q.contiguous().view(-1, bsz * num_heads, head_dim).transpose(0, 1)
     k = k.contiguous().view(-1, bsz * num_heads, head_dim).transpose(0, 1)
@@ -62,11 +62,12 @@ def custom_attn(attn_layer, x, csa=True):
 @torch.no_grad()
 def sclip_forward(visual, x):
     """SCLIP's forward(return_all=True, csa=True): [1, 3, S, S] -> [1, 1 + P, D]."""
-    B, nc, w, h = x.shape
+    _, _, w, h = x.shape
     x = visual.conv1(x)
     x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-    x = torch.cat([visual.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype), x],
-                  dim=1)
+    x = torch.cat(
+        [visual.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype), x], dim=1
+    )
     x = x + interpolate_pos_encoding(visual, x, w, h).to(x.dtype)
     x = visual.ln_pre(x)
     for blk in visual.transformer.resblocks[:-1]:  # open_clip's blocks are batch first
@@ -112,19 +113,25 @@ def param_estimation(image_features, banks, initial_mean):
     vecs = torch.cat([item[0].unsqueeze(0) for class_idx in sorted_classes for item in banks[class_idx]], dim=0)
     labels = torch.tensor([class_idx for class_idx in sorted_classes for _ in banks[class_idx]])
     cache_pro = torch.cat([item[2].unsqueeze(0) for class_idx in sorted_classes for item in banks[class_idx]], dim=0)
-    mus = torch.cat([
-        ((cache_pro[labels == i][:, i].unsqueeze(1) * vecs[labels == i]).sum(dim=0) /
-         cache_pro[labels == i][:, i].sum()).unsqueeze(0)
-        if i in banks.keys() else initial_mean[i].unsqueeze(0)
-        for i in range(initial_mean.shape[0])
-    ])
-    center_vecs = torch.cat([vecs[labels == i] - mus[i].unsqueeze(0) for i in banks.keys()])
+    mus = torch.cat(
+        [
+            (
+                (cache_pro[labels == i][:, i].unsqueeze(1) * vecs[labels == i]).sum(dim=0)
+                / cache_pro[labels == i][:, i].sum()
+            ).unsqueeze(0)
+            if i in banks
+            else initial_mean[i].unsqueeze(0)
+            for i in range(initial_mean.shape[0])
+        ]
+    )
+    center_vecs = torch.cat([vecs[labels == i] - mus[i].unsqueeze(0) for i in banks])
     cov_inv = center_vecs.shape[1] * torch.linalg.pinv(
         (center_vecs.shape[0] - 1) * center_vecs.T.cov()
-        + center_vecs.T.cov().trace() * torch.eye(center_vecs.shape[1], dtype=vecs.dtype))
-    ps = torch.ones(initial_mean.shape[0], dtype=vecs.dtype) * 1. / initial_mean.shape[0]
-    W = torch.einsum('nd, dc -> cn', mus, cov_inv)
-    b = ps.log() - torch.einsum('nd, dc, nc -> n', mus, cov_inv, mus) / 2
+        + center_vecs.T.cov().trace() * torch.eye(center_vecs.shape[1], dtype=vecs.dtype)
+    )
+    ps = torch.ones(initial_mean.shape[0], dtype=vecs.dtype) * 1.0 / initial_mean.shape[0]
+    W = torch.einsum("nd, dc -> cn", mus, cov_inv)
+    b = ps.log() - torch.einsum("nd, dc, nc -> n", mus, cov_inv, mus) / 2
     return W, b
 
 

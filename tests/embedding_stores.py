@@ -1,4 +1,5 @@
 """Stores of generated CLIP-like embeddings whose clusters carry known labels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,12 +21,20 @@ def clustered(n: int, dim: int = 32, clusters: int = 40, classes: int = 6, sprea
     return emb.astype(np.float32), which, targets
 
 
-def embedding_store(url: str, emb: np.ndarray, labels: np.ndarray, targets=None, chunk_len: int = 512,
-                    failed=()) -> Store:
+def embedding_store(
+    url: str, emb: np.ndarray, labels: np.ndarray, targets=None, chunk_len: int = 512, failed=()
+) -> Store:
     n, c = labels.shape
     specs = [s for s in layout.result_specs(c, embed_dim=emb.shape[1]) if s.name in (layout.STATUS, layout.EMB_GLOBAL)]
-    store = Store.create(url, ids=[f"img{i:06d}.jpg" for i in range(n)], classes=[f"c{j}" for j in range(c)],
-                         specs=specs, targets=targets, chunk_len=chunk_len, attrs={"config_hash": "generated"})
+    store = Store.create(
+        url,
+        ids=[f"img{i:06d}.jpg" for i in range(n)],
+        classes=[f"c{j}" for j in range(c)],
+        specs=specs,
+        targets=targets,
+        chunk_len=chunk_len,
+        attrs={"config_hash": "generated"},
+    )
     status = np.full(n, layout.OK, np.uint8)
     status[list(failed)] = layout.FAILED
     for k in range(store.n_chunks):

@@ -1,14 +1,15 @@
 """Bad images: each either decodes the documented way or is recorded as failed with its
 reason, and the run goes on."""
+
 import os
 
 import numpy as np
 import pytest
 import zarr
+from bad_images import UNDECODABLE, bad_files, exif_rotated, gray16
 from click.testing import CliRunner
 from PIL import Image
 
-from bad_images import UNDECODABLE, bad_files, exif_rotated, gray16
 from cdul.cli.extract import main as extract
 from cdul.data.decode import DecodeError, decode_image
 from cdul.sample import write_voc_layout
@@ -30,8 +31,15 @@ def test_sixteen_bit_is_scaled_not_clipped():
     assert out.max() == 255 and len(np.unique(out)) > 200
 
 
-@pytest.mark.parametrize("name,needle", [("truncated", "truncated"), ("zero_bytes", "empty file"),
-                                         ("text_file", "cannot identify"), ("bomb", "over the limit")])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("truncated", "truncated"),
+        ("zero_bytes", "empty file"),
+        ("text_file", "cannot identify"),
+        ("bomb", "over the limit"),
+    ],
+)
 def test_undecodable_files_raise_with_a_reason(name, needle):
     with pytest.raises(DecodeError, match=needle):
         decode_image(bad_files()[name])
@@ -57,8 +65,23 @@ def _bad_voc(root):
 
 
 def _run(root, out, *extra):
-    args = [str(root), "--out", str(out), "--model", "cdul-tiny-rn", "--pretrained", "none", "--gpus", "cpu",
-            "--chunk-len", "4", "-q", "--workers", "1", *extra]
+    args = [
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        "cdul-tiny-rn",
+        "--pretrained",
+        "none",
+        "--gpus",
+        "cpu",
+        "--chunk-len",
+        "4",
+        "-q",
+        "--workers",
+        "1",
+        *extra,
+    ]
     return CliRunner().invoke(extract, args, catch_exceptions=False)
 
 
@@ -131,8 +154,11 @@ def test_the_trainer_reads_no_image_outside_the_root(tmp_path, monkeypatch):
     base = _voc_with_escapes(tmp_path)
     images = ImageSet(base, 8)
     monkeypatch.setenv(fs.FOLLOW_SYMLINKS, "0")
-    assert [images[(i, f"JPEGImages/{n}.jpg")][2] for i, n in enumerate(["good", "link", "../../outside/secret"])] \
-        == [True, False, False]
+    assert [images[(i, f"JPEGImages/{n}.jpg")][2] for i, n in enumerate(["good", "link", "../../outside/secret"])] == [
+        True,
+        False,
+        False,
+    ]
     fs.follow_symlinks(True)
     assert images[(1, "JPEGImages/link.jpg")][2]
 

@@ -1,14 +1,15 @@
 """Dataset readers: what they return, and one-line errors naming file and line."""
+
 import json
 import os
 
 import numpy as np
 import pytest
+from datasets import make_voc
 from PIL import Image
 
 from cdul.data import DatasetError, load_dataset
 from cdul.data.voc import VOC_KEYS
-from datasets import make_voc
 
 
 def test_voc_reads_ids_targets_and_readable_names(voc_root):
@@ -31,8 +32,9 @@ def test_voc_without_label_files_has_no_targets(tmp_path):
     assert load_dataset("voc2012", str(tmp_path), "train").targets is None
 
 
-@pytest.mark.parametrize("line,needle", [("gen_0000 7", "expected '<image id> <1|0|-1>'"),
-                                         ("nosuch 1", "not in the split list")])
+@pytest.mark.parametrize(
+    "line,needle", [("gen_0000 7", "expected '<image id> <1|0|-1>'"), ("nosuch 1", "not in the split list")]
+)
 def test_voc_bad_label_line_names_file_and_line(tmp_path, line, needle):
     base = make_voc(str(tmp_path), photos=False, odd=False, n_generated=3)
     path = os.path.join(base, "ImageSets", "Main", "cat_train.txt")
@@ -62,23 +64,42 @@ def _coco(tmp_path, data):
 
 
 def test_coco_targets(tmp_path):
-    _coco(tmp_path, {"images": [{"id": 5, "file_name": "a.jpg"}, {"id": 9, "file_name": "b.jpg"}],
-                     "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}],
-                     "annotations": [{"image_id": 9, "category_id": 18}, {"image_id": 9, "category_id": 1},
-                                     {"image_id": 5, "category_id": 1}]})
+    _coco(
+        tmp_path,
+        {
+            "images": [{"id": 5, "file_name": "a.jpg"}, {"id": 9, "file_name": "b.jpg"}],
+            "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}],
+            "annotations": [
+                {"image_id": 9, "category_id": 18},
+                {"image_id": 9, "category_id": 1},
+                {"image_id": 5, "category_id": 1},
+            ],
+        },
+    )
     ds = load_dataset("coco2014", str(tmp_path), "val")
     assert ds.classes == ["person", "dog"] and ds.ids == ["val2014/a.jpg", "val2014/b.jpg"]
     np.testing.assert_array_equal(ds.targets, [[1, -1], [1, 1]])
 
 
-@pytest.mark.parametrize("data,needle", [
-    ({"images": [], "annotations": []}, "missing key 'categories'"),
-    ({"images": [{"id": 1}], "categories": [], "annotations": []}, "images[0]: missing key 'file_name'"),
-    ({"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], "categories": [], "annotations": []},
-     "appears twice"),
-    ({"images": [{"id": 1, "file_name": "a"}], "categories": [{"id": 3, "name": "x"}],
-      "annotations": [{"image_id": 1, "category_id": 4}]}, "category_id 4"),
-])
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        ({"images": [], "annotations": []}, "missing key 'categories'"),
+        ({"images": [{"id": 1}], "categories": [], "annotations": []}, "images[0]: missing key 'file_name'"),
+        (
+            {"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], "categories": [], "annotations": []},
+            "appears twice",
+        ),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a"}],
+                "categories": [{"id": 3, "name": "x"}],
+                "annotations": [{"image_id": 1, "category_id": 4}],
+            },
+            "category_id 4",
+        ),
+    ],
+)
 def test_coco_malformed(tmp_path, data, needle):
     _coco(tmp_path, data)
     with pytest.raises(DatasetError) as err:

@@ -1,5 +1,6 @@
 """The README's first command, run as a user runs it, in a temporary copy of the project:
 it builds the sample, extracts, trains, evaluates and writes the report."""
+
 import json
 import os
 import shlex
@@ -18,8 +19,13 @@ VENV = os.path.dirname(os.path.dirname(sys.executable))
 
 def test_demo_writes_a_full_report(tmp_path):
     copy = tmp_path / "cdul"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for rel in files:
         if os.path.exists(os.path.join(REPO, rel)):
             os.makedirs(copy / os.path.dirname(rel), exist_ok=True)
@@ -29,20 +35,38 @@ def test_demo_writes_a_full_report(tmp_path):
     env = {**os.environ, "CDUL_VENV": VENV, "HF_HUB_OFFLINE": "1"}
     subprocess.run(["bash", "scripts/env.sh"], cwd=REPO, env=env, check=True, capture_output=True, timeout=900)
     out = tmp_path / "demo"
-    r = subprocess.run(["bash", "scripts/demo.sh", "--out-dir", str(out), "--epochs", "2", "--img-size", "64",
-                        "-q"], cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        ["bash", "scripts/demo.sh", "--out-dir", str(out), "--epochs", "2", "--img-size", "64", "-q"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "setting up" not in r.stderr  # the set-up step was a no-op
     assert "report:" in r.stdout
     report = out / "report"
-    for name in ("index.html", "report.md", "report.json", "zeta_sweep.png", "tiles.png", "curves.png",
-                 "per_class_ap.png"):
+    for name in (
+        "index.html",
+        "report.md",
+        "report.json",
+        "zeta_sweep.png",
+        "tiles.png",
+        "curves.png",
+        "per_class_ap.png",
+    ):
         assert (report / name).stat().st_size > 0, name
         if name.endswith(".png"):
             assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (report / "index.html").read_text()
-    for section in ("Pseudo-label mAP against the ground truth", "Per image: top classes",
-                    "One image, its tiles and their top class", "Training", "Classifier on voc2012 val"):
+    for section in (
+        "Pseudo-label mAP against the ground truth",
+        "Per image: top classes",
+        "One image, its tiles and their top class",
+        "Training",
+        "Classifier on voc2012 val",
+    ):
         assert section in page, section
     # offline here: every section and every plot of scores says that its numbers mean nothing
     assert page.count("class='warn'") == 1 + 5 and page.count("meaningless") == 6

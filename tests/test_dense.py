@@ -1,5 +1,6 @@
 """Dense mode (SPEC 1.7) against references written the way SCLIP's and PIAA's code does it
 (tests/dense_reference.py): a random-weight ViT with 4 x 4 patches, real photos and odd images."""
+
 import json
 import os
 
@@ -8,15 +9,18 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from clip_reference import make_checkpoint
+from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine
 from cdul.extractor.clip_model import register_model
-from clip_reference import make_checkpoint
-from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
 
-VIT = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
-       "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+VIT = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 ATOL = 1e-5  # float32 pipeline against float64 reference (as tests/test_extract_reference.py)
 K = 8
 
@@ -32,8 +36,23 @@ def vit(tmp_path_factory):
 
 
 def run_extract(root, out, vit, *extra, code=0):
-    args = [root, "--out", out, "--model", vit[0], "--pretrained", vit[1], "--gpus", "cpu", "--chunk-len", "8",
-            "--workers", "0", "-q", *extra]
+    args = [
+        root,
+        "--out",
+        out,
+        "--model",
+        vit[0],
+        "--pretrained",
+        vit[1],
+        "--gpus",
+        "cpu",
+        "--chunk-len",
+        "8",
+        "--workers",
+        "0",
+        "-q",
+        *extra,
+    ]
     result = CliRunner().invoke(extract, args, catch_exceptions=False)
     assert result.exit_code == code, result.output
     return zarr.open_group(out, mode="r") if code == 0 else result
@@ -77,8 +96,18 @@ def test_global_scores_equal_the_tiles_mode(voc_root, vit, dense_store, tmp_path
 
 
 def test_dense_size_resizes_position_embeddings(voc_root, vit, reference, dense_store, tmp_path):
-    store = run_extract(voc_root, str(tmp_path / "d96.zarr"), vit, "--local", "dense", "--dense-size", "96",
-                        "--limit", "8", "--keep-patch-embeddings")
+    store = run_extract(
+        voc_root,
+        str(tmp_path / "d96.zarr"),
+        vit,
+        "--local",
+        "dense",
+        "--dense-size",
+        "96",
+        "--limit",
+        "8",
+        "--keep-patch-embeddings",
+    )
     assert store["emb/patches"].shape[1:] == (36, 32)
     for i, path in enumerate(paths(store)):
         ref = reference.dense(path, size=96)
@@ -102,13 +131,26 @@ def test_bank_is_piaas_most_confident_patches(dense_store, reference):
         assert np.all(np.diff(score[c][np.isfinite(score[c])]) >= 0)  # most confident first
     rows, patches = source[..., 0], source[..., 1]
     used = rows >= 0
-    np.testing.assert_array_equal(dense_store["bank/emb"][:][used], dense_store["emb/patches"][:][rows[used], patches[used]])
+    np.testing.assert_array_equal(
+        dense_store["bank/emb"][:][used], dense_store["emb/patches"][:][rows[used], patches[used]]
+    )
     close(dense_store["text/emb"][:].astype(np.float64), reference.text.numpy(), "text/emb")
 
 
 def test_bank_does_not_depend_on_batches_or_chunks(voc_root, vit, dense_store, tmp_path):
-    other = run_extract(voc_root, str(tmp_path / "b.zarr"), vit, "--local", "dense", "--keep-patches", str(K),
-                        "--chunk-len", "3", "--batch-size", "2")
+    other = run_extract(
+        voc_root,
+        str(tmp_path / "b.zarr"),
+        vit,
+        "--local",
+        "dense",
+        "--keep-patches",
+        str(K),
+        "--chunk-len",
+        "3",
+        "--batch-size",
+        "2",
+    )
     np.testing.assert_array_equal(other["bank/source"][:], dense_store["bank/source"][:])
     np.testing.assert_allclose(other["bank/score"][:], dense_store["bank/score"][:], atol=1e-6)
 
@@ -141,11 +183,12 @@ def one_line_error(result, needle):
 def test_bad_inputs_are_one_line(voc_root, vit, dense_store, tmp_path):
     runner = CliRunner()
     base = [voc_root, "--out", str(tmp_path / "x.zarr"), "--pretrained", "none", "--gpus", "cpu", "-q"]
-    one_line_error(runner.invoke(extract, base + ["--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--keep-patches", "4"]), "--local dense")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--keep-patches", "0"]),
-                   "--keep-patches")
-    one_line_error(runner.invoke(extract, base + ["--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
+    one_line_error(runner.invoke(extract, [*base, "--model", "cdul-tiny-rn", "--local", "dense"]), "ViT")
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--keep-patches", "4"]), "--local dense")
+    one_line_error(
+        runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--keep-patches", "0"]), "--keep-patches"
+    )
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
     url = str(tmp_path / "plain.zarr")
     run_extract(voc_root, url, vit, "--local", "dense", "--limit", "4")
     one_line_error(runner.invoke(refine, ["--store", url, "--gda", "-q"]), "--keep-patch")

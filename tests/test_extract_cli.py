@@ -1,5 +1,6 @@
 """cdul-extract driven as a user drives it: the installed command, then the store opened
 with plain zarr. Also resume after a kill, several workers, refusals."""
+
 import glob
 import os
 import signal
@@ -23,8 +24,27 @@ def cli(*args, env=None, timeout=300):
 
 
 def base_args(root, out, *extra):
-    return [root, "--dataset", "voc2012", "--split", "train", "--out", out, "--model", "cdul-tiny-rn",
-            "--pretrained", "none", "--gpus", "cpu", "--workers", "1", "--threads", "1", "-q", *extra]
+    return [
+        root,
+        "--dataset",
+        "voc2012",
+        "--split",
+        "train",
+        "--out",
+        out,
+        "--model",
+        "cdul-tiny-rn",
+        "--pretrained",
+        "none",
+        "--gpus",
+        "cpu",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "-q",
+        *extra,
+    ]
 
 
 def same_arrays(a, b):
@@ -58,9 +78,13 @@ def test_store_opens_with_plain_zarr(reference_store):
         assert a[key]
     n = a["n_images"]
     assert n == 20 and g["images/id"].shape == (n,)
-    for name, shape, dtype in [("sim/global", (n, 20), np.float32), ("targets", (n, 20), np.int8),
-                               ("images/hw", (n, 2), np.int32), ("images/status", (n,), np.uint8),
-                               ("labels/round_000", (n, 20), np.float32)]:
+    for name, shape, dtype in [
+        ("sim/global", (n, 20), np.float32),
+        ("targets", (n, 20), np.int8),
+        ("images/hw", (n, 2), np.int32),
+        ("images/status", (n,), np.uint8),
+        ("labels/round_000", (n, 20), np.float32),
+    ]:
         arr = g[name]
         assert arr.shape == shape and arr.dtype == dtype, name
         assert arr.chunks[0] == 3, name
@@ -84,8 +108,9 @@ def test_store_opens_with_plain_zarr(reference_store):
 def test_resume_after_kill_equals_an_uninterrupted_run(voc_root, reference_store, tmp_path):
     out = str(tmp_path / "killed.zarr")
     args = base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4")
-    proc = subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if len(glob.glob(os.path.join(out, "_build", "done", "c", "*"))) >= 2:
@@ -133,8 +158,9 @@ def test_workers_die_with_a_killed_parent(voc_root, tmp_path):
     out = str(tmp_path / "orphans.zarr")
     args = base_args(voc_root, out, "--chunk-len", "1", "--snippet", "4")
     args[args.index("--gpus") + 1] = "cpu,cpu"
-    proc = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     workers: list[int] = []
     deadline = time.time() + 120
     while time.time() < deadline and len(workers) < 2:
@@ -169,9 +195,9 @@ def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
     out = str(tmp_path / "z.zarr")
     assert cli(*base_args(voc_root, out, "--limit", "4")).returncode == 0
     before = zarr.open_group(out, mode="r")["sim/global"][:]
-    import cdul.extractor.pipeline as pipeline
     from click.testing import CliRunner
 
+    import cdul.extractor.pipeline as pipeline
     from cdul.cli.extract import main
 
     def no_model(*a, **k):
@@ -179,8 +205,9 @@ def test_new_zeta_rewrites_round_zero_without_extracting(voc_root, tmp_path):
 
     pipeline_load, pipeline.load_clip = pipeline.load_clip, no_model
     try:
-        r = CliRunner().invoke(main, [str(a) for a in base_args(voc_root, out, "--limit", "4", "--zeta", "0.1",
-                                                                "--lam", "1")])
+        r = CliRunner().invoke(
+            main, [str(a) for a in base_args(voc_root, out, "--limit", "4", "--zeta", "0.1", "--lam", "1")]
+        )
     finally:
         pipeline.load_clip = pipeline_load
     assert r.exit_code == 0, r.output
@@ -209,14 +236,21 @@ def test_a_second_run_on_a_locked_store_is_refused(voc_root, tmp_path):
     assert r.returncode == 1 and "in use by another cdul run" in r.stderr
 
 
-@pytest.mark.parametrize("flags,needle", [(["--gpus", "7"], "GPU 7"), (["--snippet", "0"], "--snippet"),
-                                          (["--tile-px", "-1"], "--tile-px"), (["--zeta", "2"], "--zeta"),
-                                          (["--snippet", "2", "--tile-px", "8"], "give one of them")])
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--gpus", "7"], "GPU 7"),
+        (["--snippet", "0"], "--snippet"),
+        (["--tile-px", "-1"], "--tile-px"),
+        (["--zeta", "2"], "--zeta"),
+        (["--snippet", "2", "--tile-px", "8"], "give one of them"),
+    ],
+)
 def test_bad_values_are_usage_errors(voc_root, tmp_path, flags, needle):
     args = base_args(voc_root, tmp_path / "x.zarr")
     if "--gpus" in flags:
         i = args.index("--gpus")
-        del args[i:i + 2]
+        del args[i : i + 2]
     r = cli(*args, *flags)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
 
@@ -240,9 +274,20 @@ def test_a_failing_worker_fails_the_command_with_its_error(voc_root, tmp_path):
 def test_torchrun_ranks_share_the_chunks(voc_root, reference_store, tmp_path):
     out = str(tmp_path / "ranks.zarr")
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", CLI,
-                        *map(str, base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4"))],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            CLI,
+            *map(str, base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
 
@@ -273,14 +318,16 @@ def test_bad_arguments_are_one_line_and_leave_nothing_in_the_way(voc_root, tmp_p
     junk, wrong = tmp_path / "junk.pt", tmp_path / "wrong.pt"
     junk.write_bytes(b"\x00" * 64)
     torch.save({"visual.conv1.weight": torch.zeros(1)}, wrong)
-    flag, value, needle = {"model": ("--model", "no-such-model", "unknown model"),
-                           "classes": ("--classes", tmp_path / "missing.txt", "missing.txt: file not found"),
-                           "junk_weights": ("--pretrained", junk, "not a weights file"),
-                           "weights_of_another_model": ("--pretrained", wrong, "do not fit"),
-                           "out_is_a_file": ("--out", tmp_path / "f", "is a file")}[case]
+    flag, value, needle = {
+        "model": ("--model", "no-such-model", "unknown model"),
+        "classes": ("--classes", tmp_path / "missing.txt", "missing.txt: file not found"),
+        "junk_weights": ("--pretrained", junk, "not a weights file"),
+        "weights_of_another_model": ("--pretrained", wrong, "do not fit"),
+        "out_is_a_file": ("--out", tmp_path / "f", "is a file"),
+    }[case]
     (tmp_path / "f").write_text("x")
     if flag in args:
-        bad = [*args[:args.index(flag)], flag, value, *args[args.index(flag) + 2:]]
+        bad = [*args[: args.index(flag)], flag, value, *args[args.index(flag) + 2 :]]
     else:
         bad = [*args, flag, value]
     _one_line_error(cli(*bad), needle)
@@ -289,8 +336,10 @@ def test_bad_arguments_are_one_line_and_leave_nothing_in_the_way(voc_root, tmp_p
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("url,gpus,needle", [("nosuch://x.zarr", "cpu", "cannot hold a store"),
-                                             ("memory://two/x.zarr", "cpu,cpu", "inside one process")])
+@pytest.mark.parametrize(
+    "url,gpus,needle",
+    [("nosuch://x.zarr", "cpu", "cannot hold a store"), ("memory://two/x.zarr", "cpu,cpu", "inside one process")],
+)
 def test_store_urls_that_cannot_work_are_one_line(voc_root, tmp_path, url, gpus, needle):
     args = base_args(voc_root, url, "--limit", "2")
     args[args.index("--gpus") + 1] = gpus
@@ -302,6 +351,16 @@ def test_a_local_url_is_a_path_and_memory_stores_say_where_they_live(voc_root, t
     r = cli(*base_args(voc_root, f"local://{out}", "--limit", "2"))
     assert r.returncode == 0, r.stderr
     assert zarr.open_group(str(out), mode="r").attrs["complete"] is True
-    train = subprocess.run([os.path.join(os.path.dirname(CLI), "cdul-train"), "--store", "memory://x/s.zarr",
-                            "--out-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    train = subprocess.run(
+        [
+            os.path.join(os.path.dirname(CLI), "cdul-train"),
+            "--store",
+            "memory://x/s.zarr",
+            "--out-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     _one_line_error(train, "lives only inside the process")

@@ -1,5 +1,6 @@
 """The extractor gives the same store whichever path scores it: the fused Triton kernel
 (run by the interpreter on this CPU) or the torch reference."""
+
 import numpy as np
 import pytest
 import zarr
@@ -10,8 +11,26 @@ from cdul.cli.extract import main as extract
 
 def _extract(root, out, backend, monkeypatch):
     monkeypatch.setenv("CDUL_KERNELS", backend)
-    r = CliRunner().invoke(extract, [root, "--out", out, "--model", "cdul-tiny-vit", "--pretrained", "none",
-                                     "--gpus", "cpu", "-q", "--workers", "0", "--limit", "8", "--keep-tiles"])
+    r = CliRunner().invoke(
+        extract,
+        [
+            root,
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-vit",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "-q",
+            "--workers",
+            "0",
+            "--limit",
+            "8",
+            "--keep-tiles",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return zarr.open_group(out, mode="r")
 
@@ -29,5 +48,6 @@ def test_triton_and_torch_paths_agree(voc_root, tmp_path, monkeypatch):
     assert calls, "the Triton path was not taken"
     for name in ("sim/global", "sim/alpha", "sim/beta", "labels/round_000"):
         np.testing.assert_allclose(b[name][:], a[name][:], atol=1e-5, rtol=1e-4, err_msg=name)
-    np.testing.assert_allclose(b["sim/tiles"][:].astype(np.float32), a["sim/tiles"][:].astype(np.float32),
-                               atol=2e-3, equal_nan=True)
+    np.testing.assert_allclose(
+        b["sim/tiles"][:].astype(np.float32), a["sim/tiles"][:].astype(np.float32), atol=2e-3, equal_nan=True
+    )

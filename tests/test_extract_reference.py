@@ -1,14 +1,15 @@
 """cdul-extract's stored numbers against the independent per-image reference (SPEC 1.6):
 a random-weight CLIP shared through a checkpoint file, real photos and odd generated images."""
+
 import os
 
 import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from clip_reference import Reference, make_checkpoint, y0
 
 from cdul.cli.extract import main as extract
-from clip_reference import Reference, make_checkpoint, y0
 
 ARCH = "cdul-tiny-rn"
 # float32 encoders against a float64 reference: the probabilities agree to ~1e-6. A tile box
@@ -17,8 +18,27 @@ ATOL = 1e-5
 
 
 def run_extract(root, out, ckpt, *extra):
-    args = [root, "--dataset", "voc2012", "--split", "train", "--out", out, "--model", ARCH, "--pretrained", ckpt,
-            "--gpus", "cpu", "--chunk-len", "4", "--workers", "1", "-q", *extra]
+    args = [
+        root,
+        "--dataset",
+        "voc2012",
+        "--split",
+        "train",
+        "--out",
+        out,
+        "--model",
+        ARCH,
+        "--pretrained",
+        ckpt,
+        "--gpus",
+        "cpu",
+        "--chunk-len",
+        "4",
+        "--workers",
+        "1",
+        "-q",
+        *extra,
+    ]
     result = CliRunner().invoke(extract, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return zarr.open_group(out, mode="r")
@@ -34,8 +54,19 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def grid_store(voc_root, checkpoint, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("stores") / "grid.zarr")
-    return run_extract(voc_root, out, checkpoint[0], "--snippet", "3", "--keep-tiles", "--keep-embeddings",
-                       "--zeta", "0.3", "--lam", "0.5")
+    return run_extract(
+        voc_root,
+        out,
+        checkpoint[0],
+        "--snippet",
+        "3",
+        "--keep-tiles",
+        "--keep-embeddings",
+        "--zeta",
+        "0.3",
+        "--lam",
+        "0.5",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +90,11 @@ def test_every_formula_matches_the_reference(grid_store, reference):
         for key, arr in [("global", "sim/global"), ("alpha", "sim/alpha"), ("beta", "sim/beta")]:
             got = grid_store[arr][i]
             worst = int(np.abs(got - ref[key]).argmax())
-            assert np.allclose(got, ref[key], atol=ATOL, rtol=0), f"{name} {arr}[{worst}]: {got[worst]} vs {ref[key][worst]}"
+            assert np.allclose(got, ref[key], atol=ATOL, rtol=0), (
+                f"{name} {arr}[{worst}]: {got[worst]} vs {ref[key][worst]}"
+            )
         if len(ref["tiles"]):
-            np.testing.assert_allclose(grid_store["sim/tiles"][i, :len(ref["tiles"])], ref["tiles"], atol=2e-3)
+            np.testing.assert_allclose(grid_store["sim/tiles"][i, : len(ref["tiles"])], ref["tiles"], atol=2e-3)
         else:
             seen_no_tiles = True
             # too small to tile: the local view falls back to the global one

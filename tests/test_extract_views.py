@@ -1,5 +1,6 @@
 """cdul-extract --views kernel (the GPU's batch path, through Triton's interpreter here)
 gives the store that --views exact gives, and refuses what cannot work with one line."""
+
 import numpy as np
 import pytest
 import zarr
@@ -21,29 +22,48 @@ def small_voc(tmp_path_factory):
 
 
 def _run(root, out, *extra):
-    r = CliRunner().invoke(extract, [root, "--out", out, "--model", "cdul-tiny-vit", "--pretrained", "none",
-                                     "--gpus", "cpu", "-q", "--batch-size", "24", *extra])
+    r = CliRunner().invoke(
+        extract,
+        [
+            root,
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-vit",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "-q",
+            "--batch-size",
+            "24",
+            *extra,
+        ],
+    )
     return r
 
 
 @pytest.mark.parametrize("tiling", [["--snippet", "3"], ["--tile-px", "20"]], ids=["grid", "pixel"])
 def test_kernel_views_give_the_exact_store(small_voc, tmp_path, tiling):
-    a = _run(small_voc, str(tmp_path / "exact.zarr"), "--views", "exact", "--keep-tiles", "--keep-embeddings",
-             *tiling)
+    a = _run(small_voc, str(tmp_path / "exact.zarr"), "--views", "exact", "--keep-tiles", "--keep-embeddings", *tiling)
     assert a.exit_code == 0, a.output
-    b = _run(small_voc, str(tmp_path / "kernel.zarr"), "--views", "kernel", "--keep-tiles", "--keep-embeddings",
-             *tiling)
+    b = _run(
+        small_voc, str(tmp_path / "kernel.zarr"), "--views", "kernel", "--keep-tiles", "--keep-embeddings", *tiling
+    )
     assert b.exit_code == 0, b.output
-    x, y = zarr.open_group(str(tmp_path / "exact.zarr"), mode="r"), zarr.open_group(str(tmp_path / "kernel.zarr"),
-                                                                                     mode="r")
+    x, y = (
+        zarr.open_group(str(tmp_path / "exact.zarr"), mode="r"),
+        zarr.open_group(str(tmp_path / "kernel.zarr"), mode="r"),
+    )
     # the views are PIL's levels on both paths, so the encoder sees the same input
     np.testing.assert_array_equal(x["emb/global"][:], y["emb/global"][:])
     for name in ("images/n_tiles", "images/hw", "images/status"):
         np.testing.assert_array_equal(x[name][:], y[name][:], err_msg=name)
     for name in ("sim/global", "sim/alpha", "sim/beta", "labels/round_000"):
         np.testing.assert_allclose(x[name][:], y[name][:], atol=1e-6, err_msg=name)
-    np.testing.assert_allclose(x["sim/tiles"][:].astype(np.float32), y["sim/tiles"][:].astype(np.float32),
-                               atol=1e-3, equal_nan=True)
+    np.testing.assert_allclose(
+        x["sim/tiles"][:].astype(np.float32), y["sim/tiles"][:].astype(np.float32), atol=1e-3, equal_nan=True
+    )
     assert x["images/n_tiles"][:].min() == 0  # the 2 x 2 image
 
 
@@ -58,10 +78,13 @@ def test_view_path_is_not_part_of_the_configuration(small_voc, tmp_path):
     assert r.exit_code == 1 and "precision: fp32 -> bf16" in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--views", "fast"], "'fast' is not one of"),
-    (["--compile", "yes"], "'yes' is not one of"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--views", "fast"], "'fast' is not one of"),
+        (["--compile", "yes"], "'yes' is not one of"),
+    ],
+)
 def test_wrong_values_are_one_line(small_voc, tmp_path, args, message):
     r = _run(small_voc, str(tmp_path / "x.zarr"), *args)
     assert r.exit_code == 2 and message in r.output
@@ -73,8 +96,23 @@ def test_gpu_kernel_and_exact_views_give_close_stores(small_voc, tmp_path):
     run the fp16 encoder, so the stores agree closely, not bit for bit."""
     out = {}
     for views in ("kernel", "exact"):
-        r = CliRunner().invoke(extract, [small_voc, "--out", str(tmp_path / f"{views}.zarr"), "--model", "cdul-tiny-vit",
-                                         "--pretrained", "none", "--gpus", "0", "-q", "--views", views])
+        r = CliRunner().invoke(
+            extract,
+            [
+                small_voc,
+                "--out",
+                str(tmp_path / f"{views}.zarr"),
+                "--model",
+                "cdul-tiny-vit",
+                "--pretrained",
+                "none",
+                "--gpus",
+                "0",
+                "-q",
+                "--views",
+                views,
+            ],
+        )
         assert r.exit_code == 0, r.output
         out[views] = zarr.open_group(str(tmp_path / f"{views}.zarr"), mode="r")
     for name in ("sim/global", "sim/alpha", "sim/beta"):

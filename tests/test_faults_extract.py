@@ -1,5 +1,6 @@
 """cdul-extract under faults: kill -9 at random moments, disk full. Nothing finished is lost,
 no chunk flagged done holds partial data, and a rerun ends with the uninterrupted result."""
+
 import errno
 import os
 import random
@@ -22,8 +23,26 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def args(root, out):
-    return [str(root), "--out", str(out), "--model", "cdul-tiny-rn", "--pretrained", "none", "--gpus", "cpu",
-            "--workers", "1", "--threads", "1", "--chunk-len", "2", "--snippet", "4", "-q"]
+    return [
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        "cdul-tiny-rn",
+        "--pretrained",
+        "none",
+        "--gpus",
+        "cpu",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--chunk-len",
+        "2",
+        "--snippet",
+        "4",
+        "-q",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +73,7 @@ def assert_same(out, reference):
 def test_kill_at_a_random_moment_then_resume(voc_root, reference, tmp_path, seed):
     out = tmp_path / "s.zarr"
     delay = random.Random(seed).uniform(1.0, 7.0)
-    proc = subprocess.Popen([CLI, *args(voc_root, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=ENV)
+    proc = subprocess.Popen([CLI, *args(voc_root, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -96,8 +114,13 @@ def test_disk_full_is_a_clear_error_and_resumable(voc_root, reference, tmp_path,
 def _tmpfs(path, size: str) -> bool:
     os.makedirs(path, exist_ok=True)
     mount = shutil.which("mount")
-    return bool(mount) and subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                                          capture_output=True).returncode == 0
+    return (
+        bool(mount)
+        and subprocess.run(
+            [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_really_full_disk(voc_root, reference, tmp_path):
@@ -130,10 +153,17 @@ def _scribble(path):
         f.write(b"\x00not a chunk" * 3)
 
 
-@pytest.mark.parametrize("chunk_file,damage", [("sim/global/c/1/0", os.remove), ("images/status/c/3", os.remove),
-                                               ("sim/alpha/c/2/0", _truncate), ("images/hw/c/4/0", _scribble),
-                                               ("labels/round_000/c/0/0", os.remove),
-                                               ("_build/done/c/5", _scribble)])
+@pytest.mark.parametrize(
+    "chunk_file,damage",
+    [
+        ("sim/global/c/1/0", os.remove),
+        ("images/status/c/3", os.remove),
+        ("sim/alpha/c/2/0", _truncate),
+        ("images/hw/c/4/0", _scribble),
+        ("labels/round_000/c/0/0", os.remove),
+        ("_build/done/c/5", _scribble),
+    ],
+)
 def test_a_damaged_store_is_reported_then_repaired(voc_root, reference, tmp_path, chunk_file, damage):
     out = tmp_path / "s.zarr"
     shutil.copytree(str(reference.store.root), out)

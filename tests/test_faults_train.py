@@ -1,6 +1,7 @@
 """cdul-train killed with SIGKILL at random moments: what is on disk is never half-written
 (checkpoints load, visible rounds are complete), and --resume ends exactly where an
 uninterrupted run ends (CPU, same thread count)."""
+
 import os
 import random
 import shutil
@@ -12,23 +13,49 @@ import time
 import numpy as np
 import pytest
 import torch
+from test_trainer_cli import extract
 
 from cdul.store import Store, layout
-
-from test_trainer_cli import extract
 
 pytestmark = pytest.mark.slow  # trainer runs killed and resumed
 
 BIN = os.path.dirname(sys.executable)
-ARGS = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",
-        "--lr", "1e-3", "--epochs", "8", "--warmup", "0", "--update-every", "1", "--workers", "0", "--seed", "3",
-        "--quiet"]
+ARGS = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "none",
+    "--img-size",
+    "32",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "4",
+    "--lr",
+    "1e-3",
+    "--epochs",
+    "8",
+    "--warmup",
+    "0",
+    "--update-every",
+    "1",
+    "--workers",
+    "0",
+    "--seed",
+    "3",
+    "--quiet",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def train(store, out, *extra, timeout=300):
-    return subprocess.run([os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS, *extra],
-                          capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(
+        [os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS, *extra],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +90,12 @@ def check_nothing_half_written(store, out):
 def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed):
     store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
     shutil.copytree(pristine, store)
-    proc = subprocess.Popen([os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    proc = subprocess.Popen(
+        [os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     time.sleep(random.Random(seed).uniform(4.5, 8.0))
     assert proc.poll() is None, "the run ended before the kill: nothing was tested"
     proc.send_signal(signal.SIGKILL)
@@ -80,8 +111,9 @@ def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed
         assert torch.equal(tensor, b["model"][name]), name
     assert check_nothing_half_written(store, out) == Store.open(ref_store).label_rounds() == list(range(9))
     for k in range(1, 9):
-        np.testing.assert_array_equal(Store.open(store).read(layout.round_name(k)),
-                                      Store.open(ref_store).read(layout.round_name(k)))
+        np.testing.assert_array_equal(
+            Store.open(store).read(layout.round_name(k)), Store.open(ref_store).read(layout.round_name(k))
+        )
 
 
 def test_a_damaged_store_is_refused_with_one_line(pristine, tmp_path):
@@ -174,8 +206,25 @@ def test_eval_refuses_a_model_that_is_not_finite(reference, voc_root, tmp_path):
     ckpt["model"]["bn1.running_var"][:] = float("nan")
     path = str(tmp_path / "nan.pt")
     ckpt_io.atomic_save(ckpt, path)
-    r = subprocess.run([os.path.join(BIN, "cdul-eval"), "--checkpoint", path, "--data", voc_root, "--split", "train",
-                        "--device", "cpu", "--workers", "0"], capture_output=True, text=True, env=ENV, timeout=300)
+    r = subprocess.run(
+        [
+            os.path.join(BIN, "cdul-eval"),
+            "--checkpoint",
+            path,
+            "--data",
+            voc_root,
+            "--split",
+            "train",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
     _one_line_refusal(r, "not finite", "bn1.running_var")
 
 

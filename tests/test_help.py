@@ -1,13 +1,21 @@
 """What a user reads first: every command's --help describes it and each of its options."""
+
 import importlib
 
 import click
 import pytest
 from click.testing import CliRunner
 
-COMMANDS = {"cdul-extract": "cdul.cli.extract", "cdul-train": "cdul.cli.train", "cdul-eval": "cdul.cli.eval",
-            "cdul-refine": "cdul.cli.refine", "cdul-search": "cdul.cli.search", "cdul-report": "cdul.cli.report",
-            "cdul-demo": "cdul.demo", "cdul-bench": "cdul.benchmarks.run_all"}
+COMMANDS = {
+    "cdul-extract": "cdul.cli.extract",
+    "cdul-train": "cdul.cli.train",
+    "cdul-eval": "cdul.cli.eval",
+    "cdul-refine": "cdul.cli.refine",
+    "cdul-search": "cdul.cli.search",
+    "cdul-report": "cdul.cli.report",
+    "cdul-demo": "cdul.demo",
+    "cdul-bench": "cdul.benchmarks.run_all",
+}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))

@@ -1,5 +1,6 @@
 """The batch view kernel (kernels/resample, run by Triton's interpreter here) against the
 matrix path (ViewMaker, float64: PIL bit for bit) and a plain-torch reading of the same tables."""
+
 import numpy as np
 import pytest
 import torch
@@ -43,8 +44,9 @@ def _worst(a: torch.Tensor, b: torch.Tensor) -> str:
     return f"worst at {i}: {a[i].item()} vs {b[i].item()}"
 
 
-@pytest.mark.parametrize("tiling", [Tiling.grid(3), Tiling.grid(1), Tiling.pixel(96), None],
-                         ids=["grid3", "grid1", "px96", "global"])
+@pytest.mark.parametrize(
+    "tiling", [Tiling.grid(3), Tiling.grid(1), Tiling.pixel(96), None], ids=["grid3", "grid1", "px96", "global"]
+)
 def test_levels_equal_the_matrix_path_on_odd_sizes(tiling):
     spec = ViewSpec(32)
     images = _images(ODD_SIZES)
@@ -55,8 +57,11 @@ def test_levels_equal_the_matrix_path_on_odd_sizes(tiling):
     assert torch.equal(out, ref), _worst(out, ref)
 
 
-@pytest.mark.parametrize("spec", [ViewSpec(24, "bilinear"), ViewSpec(20, "bicubic", "squash"), ViewSpec(64)],
-                         ids=["bilinear", "squash", "r64"])
+@pytest.mark.parametrize(
+    "spec",
+    [ViewSpec(24, "bilinear"), ViewSpec(20, "bicubic", "squash"), ViewSpec(64)],
+    ids=["bilinear", "squash", "r64"],
+)
 def test_interpolations_and_resize_modes(spec):
     images = _images([(40, 57), (3, 90), (64, 64), (120, 31)], seed=1)
     batch = pack(0, range(4), list(images), spec, Tiling.grid(2))
@@ -80,11 +85,16 @@ def test_normalised_fp16_channels_last_output():
 def test_failed_images_have_no_views_and_offsets_skip_them():
     spec = ViewSpec(16)
     images = _images([(20, 20), (30, 10)])
-    batch = pack(3, [10, 11, 12, 13], [images[0], "cannot decode image: broken", images[1], "file not found: x"],
-                 spec, Tiling.grid(3))
+    batch = pack(
+        3,
+        [10, 11, 12, 13],
+        [images[0], "cannot decode image: broken", images[1], "file not found: x"],
+        spec,
+        Tiling.grid(3),
+    )
     assert batch.n_views.tolist() == [10, 0, 10, 0] and batch.n_ok == 2 and batch.chunk == 3
     assert batch.errors[1].startswith("cannot decode") and batch.hw[1].tolist() == [0, 0]
-    offsets = batch.data[batch.offsets_off: batch.offsets_off + 24].view(torch.int64).tolist()
+    offsets = batch.data[batch.offsets_off : batch.offsets_off + 24].view(torch.int64).tolist()
     assert offsets == [0, 10, 20]
     out, _, _ = _kernel(batch, spec, *LEVELS)
     assert torch.equal(out, _matrix_path(images, spec, Tiling.grid(3), *LEVELS))
@@ -102,11 +112,11 @@ def test_argument_checks():
     batch = pack(0, [0], _images([(9, 9)]), spec, None)
     scratch = torch.empty(batch.scratch_bytes, dtype=torch.uint8)
     with pytest.raises(ValueError, match="out must be"):
-        resample_views(batch.data, 0, batch.taps_off, 1, batch.max_rows, scratch, torch.empty(1, 3, 8, 9), [1] * 3,
-                       [0] * 3)
+        resample_views(
+            batch.data, 0, batch.taps_off, 1, batch.max_rows, scratch, torch.empty(1, 3, 8, 9), [1] * 3, [0] * 3
+        )
     with pytest.raises(ValueError, match="uint8"):
-        resample_views(batch.data.float(), 0, batch.taps_off, 1, 1, scratch, torch.empty(1, 3, 8, 8), [1] * 3,
-                       [0] * 3)
+        resample_views(batch.data.float(), 0, batch.taps_off, 1, 1, scratch, torch.empty(1, 3, 8, 8), [1] * 3, [0] * 3)
     with pytest.raises(ValueError, match="aligned"):
         resample_views(batch.data, 4, batch.taps_off, 1, 1, scratch, torch.empty(1, 3, 8, 8), [1] * 3, [0] * 3)
 
@@ -122,8 +132,17 @@ def test_gpu_levels_equal_pil_on_real_sizes(size):
     batch.data = batch.data.to(dev)
     out = torch.empty(batch.n_view_rows, 3, size, size, device=dev)
     scratch = torch.empty(batch.scratch_bytes, dtype=torch.uint8, device=dev)
-    resample_views(batch.data, batch.views_off, batch.taps_off, batch.n_view_rows, batch.max_rows, scratch, out,
-                   [1.0] * 3, [0.0] * 3)
+    resample_views(
+        batch.data,
+        batch.views_off,
+        batch.taps_off,
+        batch.n_view_rows,
+        batch.max_rows,
+        scratch,
+        out,
+        [1.0] * 3,
+        [0.0] * 3,
+    )
     ref = _matrix_path(images, spec, Tiling.grid(3), *LEVELS)
     assert torch.equal(out.cpu(), ref), _worst(out.cpu(), ref)
 
@@ -144,4 +163,6 @@ def test_gpu_normalised_half_outputs(dtype):
     resample_views(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out, mul, add)
     ref = _matrix_path(images, spec, Tiling.grid(3), *CLIP_NORM).to(dtype)
     # the multiply-add may be fused on the GPU: at most one unit in the last place of the half type
-    torch.testing.assert_close(out.cpu().float(), ref.float(), atol=0, rtol=2 ** -7 if dtype == torch.bfloat16 else 2 ** -10)
+    torch.testing.assert_close(
+        out.cpu().float(), ref.float(), atol=0, rtol=2**-7 if dtype == torch.bfloat16 else 2**-10
+    )

@@ -6,6 +6,7 @@ several class blocks (online softmax), class blocks sliced across programs, seve
 blocks per image, an image's row blocks dealt to several programs (atomic max / min),
 several images per program (row blocks spanning images), and a D loop with a ragged tail.
 """
+
 import sys
 
 import pytest
@@ -50,8 +51,9 @@ SHAPES = [
 
 def _ids(shape):
     tiles, c, d, blocks = shape
-    return f"t{'-'.join(map(str, tiles))}_C{c}_D{d}" + ("_" + "-".join(f"{k}{v}" for k, v in blocks.items())
-                                                        if blocks else "")
+    return f"t{'-'.join(map(str, tiles))}_C{c}_D{d}" + (
+        "_" + "-".join(f"{k}{v}" for k, v in blocks.items()) if blocks else ""
+    )
 
 
 def make_inputs(tiles, c, d, dtype, seed, device=DEVICE, offsets_dtype=torch.int64):
@@ -71,9 +73,11 @@ def assert_close(name, got, want, atol, rtol):
         flat = int(torch.nan_to_num(excess, nan=float("inf")).argmax())
         idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), got.shape))
         n_bad = int((excess > 0).sum())
-        raise AssertionError(f"{name}: {n_bad} of {got.numel()} entries off; worst at {idx}: "
-                             f"got {got[idx].item():.8g}, want {want[idx].item():.8g} "
-                             f"(atol {atol}, rtol {rtol})")
+        raise AssertionError(
+            f"{name}: {n_bad} of {got.numel()} entries off; worst at {idx}: "
+            f"got {got[idx].item():.8g}, want {want[idx].item():.8g} "
+            f"(atol {atol}, rtol {rtol})"
+        )
 
 
 def compare(got, want, atol, rtol):
@@ -121,8 +125,9 @@ def test_keep_tiles_layout(keep_tiles):
     assert got.tiles.shape == (emb.shape[0] - 3, 5)
     # tile rows in segment order: rows 1-3 of image 0, then rows 1-2 of image 2
     rows = torch.tensor([1, 2, 3, 6, 7])
-    want = torch.softmax(S * torch.nn.functional.normalize(emb[rows], dim=-1)
-                         @ torch.nn.functional.normalize(text, dim=-1).T, dim=-1)
+    want = torch.softmax(
+        S * torch.nn.functional.normalize(emb[rows], dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T, dim=-1
+    )
     assert_close("tiles", got.tiles, want.half(), *TILE_TOL)
 
 
@@ -146,8 +151,7 @@ def test_logit_scale_multiplies():
 
 
 def test_inputs_mixed_dtype_strided_int32():
-    emb, offsets, text = make_inputs([2, 9, 0], 20, 32, torch.float16, seed=4,
-                                     offsets_dtype=torch.int32)
+    emb, offsets, text = make_inputs([2, 9, 0], 20, 32, torch.float16, seed=4, offsets_dtype=torch.int32)
     wide = torch.zeros(emb.shape[0], 48, dtype=emb.dtype, device=emb.device)
     wide[:, 8:40] = emb
     emb = wide[:, 8:40]  # row stride 48, unit column stride
@@ -159,16 +163,19 @@ def test_inputs_mixed_dtype_strided_int32():
     compare(got, score_segments_torch(emb, offsets, text, S), 3e-5, 1e-4)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (lambda e, o, t: (e[0], o, t), "2-D"),
-    (lambda e, o, t: (e, o, t[:, :8]), "width"),
-    (lambda e, o, t: (e, o.float(), t), "int32 or int64"),
-    (lambda e, o, t: (e, o[:1], t), "B \\+ 1"),
-    (lambda e, o, t: (e, torch.arange(e.shape[0] + 2, device=o.device), t), "B \\+ 1"),
-    (lambda e, o, t: (e.double(), o, t), "float16, bfloat16 or float32"),
-    (lambda e, o, t: (e, o, t.to(torch.int8)), "float16, bfloat16 or float32"),
-    (lambda e, o, t: (e, o, t[:0]), "C >= 1"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (lambda e, o, t: (e[0], o, t), "2-D"),
+        (lambda e, o, t: (e, o, t[:, :8]), "width"),
+        (lambda e, o, t: (e, o.float(), t), "int32 or int64"),
+        (lambda e, o, t: (e, o[:1], t), "B \\+ 1"),
+        (lambda e, o, t: (e, torch.arange(e.shape[0] + 2, device=o.device), t), "B \\+ 1"),
+        (lambda e, o, t: (e.double(), o, t), "float16, bfloat16 or float32"),
+        (lambda e, o, t: (e, o, t.to(torch.int8)), "float16, bfloat16 or float32"),
+        (lambda e, o, t: (e, o, t[:0]), "C >= 1"),
+    ],
+)
 def test_launcher_rejects_bad_inputs(bad, match):
     args = bad(*make_inputs([2, 1], 5, 16, torch.float32, seed=5))
     with pytest.raises(ValueError, match=match):
@@ -217,8 +224,10 @@ def test_torch_path_without_triton(monkeypatch):
 
 # ---- GPU only: bf16 (the interpreter does not do it correctly) and full-size shapes.
 # conftest sets TRITON_INTERPRET=1 unless told otherwise: run these with TRITON_INTERPRET=0.
-compiled = pytest.mark.skipif(torch.cuda.is_available() and triton_scoring._is_interpreted(),
-                              reason="needs compiled kernels: run with TRITON_INTERPRET=0")
+compiled = pytest.mark.skipif(
+    torch.cuda.is_available() and triton_scoring._is_interpreted(),
+    reason="needs compiled kernels: run with TRITON_INTERPRET=0",
+)
 
 
 @pytest.mark.gpu
@@ -234,15 +243,18 @@ def test_bf16_matches_reference(shape):
 @pytest.mark.gpu
 @compiled
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("tiles,c,d,blocks", [
-    ([1024, 0, 1024, 9], 4096, 1024, None),
-    ([9] * 64 + [0, 1, 63], 1000, 512, None),
-    ([9] * 300 + [0] * 50, 4096, 512, {"group": 26}),
-    ([64] * 8, 80, 1024, None),
-    ([1024], 20, 512, None),
-    ([1024, 700], 80, 1024, {"split": 5}),
-    ([2047, 3], 1023, 768, {"csplit": 3}),
-])
+@pytest.mark.parametrize(
+    "tiles,c,d,blocks",
+    [
+        ([1024, 0, 1024, 9], 4096, 1024, None),
+        ([9] * 64 + [0, 1, 63], 1000, 512, None),
+        ([9] * 300 + [0] * 50, 4096, 512, {"group": 26}),
+        ([64] * 8, 80, 1024, None),
+        ([1024], 20, 512, None),
+        ([1024, 700], 80, 1024, {"split": 5}),
+        ([2047, 3], 1023, 768, {"csplit": 3}),
+    ],
+)
 def test_large_shapes(tiles, c, d, blocks, dtype):
     emb, offsets, text = make_inputs(tiles, c, d, dtype, seed=10)
     got = score_segments_triton(emb, offsets, text, S, keep_tiles=True, blocks=blocks)

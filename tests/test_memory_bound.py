@@ -1,6 +1,7 @@
 """One huge accepted image does not take the worker's memory with it: the resize works in
 strips of rows, so a 13000 x 13000 PNG (169 megapixels, under the default --max-pixels)
 is extracted in well under 2 GB."""
+
 import os
 import resource
 import subprocess
@@ -21,8 +22,21 @@ def test_a_huge_image_is_extracted_in_bounded_memory(tmp_path):
     del big
     size = os.path.getsize(os.path.join(root, "JPEGImages", "huge.jpg"))
     assert size < 2_000_000
-    cmd = [os.path.join(os.path.dirname(sys.executable), "cdul-extract"), root, "--out", str(tmp_path / "s.zarr"),
-           "--model", "cdul-tiny-rn", "--pretrained", "none", "--gpus", "cpu", "--snippet", "1", "-q"]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "cdul-extract"),
+        root,
+        "--out",
+        str(tmp_path / "s.zarr"),
+        "--model",
+        "cdul-tiny-rn",
+        "--pretrained",
+        "none",
+        "--gpus",
+        "cpu",
+        "--snippet",
+        "1",
+        "-q",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -64,7 +64,7 @@ def test_streamed_ap_equals_in_memory_ap_in_class_blocks():
 
     def chunks():
         for a in range(0, 300, 64):
-            yield scores[a:a + 64], targets[a:a + 64], rows[a:a + 64]
+            yield scores[a : a + 64], targets[a : a + 64], rows[a : a + 64]
 
     want = per_class_ap(scores, targets, rows=rows)
     for max_bytes in (1, 3000 * 3, 1 << 30):  # one class a block, a few, all at once

@@ -2,6 +2,7 @@
 c10d rendezvous on 127.0.0.1 and run on the CPU with gloo, sharing one store as two machines
 share a file system. cdul-extract gives the single-process store bit for bit; cdul-train
 gives the labels of the same run on one node with two processes."""
+
 import json
 import os
 import signal
@@ -13,11 +14,10 @@ import uuid
 import numpy as np
 import pytest
 import zarr
-
-from cdul.store import Store, layout
-
 from test_extract_cli import base_args, reference_store, same_arrays  # noqa: F401 (reference_store: a fixture)
 from test_trainer_cli import extract
+
+from cdul.store import Store, layout
 
 pytestmark = pytest.mark.slow  # three torchrun jobs
 
@@ -50,11 +50,36 @@ def finish(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
 
 def two_nodes(*command: str) -> list[tuple[int, str]]:
     """``command`` under two torchrun launchers, one process each, rendezvous on loopback."""
-    launcher = [os.path.join(BIN, "torchrun"), "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-                "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", f"cdul-{uuid.uuid4().hex}",
-                "--rdzv-conf", "join_timeout=120", "--local-addr", "127.0.0.1", "--max-restarts", "0"]
-    procs = [subprocess.Popen([*launcher, *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=ENV, start_new_session=True) for _ in range(2)]
+    launcher = [
+        os.path.join(BIN, "torchrun"),
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        f"cdul-{uuid.uuid4().hex}",
+        "--rdzv-conf",
+        "join_timeout=120",
+        "--local-addr",
+        "127.0.0.1",
+        "--max-restarts",
+        "0",
+    ]
+    procs = [
+        subprocess.Popen(
+            [*launcher, *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
     return finish(procs)
 
 
@@ -65,17 +90,43 @@ def assert_ok(results):
 
 def test_two_nodes_extract_the_single_process_store(voc_root, reference_store, tmp_path):  # noqa: F811
     out = str(tmp_path / "nodes.zarr")
-    results = two_nodes(os.path.join(BIN, "cdul-extract"),
-                        *map(str, base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4")))
+    results = two_nodes(
+        os.path.join(BIN, "cdul-extract"), *map(str, base_args(voc_root, out, "--chunk-len", "3", "--snippet", "4"))
+    )
     assert_ok(results)
     assert sum("to all ranks" in text for _, text in results) == 1  # one world of two ranks: rank 0 summarises
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
 
 
 def train_command(store: str, out: str, voc_root: str) -> list[str]:
-    return [os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, "--arch", "resnet18", "--weights",
-            "none", "--img-size", "32", "--device", "cpu", "--batch-size", "3", "--lr", "1e-3", "--epochs", "2",
-            "--workers", "0", "--val-data", voc_root, "--val-split", "train", "--quiet"]
+    return [
+        os.path.join(BIN, "cdul-train"),
+        "--store",
+        store,
+        "--out-dir",
+        out,
+        "--arch",
+        "resnet18",
+        "--weights",
+        "none",
+        "--img-size",
+        "32",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--val-data",
+        voc_root,
+        "--val-split",
+        "train",
+        "--quiet",
+    ]
 
 
 def test_two_nodes_train_as_one_node_with_two_processes(voc_root, tmp_path):
@@ -86,9 +137,20 @@ def test_two_nodes_train_as_one_node_with_two_processes(voc_root, tmp_path):
         subprocess.run(["cp", "-r", pristine, store], check=True)
         command = train_command(store, str(tmp_path / how), voc_root)
         if how == "one-node":
-            assert_ok(finish([subprocess.Popen([os.path.join(BIN, "torchrun"), "--standalone", "--nproc-per-node",
-                                                "2", *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                               text=True, env=ENV, start_new_session=True)]))
+            assert_ok(
+                finish(
+                    [
+                        subprocess.Popen(
+                            [os.path.join(BIN, "torchrun"), "--standalone", "--nproc-per-node", "2", *command],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                            env=ENV,
+                            start_new_session=True,
+                        )
+                    ]
+                )
+            )
         else:
             assert_ok(two_nodes(*command))
         stores[how] = Store.open(store)
@@ -99,7 +161,9 @@ def test_two_nodes_train_as_one_node_with_two_processes(voc_root, tmp_path):
         y = two.read(layout.round_name(k))
         np.testing.assert_array_equal(y, one.read(layout.round_name(k)), err_msg=f"round {k}")
         assert (y != two.read(layout.round_name(k - 1))).any(axis=1)[ok].all()  # every chunk moved, both nodes'
-    metrics = {how: [json.loads(line) for line in (tmp_path / how / "metrics.jsonl").read_text().splitlines()]
-               for how in stores}
+    metrics = {
+        how: [json.loads(line) for line in (tmp_path / how / "metrics.jsonl").read_text().splitlines()]
+        for how in stores
+    }
     assert [r["epoch"] for r in metrics["two-nodes"]] == [0, 1, 2]
     assert [r["val_map"] for r in metrics["two-nodes"][1:]] == [r["val_map"] for r in metrics["one-node"][1:]]

@@ -1,4 +1,5 @@
 """Property-based checks of the tiling and of the aggregation."""
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +19,7 @@ def test_grid_tiles_are_disjoint_inside_and_counted(h, w, g):
     seen = set()
     for top, left, bh, bw in boxes:
         assert (bh, bw) == (th, tw)
-        assert 0 <= top and top + bh <= h and 0 <= left and left + bw <= w
+        assert top >= 0 and top + bh <= h and left >= 0 and left + bw <= w
         assert top % th == 0 and left % tw == 0  # on the grid, so no two overlap
         assert (top, left) not in seen
         seen.add((top, left))
@@ -38,8 +39,13 @@ def test_pixel_tiles_are_disjoint_inside_and_counted(h, w, p):
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n_tiles=st.integers(0, 12), c=st.integers(1, 30),
-       zeta=st.floats(0, 1), lam=st.floats(-1, 1))
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_tiles=st.integers(0, 12),
+    c=st.integers(1, 30),
+    zeta=st.floats(0, 1),
+    lam=st.floats(-1, 1),
+)
 def test_aggregation_bounds(seed, n_tiles, c, zeta, lam):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(1 + n_tiles, 8, generator=g)

@@ -1,10 +1,12 @@
 """faiss neighbourhoods: exact vs IVF agreement, label refinement, search."""
+
 import json
 import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from embedding_stores import clustered, embedding_store
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine_cli
@@ -13,7 +15,6 @@ from cdul.index import choose_index, load_or_build, refine_labels, search
 from cdul.index.refine import LabelRows
 from cdul.metrics import mean_ap
 from cdul.store import Store
-from embedding_stores import clustered, embedding_store
 
 
 def test_auto_choice():
@@ -77,8 +78,25 @@ def test_refine_cli_and_trainer_sees_the_round(tmp_path):
 
 def test_refine_needs_embeddings(voc_root, tmp_path):
     out = str(tmp_path / "noemb.zarr")
-    r = CliRunner().invoke(extract, [voc_root, "--out", out, "--model", "cdul-tiny-vit", "--pretrained", "none",
-                                     "--gpus", "cpu", "-q", "--workers", "0", "--limit", "3"])
+    r = CliRunner().invoke(
+        extract,
+        [
+            voc_root,
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-vit",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "-q",
+            "--workers",
+            "0",
+            "--limit",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(refine_cli, ["--store", out])
     assert r.exit_code == 1 and "--keep-embeddings" in r.output
@@ -88,8 +106,26 @@ def test_refine_needs_embeddings(voc_root, tmp_path):
 def search_store(voc_root, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("search") / "s.zarr")
     # the small random ViT tells images apart (the small random ResNet maps them all alike)
-    r = CliRunner().invoke(extract, [voc_root, "--out", out, "--model", "cdul-tiny-vit", "--pretrained", "none",
-                                     "--gpus", "cpu", "-q", "--workers", "0", "--keep-embeddings", "--snippet", "1"])
+    r = CliRunner().invoke(
+        extract,
+        [
+            voc_root,
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-vit",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "-q",
+            "--workers",
+            "0",
+            "--keep-embeddings",
+            "--snippet",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return out
 

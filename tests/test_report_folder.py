@@ -1,5 +1,6 @@
 """cdul-report writes into its own folder only: it refuses a folder of someone else's
 files and, replacing an earlier report, removes nothing it did not write."""
+
 import os
 
 import pytest
@@ -12,8 +13,27 @@ from cdul.cli.report import main as report
 @pytest.fixture(scope="module")
 def store(voc_root, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rep") / "s.zarr")
-    r = CliRunner().invoke(extract, [voc_root, "--out", out, "--model", "cdul-tiny-rn", "--pretrained", "none",
-                                     "--gpus", "cpu", "--workers", "0", "--limit", "4", "--chunk-len", "2", "-q"])
+    r = CliRunner().invoke(
+        extract,
+        [
+            voc_root,
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-rn",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "--workers",
+            "0",
+            "--limit",
+            "4",
+            "--chunk-len",
+            "2",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     return out
 

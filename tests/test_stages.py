@@ -1,4 +1,5 @@
 """The extraction stages one by one, then the host work per image of the whole batch path."""
+
 import os
 
 import numpy as np
@@ -8,8 +9,7 @@ import torch
 from cdul.data import sample_reader
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.reader import BatchReader, BatchSampler
-from cdul.extractor.stages import (ChunkResults, ChunkWriter, Encoder, ExactViews, KernelViews, Scorer,
-                                   images_per_batch)
+from cdul.extractor.stages import ChunkResults, ChunkWriter, Encoder, ExactViews, KernelViews, Scorer, images_per_batch
 from cdul.extractor.tiling import Tiling
 from cdul.extractor.views import ViewMaker
 from cdul.store import layout
@@ -17,10 +17,12 @@ from cdul.store import layout
 CPU = torch.device("cpu")
 
 
-def _batch(sizes, rows=None, failed=(), tiling=Tiling.grid(3), size=16, seed=0):
+def _batch(sizes, rows=None, failed=(), tiling=None, size=16, seed=0):
+    tiling = tiling or Tiling.grid(3)
     rng = np.random.default_rng(seed)
-    decoded = [f"broken {i}" if i in failed else rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
-               for i, hw in enumerate(sizes)]
+    decoded = [
+        f"broken {i}" if i in failed else rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for i, hw in enumerate(sizes)
+    ]
     return pack(0, rows if rows is not None else range(len(sizes)), decoded, ViewSpec(size), tiling)
 
 
@@ -28,7 +30,7 @@ def test_batches_are_whole_images_of_one_chunk():
     s = BatchSampler([2, 5], [(20, 30), (50, 53)], 4)
     assert list(s) == [(2, 20, 24), (2, 24, 28), (2, 28, 30), (5, 50, 53)] and len(s) == 4
     # the cut of a chunk does not depend on which other chunks the worker has
-    assert [b for b in BatchSampler([5], [(50, 53)], 4)] == [(5, 50, 53)]
+    assert list(BatchSampler([5], [(50, 53)], 4)) == [(5, 50, 53)]
     assert images_per_batch(Tiling.grid(3), 64) == 6 and images_per_batch(Tiling.grid(3), 8) == 1
     assert images_per_batch(Tiling.grid(1), 64) == 64 and images_per_batch(Tiling.pixel(32), 64) == 4
 

@@ -1,7 +1,8 @@
 """The store on its own: creation, chunk flags, rounds, version and lock refusals."""
+
 import json
-import warnings
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -11,9 +12,15 @@ from cdul.store import Store, StoreError, StoreLock, StoreLockedError, layout, r
 
 
 def small_store(path, n=7, chunk_len=3):
-    return Store.create(str(path), ids=[f"img{i}.jpg" for i in range(n)], classes=["a", "b"],
-                        specs=layout.result_specs(2), targets=np.ones((n, 2), np.int8), chunk_len=chunk_len,
-                        attrs={"config_hash": "x"})
+    return Store.create(
+        str(path),
+        ids=[f"img{i}.jpg" for i in range(n)],
+        classes=["a", "b"],
+        specs=layout.result_specs(2),
+        targets=np.ones((n, 2), np.int8),
+        chunk_len=chunk_len,
+        attrs={"config_hash": "x"},
+    )
 
 
 def test_chunks_flags_and_reads(tmp_path):
@@ -81,9 +88,14 @@ def _open_quietly(path):
 
 def test_xarray_opens_a_finished_store_with_coordinates(tmp_path):
     path = tmp_path / "s.zarr"
-    s = Store.create(str(path), ids=["a/1.jpg", "b/2.jpg", "c/3.jpg"], classes=["cat", "dining table"],
-                     specs=layout.result_specs(2, tiles_max=4), targets=np.array([[1, 0], [-1, 1], [0, -1]]),
-                     chunk_len=2)
+    s = Store.create(
+        str(path),
+        ids=["a/1.jpg", "b/2.jpg", "c/3.jpg"],
+        classes=["cat", "dining table"],
+        specs=layout.result_specs(2, tiles_max=4),
+        targets=np.array([[1, 0], [-1, 1], [0, -1]]),
+        chunk_len=2,
+    )
     s.begin_round(0, {"zeta": 0.5})[:] = np.full((3, 2), 0.25, np.float32)
     s.finish_round(0)
     s.set_attrs(complete=True)
@@ -149,12 +161,21 @@ def test_a_process_of_an_older_run_cannot_write_a_chunk(tmp_path):
 def test_verify_names_every_kind_of_bad_row(tmp_path):
     from cdul.store import verify
 
-    s = Store.create(str(tmp_path / "s.zarr"), ids=[f"i{i}" for i in range(6)], classes=["a", "b"],
-                     specs=layout.result_specs(2, tiles_max=2, embed_dim=3), chunk_len=3)
-    row = {layout.STATUS: np.full(3, layout.OK, np.uint8), layout.HW: np.full((3, 2), 8, np.int32),
-           layout.N_TILES: np.full(3, 2, np.int32), layout.SIM_TILES: np.full((3, 2, 2), 0.5, np.float16),
-           layout.EMB_GLOBAL: np.zeros((3, 3), np.float16),
-           **{n: np.full((3, 2), 0.5, np.float32) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA)}}
+    s = Store.create(
+        str(tmp_path / "s.zarr"),
+        ids=[f"i{i}" for i in range(6)],
+        classes=["a", "b"],
+        specs=layout.result_specs(2, tiles_max=2, embed_dim=3),
+        chunk_len=3,
+    )
+    row = {
+        layout.STATUS: np.full(3, layout.OK, np.uint8),
+        layout.HW: np.full((3, 2), 8, np.int32),
+        layout.N_TILES: np.full(3, 2, np.int32),
+        layout.SIM_TILES: np.full((3, 2, 2), 0.5, np.float16),
+        layout.EMB_GLOBAL: np.zeros((3, 3), np.float16),
+        **{n: np.full((3, 2), 0.5, np.float32) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA)},
+    }
     s.write_chunk(0, row)
     assert verify(s) == []
     bad = {k: v.copy() for k, v in row.items()}

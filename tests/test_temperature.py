@@ -3,6 +3,7 @@
 A public reproduction divided by model.logit_scale (ln 100) instead: every vector it
 produced was nearly uniform. These tests fail for a divisor, for ln(s) used as the scale,
 and for a scale that is not read from the model."""
+
 import math
 import os
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
+from clip_reference import Reference
 
 from cdul.cli.extract import main as extract
 from cdul.extractor.clip_model import load_clip, register_model
 from cdul.kernels import score_segments
-from clip_reference import Reference
 
 ARCH = "cdul-tiny-rn"
 
@@ -75,16 +76,50 @@ def test_end_to_end_planted_image_is_recognised(voc_root, tmp_path):
     torch.manual_seed(5)
     model = open_clip.create_model(ARCH, pretrained=None).eval()
     model.logit_scale.data.fill_(math.log(100.0))
-    store_classes = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-                     "dining table", "dog", "horse", "motorbike", "person", "potted plant", "sheep", "sofa",
-                     "train", "tv monitor"]
+    store_classes = [
+        "aeroplane",
+        "bicycle",
+        "bird",
+        "boat",
+        "bottle",
+        "bus",
+        "car",
+        "cat",
+        "chair",
+        "cow",
+        "dining table",
+        "dog",
+        "horse",
+        "motorbike",
+        "person",
+        "potted plant",
+        "sheep",
+        "sofa",
+        "train",
+        "tv monitor",
+    ]
     chelsea = os.path.join(voc_root, "VOCdevkit", "VOC2012", "JPEGImages", "chelsea.jpg")
     image_emb = Reference(model, ARCH, store_classes).embed(Reference.open(chelsea))
     _plant_class(model, store_classes, "cat", image_emb)
     torch.save(model.state_dict(), tmp_path / "planted.pt")
     out = str(tmp_path / "s.zarr")
-    result = CliRunner().invoke(extract, [voc_root, "--out", out, "--model", ARCH, "--pretrained",
-                                          str(tmp_path / "planted.pt"), "--gpus", "cpu", "-q", "--workers", "0"])
+    result = CliRunner().invoke(
+        extract,
+        [
+            voc_root,
+            "--out",
+            out,
+            "--model",
+            ARCH,
+            "--pretrained",
+            str(tmp_path / "planted.pt"),
+            "--gpus",
+            "cpu",
+            "-q",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = zarr.open_group(out, mode="r")
     assert list(store.attrs["classes"]) == store_classes

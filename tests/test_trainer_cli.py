@@ -1,5 +1,6 @@
 """cdul-train and cdul-eval driven as a user would: extract a tiny VOC store, train two
 epochs of a small network at 32 px on the CPU, score it; and the one-line refusals."""
+
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from datasets import make_label_store
 
 from cdul.cli.eval import main as eval_main
 from cdul.cli.train import main as train_main
@@ -17,17 +19,49 @@ from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer.model import new_model
 
-from datasets import make_label_store
-
 BIN = os.path.dirname(sys.executable)
-SMALL = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",
-         "--lr", "1e-3", "--quiet"]
+SMALL = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "none",
+    "--img-size",
+    "32",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "4",
+    "--lr",
+    "1e-3",
+    "--quiet",
+]
 
 
 def extract(voc_root: str, out: str) -> str:
-    subprocess.run([os.path.join(BIN, "cdul-extract"), voc_root, "--dataset", "voc2012", "--split", "train",
-                    "--out", out, "--model", "cdul-tiny-rn", "--pretrained", "none", "--gpus", "cpu",
-                    "--chunk-len", "8", "-q"], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            os.path.join(BIN, "cdul-extract"),
+            voc_root,
+            "--dataset",
+            "voc2012",
+            "--split",
+            "train",
+            "--out",
+            out,
+            "--model",
+            "cdul-tiny-rn",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "--chunk-len",
+            "8",
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return out
 
 
@@ -53,8 +87,26 @@ def trained(pristine_store, voc_root, tmp_path_factory):
     store = str(tmp / "voc.zarr")
     shutil.copytree(pristine_store, store)
     run = str(tmp / "run")
-    result = train("--store", store, "--out-dir", run, "--val-data", voc_root, "--val-split", "train",
-                   "--epochs", "2", "--warmup", "0", "--update-every", "1", "--workers", "1", "--augment", *SMALL)
+    result = train(
+        "--store",
+        store,
+        "--out-dir",
+        run,
+        "--val-data",
+        voc_root,
+        "--val-split",
+        "train",
+        "--epochs",
+        "2",
+        "--warmup",
+        "0",
+        "--update-every",
+        "1",
+        "--workers",
+        "1",
+        "--augment",
+        *SMALL,
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return store, run
 
@@ -113,9 +165,25 @@ def test_checkpoint_round_trips_with_weights_only(trained):
 def test_eval_writes_report_and_plots(trained, voc_root, tmp_path):
     _, run = trained
     out, plots = str(tmp_path / "report.json"), str(tmp_path / "plots")
-    result = CliRunner().invoke(eval_main, ["--checkpoint", os.path.join(run, "best.pt"), "--data", voc_root,
-                                            "--split", "train", "--out", out, "--plots", plots, "--device", "cpu",
-                                            "--workers", "0"])
+    result = CliRunner().invoke(
+        eval_main,
+        [
+            "--checkpoint",
+            os.path.join(run, "best.pt"),
+            "--data",
+            voc_root,
+            "--split",
+            "train",
+            "--out",
+            out,
+            "--plots",
+            plots,
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "mAP" in result.output and "person" in result.output
     report = json.load(open(out))
@@ -169,7 +237,7 @@ def test_refusals_are_one_line(store_copy, voc_root, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     args = [a for a in SMALL if a not in ("none",)]
-    args[args.index("--weights") + 1: args.index("--weights") + 1] = ["imagenet"]
+    args[args.index("--weights") + 1 : args.index("--weights") + 1] = ["imagenet"]
     refused(train("--store", store_copy, "--out-dir", run, *args), "--weights PATH")
 
     empty = make_label_store(str(tmp_path / "empty.zarr"), ["a.png", "b.png"], ["x", "y"], np.full((2, 2), 0.5))
@@ -178,8 +246,21 @@ def test_refusals_are_one_line(store_copy, voc_root, tmp_path, monkeypatch):
 
     assert train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", *SMALL).exit_code == 0
     refused(train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", *SMALL), "--resume")
-    refused(train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", "--resume",
-                  *[a if a != "1e-3" else "1e-2" for a in SMALL]), "--lr")
+    refused(
+        train(
+            "--store",
+            store_copy,
+            "--out-dir",
+            run,
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--resume",
+            *[a if a != "1e-3" else "1e-2" for a in SMALL],
+        ),
+        "--lr",
+    )
 
 
 def test_images_from_an_fsspec_url(store_copy, voc_root, tmp_path):
@@ -190,8 +271,9 @@ def test_images_from_an_fsspec_url(store_copy, voc_root, tmp_path):
     for name in os.listdir(base):
         fs.pipe_file(f"/vocmem/JPEGImages/{name}", open(os.path.join(base, name), "rb").read())
     run = str(tmp_path / "run")
-    result = train("--store", store_copy, "--out-dir", run, "--data", "memory://vocmem", "--epochs", "1",
-                   "--workers", "0", *SMALL)
+    result = train(
+        "--store", store_copy, "--out-dir", run, "--data", "memory://vocmem", "--epochs", "1", "--workers", "0", *SMALL
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     record = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))][-1]
     assert record["images"] == 20 and record["unreadable"] == 0

@@ -1,6 +1,7 @@
 """cdul-train under torchrun with two CPU ranks (gloo): ranks own whole chunks of uneven
 size (8, 8 and 4 images: uneven batch counts), every round is written once and completely,
 and the run finishes instead of hanging."""
+
 import json
 import os
 import subprocess
@@ -8,10 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from test_trainer_cli import extract
 
 from cdul.store import Store, layout
-
-from test_trainer_cli import extract
 
 BIN = os.path.dirname(sys.executable)
 
@@ -22,10 +22,38 @@ def test_two_ranks_write_each_round_once(voc_root, tmp_path):
     before = Store.open(store).read(layout.round_name(0))
     out = str(tmp_path / "run")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [os.path.join(BIN, "torchrun"), "--standalone", "--nproc_per_node", "2", os.path.join(BIN, "cdul-train"),
-           "--store", store, "--out-dir", out, "--arch", "resnet18", "--weights", "none", "--img-size", "32",
-           "--device", "cpu", "--batch-size", "3", "--lr", "1e-3", "--epochs", "2", "--workers", "0",
-           "--val-data", voc_root, "--val-split", "train", "--quiet"]
+    cmd = [
+        os.path.join(BIN, "torchrun"),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        os.path.join(BIN, "cdul-train"),
+        "--store",
+        store,
+        "--out-dir",
+        out,
+        "--arch",
+        "resnet18",
+        "--weights",
+        "none",
+        "--img-size",
+        "32",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "3",
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "2",
+        "--workers",
+        "0",
+        "--val-data",
+        voc_root,
+        "--val-split",
+        "train",
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -1,5 +1,6 @@
 """The label step of SPEC 1.5 against plain references written here: the losses in float64
 numpy, their gradient by central finite differences, the update formula term by term."""
+
 import math
 
 import numpy as np
@@ -31,7 +32,7 @@ def ref_grad(z: np.ndarray, y: np.ndarray, kind: str, h: float = 1e-6) -> np.nda
 
 def ref_update(z, y, kind, lr, mu, sigma, eps):
     y = np.clip(y, eps, 1 - eps)
-    w = np.exp(-((y - mu) ** 2) / (2 * sigma ** 2)) / (sigma * math.sqrt(2 * math.pi))
+    w = np.exp(-((y - mu) ** 2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
     g = ref_grad(z, y, kind)
     logit = np.log(y / (1 - y))
     return np.clip(1 / (1 + np.exp(-(logit - lr * w * g))), eps, 1 - eps)
@@ -66,8 +67,19 @@ def test_label_gradient_matches_finite_differences(kind):
 def test_align_labels_matches_reference(kind, lr, mu, sigma):
     z, y = batch(3)
     eps = 1e-6
-    got = align_labels(torch.tensor(z, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), kind=kind,
-                       lr=lr, mu=mu, sigma=sigma, eps=eps).double().numpy()
+    got = (
+        align_labels(
+            torch.tensor(z, dtype=torch.float32),
+            torch.tensor(y, dtype=torch.float32),
+            kind=kind,
+            lr=lr,
+            mu=mu,
+            sigma=sigma,
+            eps=eps,
+        )
+        .double()
+        .numpy()
+    )
     want = np.stack([ref_update(z[i], y[i], kind, lr, mu, sigma, eps) for i in range(len(z))])
     worst = np.unravel_index(np.abs(got - want).argmax(), got.shape)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"worst at {worst}")

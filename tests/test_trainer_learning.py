@@ -2,18 +2,18 @@
 per class present), starting pseudo labels that are those labels under heavy noise; the
 trained classifier must rank held-out images clearly better than the noisy labels rank the
 training images, and the refined labels must end up better than they started."""
+
 import json
 import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from datasets import make_label_store
 from PIL import Image
 
 from cdul.cli.train import main as train_main
 from cdul.metrics import mean_ap
-
-from datasets import make_label_store
 
 pytestmark = pytest.mark.slow  # a classifier trained for real
 
@@ -40,7 +40,7 @@ def make_shapes(folder: str, n: int, seed: int) -> tuple[list[str], np.ndarray]:
             qy, qx = divmod(int(quadrants[c]), 2)
             y0 = qy * half + int(rng.integers(0, half - side + 1))
             x0 = qx * half + int(rng.integers(0, half - side + 1))
-            img[y0:y0 + side, x0:x0 + side] = COLOURS[CLASSES[c]]
+            img[y0 : y0 + side, x0 : x0 + side] = COLOURS[CLASSES[c]]
         name = f"{i:04d}.png"
         Image.fromarray(img).save(os.path.join(folder, name))
         ids.append(name)
@@ -64,21 +64,64 @@ def test_classifier_beats_its_noisy_labels(tmp_path):
         for name, row in zip(val_ids, val_truth):
             f.write(f"{name},{';'.join(c for c, t in zip(CLASSES, row) if t == 1)}\n")
     y0 = noisy(train_truth, seed=3)
-    store = make_label_store(str(tmp_path / "shapes.zarr"), train_ids, CLASSES, y0, targets=train_truth,
-                             chunk_len=64, root=str(tmp_path / "train"))
+    store = make_label_store(
+        str(tmp_path / "shapes.zarr"),
+        train_ids,
+        CLASSES,
+        y0,
+        targets=train_truth,
+        chunk_len=64,
+        root=str(tmp_path / "train"),
+    )
     noisy_map = 100 * mean_ap(y0, train_truth)
 
     out = str(tmp_path / "run")
-    result = CliRunner().invoke(train_main, [
-        "--store", store.url, "--out-dir", out, "--val-data", str(tmp_path / "val"), "--val-dataset", "folder",
-        "--arch", "resnet18", "--weights", "none", "--img-size", str(SIZE), "--device", "cpu", "--workers", "0",
-        "--batch-size", "32", "--optimizer", "adam", "--lr", "2e-3", "--schedule", "constant", "--augment",
-        "--epochs", "8", "--warmup", "3", "--update-every", "1", "--quiet"])
+    result = CliRunner().invoke(
+        train_main,
+        [
+            "--store",
+            store.url,
+            "--out-dir",
+            out,
+            "--val-data",
+            str(tmp_path / "val"),
+            "--val-dataset",
+            "folder",
+            "--arch",
+            "resnet18",
+            "--weights",
+            "none",
+            "--img-size",
+            str(SIZE),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--batch-size",
+            "32",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "2e-3",
+            "--schedule",
+            "constant",
+            "--augment",
+            "--epochs",
+            "8",
+            "--warmup",
+            "3",
+            "--update-every",
+            "1",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     rows = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     final = rows[-1]
-    print(f"noisy labels {noisy_map:.1f} mAP; classifier {[round(r.get('val_map', 0), 1) for r in rows[1:]]}; "
-          f"pseudo labels {[round(r['pseudo_map'], 1) for r in rows]}")
+    print(
+        f"noisy labels {noisy_map:.1f} mAP; classifier {[round(r.get('val_map', 0), 1) for r in rows[1:]]}; "
+        f"pseudo labels {[round(r['pseudo_map'], 1) for r in rows]}"
+    )
     assert abs(rows[0]["pseudo_map"] - noisy_map) < 1e-6
     assert final["val_map"] > noisy_map + 15, (final["val_map"], noisy_map)
     # gradient alignment moved the labels towards the truth, round after round

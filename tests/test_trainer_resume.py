@@ -3,6 +3,7 @@ and label rounds of the same run left alone (CPU, same process, same thread coun
 
 Interruptions are injected with monkeypatch: a crash after a label round was finished but
 before the checkpoint that knows it, and a crash halfway through writing a round."""
+
 import json
 import os
 import shutil
@@ -11,19 +12,41 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_trainer_cli import extract
 
 from cdul.cli.train import main as train_main
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer import stream as stream_mod
 
-from test_trainer_cli import extract
-
 pytestmark = pytest.mark.slow  # whole training runs, interrupted and resumed
 
-ARGS = ["--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device", "cpu", "--batch-size", "4",
-        "--lr", "1e-3", "--epochs", "3", "--warmup", "1", "--update-every", "1", "--augment", "--workers", "0",
-        "--seed", "7", "--quiet"]
+ARGS = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "none",
+    "--img-size",
+    "32",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "4",
+    "--lr",
+    "1e-3",
+    "--epochs",
+    "3",
+    "--warmup",
+    "1",
+    "--update-every",
+    "1",
+    "--augment",
+    "--workers",
+    "0",
+    "--seed",
+    "7",
+    "--quiet",
+]
 TIMING = {"seconds", "images_per_s"}
 
 

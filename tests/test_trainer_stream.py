@@ -1,16 +1,16 @@
 """Label streaming: bounded memory (reads instrumented), order fixed by seed and epoch,
 skipped rows carried over unchanged, rounds written chunk by chunk."""
+
 import collections
 import math
 
 import numpy as np
 import pytest
 import torch
+from datasets import make_label_store
 
 from cdul.store import Store, layout
 from cdul.trainer.stream import LabelStream, chunk_order, count_rows, row_order
-
-from datasets import make_label_store
 
 N, C, CHUNK = 203, 3, 8
 
@@ -23,8 +23,14 @@ def store(tmp_path):
     status[[3, 40, 41, 200]] = layout.FAILED
     labels[[7, 100]] = np.nan
     status[16:24] = layout.FAILED  # a chunk with nothing to train on
-    return make_label_store(str(tmp_path / "s.zarr"), [f"img/{i:04d}.png" for i in range(N)], ["a", "b", "c"],
-                            labels, status=status, chunk_len=CHUNK)
+    return make_label_store(
+        str(tmp_path / "s.zarr"),
+        [f"img/{i:04d}.png" for i in range(N)],
+        ["a", "b", "c"],
+        labels,
+        status=status,
+        chunk_len=CHUNK,
+    )
 
 
 def usable(store):
@@ -82,8 +88,9 @@ def test_real_dataloader_keeps_memory_bounded(store):
             return item[0]
 
     stream = LabelStream(store, 0, chunk_order(store.n_chunks, 0, 1), seed=0, epoch=1, batch_size=4)
-    loader = torch.utils.data.DataLoader(Echo(), batch_sampler=stream, num_workers=1, prefetch_factor=2,
-                                         collate_fn=lambda items: np.array(items))
+    loader = torch.utils.data.DataLoader(
+        Echo(), batch_sampler=stream, num_workers=1, prefetch_factor=2, collate_fn=lambda items: np.array(items)
+    )
     seen = []
     for idx in loader:
         stream.labels(idx)
@@ -96,8 +103,9 @@ def test_real_dataloader_keeps_memory_bounded(store):
 
 def test_order_is_a_permutation_fixed_by_seed_and_epoch(store):
     def order(seed, epoch):
-        return drive(LabelStream(store, 0, chunk_order(store.n_chunks, seed, epoch), seed=seed, epoch=epoch,
-                                 batch_size=6), 1)
+        return drive(
+            LabelStream(store, 0, chunk_order(store.n_chunks, seed, epoch), seed=seed, epoch=epoch, batch_size=6), 1
+        )
 
     first = order(3, 1)
     assert sorted(first) == usable(store).tolist() and len(set(first)) == len(first)
@@ -115,7 +123,7 @@ def test_order_is_a_permutation_fixed_by_seed_and_epoch(store):
 
 def test_ranks_own_disjoint_whole_chunks():
     parts = [chunk_order(26, 5, 2, rank, 3) for rank in range(3)]
-    assert sorted(sum(parts, [])) == list(range(26))
+    assert sorted(i for p in parts for i in p) == list(range(26))
     assert all(abs(len(p) - len(q)) <= 1 for p in parts for q in parts)
 
 

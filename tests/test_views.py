@@ -1,4 +1,5 @@
 """The tensor preprocess against PIL + torchvision (CLIP's own eval transform), and tiling."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,22 @@ def pil_view(arr: np.ndarray, size: int, interpolation=InterpolationMode.BICUBIC
     return np.asarray(im, dtype=np.float64).transpose(2, 0, 1)
 
 
-SIZES = [(1, 1), (2, 3), (3, 500), (3, 3), (7, 500), (500, 7), (224, 224), (224, 300), (300, 224), (375, 500), (480, 640),
-         (1000, 2), (33, 17), (100000 // 50, 2)]
+SIZES = [
+    (1, 1),
+    (2, 3),
+    (3, 500),
+    (3, 3),
+    (7, 500),
+    (500, 7),
+    (224, 224),
+    (224, 300),
+    (300, 224),
+    (375, 500),
+    (480, 640),
+    (1000, 2),
+    (33, 17),
+    (100000 // 50, 2),
+]
 
 
 @pytest.mark.parametrize("hw", SIZES)
@@ -59,7 +74,7 @@ def test_tile_views_match_pil_crops(hw):
     h, w = hw[0] // 3, hw[1] // 3
     for k in range(9):
         i, j = divmod(k, 3)
-        ref = pil_view(arr[i * h:(i + 1) * h, j * w:(j + 1) * w], 64)
+        ref = pil_view(arr[i * h : (i + 1) * h, j * w : (j + 1) * w], 64)
         assert np.abs(views[1 + k].numpy() - ref).max() == 0
 
 
@@ -68,7 +83,7 @@ def test_geometry_follows_torchvision():
         new_h, new_w, top, left = output_geometry(h, w, 224)
         im = TF.resize(Image.new("RGB", (w, h)), 224)
         assert (new_h, new_w) == (im.height, im.width)
-        assert top == int(round((new_h - 224) / 2.0)) and left == int(round((new_w - 224) / 2.0))
+        assert top == round((new_h - 224) / 2.0) and left == round((new_w - 224) / 2.0)
 
 
 def test_huge_aspect_ratio_costs_a_crop_not_the_resize():
@@ -88,8 +103,15 @@ class TestTiling:
         assert t.layout(9, 13) == (2, 3, 4, 4)
         assert t.boxes(9, 13)[-1] == (4, 8, 4, 4)
 
-    @pytest.mark.parametrize("tiling,hw", [(Tiling.grid(3), (2, 100)), (Tiling.grid(3), (100, 2)),
-                                           (Tiling.pixel(64), (63, 500)), (Tiling.grid(8), (1, 1))])
+    @pytest.mark.parametrize(
+        "tiling,hw",
+        [
+            (Tiling.grid(3), (2, 100)),
+            (Tiling.grid(3), (100, 2)),
+            (Tiling.pixel(64), (63, 500)),
+            (Tiling.grid(8), (1, 1)),
+        ],
+    )
     def test_too_small_has_no_tiles(self, tiling, hw):
         assert tiling.count(*hw) == 0 and tiling.boxes(*hw) == []
 

@@ -2,6 +2,7 @@
 same store as the same images laid out as a folder dataset, read locally, through a file://
 URL and from memory://; a kill mid-run resumes; a truncated shard and a corrupt sample are
 failed images; bad input is one line on stderr."""
+
 import glob
 import io
 import os
@@ -15,14 +16,21 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from PIL import Image
-
 from datasets import odd_images
+from PIL import Image
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
-ARRAYS = ["images/hw", "images/n_tiles", "images/status", "targets", "sim/global", "sim/alpha", "sim/beta",
-          "labels/round_000"]
+ARRAYS = [
+    "images/hw",
+    "images/n_tiles",
+    "images/status",
+    "targets",
+    "sim/global",
+    "sim/alpha",
+    "sim/beta",
+    "labels/round_000",
+]
 CLASSES = ["bird", "cat", "dog"]
 PER_SHARD = 5
 
@@ -32,8 +40,9 @@ def samples(seed: int = 0) -> list[tuple[str, str, bytes, list[str]]]:
     corrupt file; the last one is the sample a shard will be cut inside."""
     rng = np.random.default_rng(seed)
     out = []
-    images = list(odd_images(seed).values()) + [Image.fromarray(rng.integers(0, 256, (40 + 9 * i, 50, 3), np.uint8))
-                                                 for i in range(4)]
+    images = list(odd_images(seed).values()) + [
+        Image.fromarray(rng.integers(0, 256, (40 + 9 * i, 50, 3), np.uint8)) for i in range(4)
+    ]
     for i, im in enumerate(images):
         ext = ("png", "jpg", "webp")[i % 3] if im.mode == "RGB" else "png"
         buf = io.BytesIO()
@@ -52,7 +61,7 @@ def write_shards(folder: str, items) -> list[str]:
     for n, start in enumerate(range(0, len(items), PER_SHARD)):
         path = os.path.join(folder, f"shard-{n:06d}.tar")
         with wds.TarWriter(path) as sink:
-            for key, ext, data, labels in items[start: start + PER_SHARD]:
+            for key, ext, data, labels in items[start : start + PER_SHARD]:
                 sink.write({"__key__": key, ext: data, "json": {"labels": labels, "url": "x"}, "txt": "a caption"})
         paths.append(path)
     with tarfile.open(paths[0]) as tar:
@@ -76,9 +85,31 @@ def write_folder(folder: str, items) -> None:
 
 
 def args(root, out, dataset, *extra):
-    return [str(root), "--dataset", dataset, "--out", str(out), "--model", "cdul-tiny-rn", "--pretrained", "none",
-            "--gpus", "cpu", "--workers", "1", "--threads", "1", "--chunk-len", "3", "--snippet", "2",
-            "--max-failures", "100%", "-q", *extra]
+    return [
+        str(root),
+        "--dataset",
+        dataset,
+        "--out",
+        str(out),
+        "--model",
+        "cdul-tiny-rn",
+        "--pretrained",
+        "none",
+        "--gpus",
+        "cpu",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--chunk-len",
+        "3",
+        "--snippet",
+        "2",
+        "--max-failures",
+        "100%",
+        "-q",
+        *extra,
+    ]
 
 
 def extract(*argv, timeout=300):
@@ -107,8 +138,9 @@ def assert_same_store(url, reference, items):
     for name in ARRAYS:
         np.testing.assert_array_equal(g[name][:], reference[name][:], err_msg=name)
     assert list(g.attrs["classes"]) == CLASSES
-    assert [str(i) for i in g["images/id"][:]] == [f"shard-{i // PER_SHARD:06d}.tar/{key}"
-                                                  for i, (key, *_) in enumerate(items)]
+    assert [str(i) for i in g["images/id"][:]] == [
+        f"shard-{i // PER_SHARD:06d}.tar/{key}" for i, (key, *_) in enumerate(items)
+    ]
     status = g["images/status"][:]
     assert status[3] == 2 and status[PER_SHARD - 1] == 2 and (np.delete(status, [3, PER_SHARD - 1]) == 1).all()
     errors = g["images/error"][:]
@@ -141,10 +173,34 @@ def test_train_reads_its_images_from_the_shards(layouts, shard_store, tmp_path):
     base, items = layouts
     store = str(tmp_path / "s.zarr")
     shutil.copytree(shard_store, store)
-    result = CliRunner().invoke(main, ["--store", store, "--out-dir", str(tmp_path / "run"), "--val-data",
-                                       str(base / "shards"), "--val-split", "all", "--epochs", "1", "--workers", "0",
-                                       "--arch", "resnet18", "--weights", "none", "--img-size", "32", "--device",
-                                       "cpu", "--batch-size", "4", "--quiet"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--store",
+            store,
+            "--out-dir",
+            str(tmp_path / "run"),
+            "--val-data",
+            str(base / "shards"),
+            "--val-split",
+            "all",
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--arch",
+            "resnet18",
+            "--weights",
+            "none",
+            "--img-size",
+            "32",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output + result.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["images"] == len(items) - 2 and rows[-1]["val_images"] == len(items) - 2, rows[-1]
@@ -213,11 +269,19 @@ def bad_inputs(tmp_path):
         ([str(tmp_path / "missing-{0..1}.tar")], "no such shard"),
         ([str(tmp_path / "noise.tar")], "not a readable tar shard"),
         ([str(tmp_path / "z.tar.gz")], "uncompressed .tar"),
-        ([write_tar(tmp_path / "mixed.tar", [("a.png", png), ("a.json", b'{"labels": []}'), ("b.png", png)])],
-         'no "labels"'),
+        (
+            [write_tar(tmp_path / "mixed.tar", [("a.png", png), ("a.json", b'{"labels": []}'), ("b.png", png)])],
+            'no "labels"',
+        ),
         ([write_tar(tmp_path / "bad.tar", [("a.png", png), ("a.json", b'{"labels": "cat"}')])], "list of class names"),
-        ([write_tar(tmp_path / "twice.tar", [("a.png", png), ("b.png", png), ("a.png", png)]),
-          "--classes", str(classes)], "in the shard twice"),
+        (
+            [
+                write_tar(tmp_path / "twice.tar", [("a.png", png), ("b.png", png), ("a.png", png)]),
+                "--classes",
+                str(classes),
+            ],
+            "in the shard twice",
+        ),
         ([ok, "--classes", str(classes)], "unknown class 'cat'"),
         ([write_tar(tmp_path / "unlabelled.tar", [("a.png", png), ("a.json", b'{"url": "x"}')])], "pass --classes"),
         ([write_tar(tmp_path / "empty.tar", [])], "no samples"),
@@ -228,8 +292,21 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path):
     from cdul.cli.extract import main
 
     for extra, needle in bad_inputs(tmp_path):
-        argv = [*extra[:1], "--dataset", "webdataset", "--out", str(tmp_path / "s.zarr"), "--model", "cdul-tiny-rn",
-                "--pretrained", "none", "--gpus", "cpu", "-q", *extra[1:]]
+        argv = [
+            *extra[:1],
+            "--dataset",
+            "webdataset",
+            "--out",
+            str(tmp_path / "s.zarr"),
+            "--model",
+            "cdul-tiny-rn",
+            "--pretrained",
+            "none",
+            "--gpus",
+            "cpu",
+            "-q",
+            *extra[1:],
+        ]
         result = CliRunner().invoke(main, argv)
         lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
         assert result.exit_code == 1 and len(lines) == 1 and needle in lines[0], (extra, result.stderr)
@@ -240,12 +317,15 @@ def test_a_shard_that_is_missing_when_read_is_a_failed_image(tmp_path):
     from cdul.data import load_dataset, sample_reader
     from cdul.extractor.reader import read_image
 
-    write_tar(tmp_path / "s.tar", [("a.png", samples()[0][2]), ("a.json", b'{"labels": ["cat"]}'),
-                                   ("b.json", b'{"labels": []}')])
+    write_tar(
+        tmp_path / "s.tar",
+        [("a.png", samples()[0][2]), ("a.json", b'{"labels": ["cat"]}'), ("b.json", b'{"labels": []}')],
+    )
     ds = load_dataset("webdataset", str(tmp_path / "s.tar"), "")
     read = sample_reader(ds.kind, ds.root)
     assert read_image(read, "s.tar/b", exif=True, max_pixels=10**8).startswith("cannot read s.tar/b: no image")
     assert read_image(read, "s.tar/zz", exif=True, max_pixels=10**8) == "file not found: s.tar/zz"
     os.remove(tmp_path / "s.tar")
-    assert read_image(sample_reader(ds.kind, ds.root), "s.tar/a", exif=True,
-                      max_pixels=10**8) == "file not found: s.tar/a"
+    assert (
+        read_image(sample_reader(ds.kind, ds.root), "s.tar/a", exif=True, max_pixels=10**8) == "file not found: s.tar/a"
+    )

@@ -1,12 +1,15 @@
 """Gradient-alignment training of a multi-label classifier on the store's pseudo labels
 (SPEC 1.5): labels stream from the store chunk by chunk, refined labels go back to it as new
 rounds, and the classifier is scored on a labelled split every epoch."""
+
 from __future__ import annotations
 
 from cdul.data import fs
 
 from .config import ConfigError, TrainConfig
-from .distributed import Dist, setup as setup_dist, teardown as teardown_dist
+from .distributed import Dist
+from .distributed import setup as setup_dist
+from .distributed import teardown as teardown_dist
 from .labels import align_labels, gaussian_weight, label_gradient, per_sample_loss, scores
 from .prepare import TrainError
 from .stream import LabelStream, chunk_order, row_order
@@ -25,5 +28,18 @@ def train(cfg: TrainConfig, log=None) -> dict:
         teardown_dist(env)
 
 
-__all__ = ["ConfigError", "Dist", "LabelStream", "TrainConfig", "TrainError", "align_labels", "chunk_order",
-           "gaussian_weight", "label_gradient", "per_sample_loss", "row_order", "scores", "train"]
+__all__ = [
+    "ConfigError",
+    "Dist",
+    "LabelStream",
+    "TrainConfig",
+    "TrainError",
+    "align_labels",
+    "chunk_order",
+    "gaussian_weight",
+    "label_gradient",
+    "per_sample_loss",
+    "row_order",
+    "scores",
+    "train",
+]

@@ -11,6 +11,7 @@ RNG states are kept as tensors and ints: torch's CPU and CUDA generators, numpy'
 MT19937 and Python's ``random``. (The data order and augmentation do not draw from them,
 see stream.py and images.py; they are restored so anything else that does stays exact.)
 """
+
 from __future__ import annotations
 
 import os
@@ -34,10 +35,14 @@ def rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "python": {"version": int(py_version), "state": torch.tensor(py_state, dtype=torch.int64),
-                   "gauss": py_gauss},
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "python": {"version": int(py_version), "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
     }
 
 
@@ -80,8 +85,9 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle and zip errors of several types
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:120]})") from None
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cdul-train checkpoint")
     if ckpt.get("version") != VERSION:

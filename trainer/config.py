@@ -6,6 +6,7 @@ optimisation values it does not pin down are our choice: Adam, lr 1e-5, batch 8,
 cosine decay, close to how related weakly supervised multi-label work fine-tunes an
 ImageNet ResNet at 448 px (e.g. single-positive-label training, Cole et al. 2021).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -19,8 +20,9 @@ DIFFICULT = ("ignore", "positive")
 
 # Options a resumed run may change: where files are, how fast, how chatty. Anything else
 # would make the resumed run a different run.
-RESUME_FREE = frozenset({"store", "out_dir", "data", "val_data", "workers", "device", "quiet", "resume",
-                         "follow_symlinks", "start_round"})  # a resumed run starts from its checkpoint's round
+RESUME_FREE = frozenset(
+    {"store", "out_dir", "data", "val_data", "workers", "device", "quiet", "resume", "follow_symlinks", "start_round"}
+)  # a resumed run starts from its checkpoint's round
 
 
 class ConfigError(Exception):
@@ -69,15 +71,20 @@ class TrainConfig:
     follow_symlinks: bool = False
     quiet: bool = False
 
-    def check(self) -> "TrainConfig":
-        choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP,
-                   "difficult": DIFFICULT}
+    def check(self) -> TrainConfig:
+        choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP, "difficult": DIFFICULT}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        positive = {"img_size": self.img_size, "batch_size": self.batch_size, "epochs": self.epochs,
-                    "update_every": self.update_every, "psi_sigma": self.psi_sigma, "lr": self.lr,
-                    "lr_step": self.lr_step}
+        positive = {
+            "img_size": self.img_size,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "update_every": self.update_every,
+            "psi_sigma": self.psi_sigma,
+            "lr": self.lr,
+            "lr_step": self.lr_step,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")

@@ -4,6 +4,7 @@ Under torchrun (WORLD_SIZE > 1) the process group is torch.distributed's own: NC
 CUDA, gloo on CPU. Everything the trainer exchanges between ranks goes through the few
 collectives below; nothing else is shared but the store.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -88,8 +89,9 @@ def setup(device: str = "auto", timeout_min: float = 60.0) -> Dist:
     if not dist.is_initialized():
         # Rank 0 alone computes the pseudo-label mAP and writes checkpoints between epochs:
         # the others wait for it at a barrier, so the timeout must outlast that.
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(minutes=timeout_min))
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_min)
+        )
     return Dist(rank, world, local_rank, dev)
 
 

@@ -8,6 +8,7 @@ threshold of 0.5 admits at most one class per image; lower it for more.
 
 mAP values are in percent, as the paper and cdul-extract report them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,16 +32,32 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, root: str, ids: list[str], *, kind: str = "folder", size: int, loss: str,
-            batch_size: int, workers: int, device: torch.device, amp: str = "none", env: Dist | None = None
-            ) -> np.ndarray:
+def predict(
+    model: torch.nn.Module,
+    root: str,
+    ids: list[str],
+    *,
+    kind: str = "folder",
+    size: int,
+    loss: str,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    amp: str = "none",
+    env: Dist | None = None,
+) -> np.ndarray:
     """[N, C] float32 scores of the images ``ids`` of the ``kind`` dataset under ``root``; NaN
     rows for unreadable images. Under torchrun every rank scores a share and every rank gets all rows."""
     rank, world = (env.rank, env.world) if env is not None else (0, 1)
     mine = list(range(rank, len(ids), world))
-    batches = [[(i, ids[i]) for i in mine[j: j + batch_size]] for j in range(0, len(mine), batch_size)]
-    loader = torch.utils.data.DataLoader(ImageSet(root, size, kind=kind), batch_sampler=batches,
-                                         num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda")
+    batches = [[(i, ids[i]) for i in mine[j : j + batch_size]] for j in range(0, len(mine), batch_size)]
+    loader = torch.utils.data.DataLoader(
+        ImageSet(root, size, kind=kind),
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
     norm = Normalise().to(device)
     was_training = model.training
     model.eval()
@@ -57,8 +74,10 @@ def predict(model: torch.nn.Module, root: str, ids: list[str], *, kind: str = "f
     finally:
         model.train(was_training)
     n_classes = out[0].shape[1] if out else 0
-    part = (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-            np.concatenate(out) if out else np.zeros((0, n_classes), np.float32))
+    part = (
+        np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        np.concatenate(out) if out else np.zeros((0, n_classes), np.float32),
+    )
     parts = env.gather(part) if env is not None else [part]
     n_classes = max(p[1].shape[1] for p in parts)
     scores = np.full((len(ids), n_classes), np.nan, dtype=np.float32)
@@ -67,8 +86,9 @@ def predict(model: torch.nn.Module, root: str, ids: list[str], *, kind: str = "f
     return scores
 
 
-def classifier_report(scores: np.ndarray, targets: np.ndarray, classes: list[str], *, difficult: str = "ignore",
-                      threshold: float = 0.5) -> dict:
+def classifier_report(
+    scores: np.ndarray, targets: np.ndarray, classes: list[str], *, difficult: str = "ignore", threshold: float = 0.5
+) -> dict:
     """mAP and per-class AP (percent), CP/CR/CF1/OP/OR/OF1 at ``threshold`` (fractions)."""
     rows = np.isfinite(scores).all(axis=1)
     ap = per_class_ap(scores, targets, difficult, rows=rows)
@@ -82,8 +102,9 @@ def classifier_report(scores: np.ndarray, targets: np.ndarray, classes: list[str
     }
 
 
-def pseudo_label_map(store: Store, round_k: int, *, difficult: str = "ignore",
-                     max_bytes: int = 256 << 20) -> float | None:
+def pseudo_label_map(
+    store: Store, round_k: int, *, difficult: str = "ignore", max_bytes: int = 256 << 20
+) -> float | None:
     """mAP (percent) of label round ``round_k`` against the store's ground truth, or None
     when the store has none. Reads chunk by chunk (see streamed_per_class_ap), so it needs
     at most about ``max_bytes`` whatever N is."""
@@ -94,8 +115,11 @@ def pseudo_label_map(store: Store, round_k: int, *, difficult: str = "ignore",
     def chunks():
         for k in range(store.n_chunks):
             a, b = store.chunk_bounds(k)
-            yield (store.read(name, a, b), store.read(layout.TARGETS, a, b),
-                   store.read(layout.STATUS, a, b) == layout.OK)
+            yield (
+                store.read(name, a, b),
+                store.read(layout.TARGETS, a, b),
+                store.read(layout.STATUS, a, b) == layout.OK,
+            )
 
     m = mean_of(streamed_per_class_ap(chunks, store.n, len(store.classes), difficult, max_bytes))
     return None if np.isnan(m) else 100 * m

@@ -13,6 +13,7 @@ least half the image because a multi-label target says what is in the whole imag
 randomness comes from a generator seeded by (seed, epoch, image index), so a run is
 reproducible whatever the number of workers and survives a resume unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,8 @@ def crop_box(h: int, w: int, rng: np.random.Generator, scale=CROP_SCALE, ratio=C
     for _ in range(10):
         target = area * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(*log_ratio))
-        cw = int(round(math.sqrt(target * aspect)))
-        ch = int(round(math.sqrt(target / aspect)))
+        cw = round(math.sqrt(target * aspect))
+        ch = round(math.sqrt(target / aspect))
         if 0 < cw <= w and 0 < ch <= h:
             top = int(rng.integers(0, h - ch + 1))
             left = int(rng.integers(0, w - cw + 1))
@@ -46,9 +47,9 @@ def crop_box(h: int, w: int, rng: np.random.Generator, scale=CROP_SCALE, ratio=C
     # Fallback: the largest centre crop within the ratio range.
     in_ratio = w / h
     if in_ratio < ratio[0]:
-        cw, ch = w, int(round(w / ratio[0]))
+        cw, ch = w, round(w / ratio[0])
     elif in_ratio > ratio[1]:
-        ch, cw = h, int(round(h * ratio[1]))
+        ch, cw = h, round(h * ratio[1])
     else:
         cw, ch = w, h
     top, left = (h - ch) // 2, (w - cw) // 2

@@ -20,6 +20,7 @@ takes does not shrink as the batch grows. ``y`` is clamped to [eps, 1 - eps] bef
 step (so ``logit(y)`` and the KL gradient are finite even for labels of exactly 0 or 1) and
 after it (so the next round starts inside the same interval).
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,16 @@ def label_gradient(logits: torch.Tensor, y: torch.Tensor, kind: str = "kl") -> t
     return g
 
 
-def align_labels(logits: torch.Tensor, y: torch.Tensor, *, kind: str = "kl", lr: float = 1.0, mu: float = 0.5,
-                 sigma: float = 1.0, eps: float = DEFAULT_EPS) -> torch.Tensor:
+def align_labels(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kind: str = "kl",
+    lr: float = 1.0,
+    mu: float = 0.5,
+    sigma: float = 1.0,
+    eps: float = DEFAULT_EPS,
+) -> torch.Tensor:
     """One gradient-alignment step of the soft labels ``y`` [B, C]; returns the new labels
     (float32, in [eps, 1 - eps]). An entry whose step is not finite keeps its clamped value."""
     if not 0.0 < eps < 0.5:

@@ -13,9 +13,10 @@ Per batch of an epoch (:meth:`Trainer.train_one_epoch`):
 
 A non-finite loss or gradient skips the optimizer step and the label step of that batch, puts
 the BatchNorm statistics of its forward pass back, and is counted; an epoch that skips more
-than half its steps stops the run (it diverged), and so does a model that is not finite. Under DDP the decision must be the same on every rank: a rank whose loss is not
-finite poisons its gradients with NaN, the all-reduce spreads them, and every rank sees a
-non-finite gradient norm. Ranks may have different batch counts (they own whole chunks);
+than half its steps stops the run (it diverged), and so does a model that is not finite.
+Under DDP the decision must be the same on every rank: a rank whose loss is not finite poisons
+its gradients with NaN, the all-reduce spreads them, and every rank sees a non-finite gradient
+norm. Ranks may have different batch counts (they own whole chunks);
 DDP's ``join`` lets the ones that finish early shadow the others' all-reduces.
 
 Between epochs (:meth:`Trainer.end_epoch`), rank 0 alone writes the metrics, then
@@ -23,6 +24,7 @@ Between epochs (:meth:`Trainer.end_epoch`), rank 0 alone writes the metrics, the
 that knows it is repaired on ``--resume``: rounds newer than the checkpoint's are dropped
 and redone from the same state, so the resumed run retraces the uninterrupted one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,9 +46,17 @@ from .distributed import Dist
 from .evaluate import autocast, classifier_report, predict, pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, Normalise, collate
 from .model import WeightsError, build_classifier, unwrap
+from .prepare import (
+    TrainError,
+    check_finite,
+    check_round,
+    load_val,
+    make_optimizer,
+    make_scheduler,
+    open_store,
+    resume_state,
+)
 from .runlog import RunLog
-from .prepare import (TrainError, check_finite, check_round, load_val, make_optimizer, make_scheduler, open_store,
-                      resume_state)
 from .stream import LabelStream, chunk_order, scan_round
 
 
@@ -92,8 +102,9 @@ class Trainer:
         self.round = saved["label_round"] if saved else store.latest_round()
         if not saved and cfg.start_round is not None:
             if cfg.start_round not in store.label_rounds():
-                raise TrainError(f"--start-round {cfg.start_round}: the store's complete rounds are "
-                                 f"{store.label_rounds()}")
+                raise TrainError(
+                    f"--start-round {cfg.start_round}: the store's complete rounds are {store.label_rounds()}"
+                )
             self.round = cfg.start_round
         later = [r for r in store.label_rounds() if r > self.round]
         env.barrier()  # every rank has read the rounds before rank 0 changes them
@@ -130,15 +141,25 @@ class Trainer:
         scan = scan_round(store, self.round)
         check_round(scan, f"{cfg.store} {layout.round_name(self.round)}", self.log)
         self.rows = scan.rows
-        self.bn_stats = [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)
-                         for b in m.buffers()]
+        self.bn_stats = [
+            b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) for b in m.buffers()
+        ]
         self.batches = EpochBatches()
         self.loader = torch.utils.data.DataLoader(
-            ImageSet(self.root, cfg.img_size, kind=self.store.attrs.get("dataset", {}).get("kind", "folder"),
-                     augment=cfg.augment, seed=cfg.seed), batch_sampler=self.batches,
-            num_workers=cfg.workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+            ImageSet(
+                self.root,
+                cfg.img_size,
+                kind=self.store.attrs.get("dataset", {}).get("kind", "folder"),
+                augment=cfg.augment,
+                seed=cfg.seed,
+            ),
+            batch_sampler=self.batches,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.workers > 0,
-            generator=torch.Generator().manual_seed(cfg.seed))  # worker seeds: not from the global RNG
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )  # worker seeds: not from the global RNG
         self.norm = Normalise().to(self.device)
         self.runlog = RunLog(cfg.out_dir, keep_until=self.epoch if saved else None) if env.main else None
         if saved:
@@ -148,12 +169,20 @@ class Trainer:
             if env.main:
                 for r in sorted({0, self.round}):
                     self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
-                self.runlog.append({"epoch": 0, "label_round": self.round, "weights": cfg.weights,
-                                    "pseudo_map": self.history["pseudo_map"][self.round]})
+                self.runlog.append(
+                    {
+                        "epoch": 0,
+                        "label_round": self.round,
+                        "weights": cfg.weights,
+                        "pseudo_map": self.history["pseudo_map"][self.round],
+                    }
+                )
         if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
             self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
-        self.log(f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
-                 f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else ""))
+        self.log(
+            f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
+            f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else "")
+        )
         if saved:
             ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
 
@@ -163,10 +192,21 @@ class Trainer:
         new = self.round + 1
         if self.env.main:
             r0 = store.round_array(0).attrs.asdict()
-            store.begin_round(new, {
-                "epoch": epoch, "zeta": r0.get("zeta"), "lam": r0.get("lam"), "source": "cdul-train",
-                "from_round": self.round, "loss": cfg.loss, "label_lr": cfg.label_lr, "psi_mu": cfg.psi_mu,
-                "psi_sigma": cfg.psi_sigma, "label_eps": cfg.label_eps})
+            store.begin_round(
+                new,
+                {
+                    "epoch": epoch,
+                    "zeta": r0.get("zeta"),
+                    "lam": r0.get("lam"),
+                    "source": "cdul-train",
+                    "from_round": self.round,
+                    "loss": cfg.loss,
+                    "label_lr": cfg.label_lr,
+                    "psi_mu": cfg.psi_mu,
+                    "psi_sigma": cfg.psi_sigma,
+                    "label_eps": cfg.label_eps,
+                },
+            )
         self.env.barrier()  # the array exists before any rank writes a chunk of it
         return new, store.round_array(new)
 
@@ -175,11 +215,18 @@ class Trainer:
         update = cfg.is_update_epoch(epoch)
         new_round, out = self._begin_round(epoch) if update else (None, None)
         chunks = chunk_order(self.store.n_chunks, cfg.seed, epoch, env.rank, env.world)
-        stream = LabelStream(self.store, self.round, chunks, seed=cfg.seed, epoch=epoch, batch_size=cfg.batch_size,
-                             out=out)
+        stream = LabelStream(
+            self.store, self.round, chunks, seed=cfg.seed, epoch=epoch, batch_size=cfg.batch_size, out=out
+        )
         self.batches.stream, self.batches.epoch = stream, epoch
-        bar = tqdm(total=int(self.rows[chunks].sum()), unit="img", desc=f"epoch {epoch}/{cfg.epochs}",
-                   disable=cfg.quiet or not env.main, dynamic_ncols=True, smoothing=0.1)
+        bar = tqdm(
+            total=int(self.rows[chunks].sum()),
+            unit="img",
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            disable=cfg.quiet or not env.main,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
         lr = self.opt.param_groups[0]["lr"]
         # loss x images and images of the steps taken, images, steps, skipped, unreadable, |label change|
         sums = np.zeros(7)
@@ -203,15 +250,26 @@ class Trainer:
         loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
         check_finite(unwrap(self.model), f"the model after epoch {epoch}")
         if skipped * 2 > steps:
-            raise TrainError(f"training diverged in epoch {epoch}: {int(skipped)} of {int(steps)} steps had a loss or "
-                             "gradient that is not finite; lower --lr (or set --clip-grad) and start again")
+            raise TrainError(
+                f"training diverged in epoch {epoch}: {int(skipped)} of {int(steps)} steps had a loss or "
+                "gradient that is not finite; lower --lr (or set --clip-grad) and start again"
+            )
         env.barrier()  # every rank's chunks are in the store
         self.sched.step()
-        record = {"epoch": epoch, "lr": lr, "loss": loss_sum / n_loss if n_loss else float("nan"),
-                  "images": int(n_img), "seconds": round(seconds, 3),
-                  "images_per_s": round(n_img / max(seconds, 1e-9), 2), "steps": int(steps),
-                  "skipped_steps": int(skipped), "unreadable": int(unreadable), "label_round": self.round,
-                  "label_round_written": new_round, "peak_label_chunks": stream.peak_live}
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            "loss": loss_sum / n_loss if n_loss else float("nan"),
+            "images": int(n_img),
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n_img / max(seconds, 1e-9), 2),
+            "steps": int(steps),
+            "skipped_steps": int(skipped),
+            "unreadable": int(unreadable),
+            "label_round": self.round,
+            "label_round_written": new_round,
+            "peak_label_chunks": stream.peak_live,
+        }
         if update:
             record["label_change"] = change / max(n_loss * len(self.classes), 1)
             self._finish_round(new_round)
@@ -252,13 +310,23 @@ class Trainer:
         n_ok = int(ok.sum())
         new, change = None, 0.0
         if update and finite:
-            moved = L.align_labels(logits, y, kind=cfg.loss, lr=cfg.label_lr, mu=cfg.psi_mu, sigma=cfg.psi_sigma,
-                                   eps=cfg.label_eps)
+            moved = L.align_labels(
+                logits, y, kind=cfg.loss, lr=cfg.label_lr, mu=cfg.psi_mu, sigma=cfg.psi_sigma, eps=cfg.label_eps
+            )
             moved = torch.where(okd[:, None], moved, y)  # unreadable images keep their labels
             new = moved.cpu().numpy()  # sync: the stream writes them to the store
             change = float(np.abs(new - y_host.numpy())[ok.numpy()].sum())
-        stats = np.array([loss_value * n_ok if finite else 0.0, n_ok if finite else 0, n_ok, 1, 0 if finite else 1,
-                          len(ok) - n_ok, change])
+        stats = np.array(
+            [
+                loss_value * n_ok if finite else 0.0,
+                n_ok if finite else 0,
+                n_ok,
+                1,
+                0 if finite else 1,
+                len(ok) - n_ok,
+                change,
+            ]
+        )
         return new, stats
 
     def _finish_round(self, new_round: int) -> None:
@@ -276,15 +344,29 @@ class Trainer:
             return {}
         cfg = self.cfg
         self.env.sync_buffers(unwrap(self.model))  # every rank scores with rank 0's model
-        scores = predict(unwrap(self.model), self.val.root, self.val.ids, kind=self.val.kind, size=cfg.img_size,
-                         loss=cfg.loss, batch_size=cfg.batch_size, workers=cfg.workers, device=self.device,
-                         amp=cfg.amp, env=self.env)
+        scores = predict(
+            unwrap(self.model),
+            self.val.root,
+            self.val.ids,
+            kind=self.val.kind,
+            size=cfg.img_size,
+            loss=cfg.loss,
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            device=self.device,
+            amp=cfg.amp,
+            env=self.env,
+        )
         if not self.env.main:
             return {}
-        rep = classifier_report(scores, self.val.targets, self.classes, difficult=cfg.difficult,
-                                threshold=cfg.threshold)
-        return {"val_map": rep["map"], **{f"val_{k}": rep[k] for k in ("CF1", "OF1", "CP", "CR", "OP", "OR")},
-                "val_images": rep["images"]}
+        rep = classifier_report(
+            scores, self.val.targets, self.classes, difficult=cfg.difficult, threshold=cfg.threshold
+        )
+        return {
+            "val_map": rep["map"],
+            **{f"val_{k}": rep[k] for k in ("CF1", "OF1", "CP", "CR", "OP", "OR")},
+            "val_images": rep["images"],
+        }
 
     def end_epoch(self, epoch: int, record: dict) -> bool:
         """Metrics, then checkpoints (rank 0); -> whether to stop early (on every rank)."""
@@ -292,8 +374,11 @@ class Trainer:
         if self.env.main:
             stop = self._early_stop(record)
             val = record.get("val_map")
-            best = val is not None and math.isfinite(val) and (self.history["best_map"] is None
-                                                               or val > self.history["best_map"])
+            best = (
+                val is not None
+                and math.isfinite(val)
+                and (self.history["best_map"] is None or val > self.history["best_map"])
+            )
             if best:
                 self.history.update(best_map=val, best_epoch=epoch)
             record["best"] = best
@@ -322,17 +407,35 @@ class Trainer:
         return False
 
     def state(self, epoch: int) -> dict:
-        return {"epoch": epoch, "label_round": self.round, "model": unwrap(self.model).state_dict(),
-                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": ckpt_io.rng_state(), "config": self.cfg.as_dict(),
-                "classes": self.classes, "arch": self.cfg.arch, "img_size": self.cfg.img_size, "loss": self.cfg.loss,
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "history": self.history,
-                "store_n": self.store.n, "dataset": self.store.attrs.get("dataset", {}).get("kind")}
+        return {
+            "epoch": epoch,
+            "label_round": self.round,
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt_io.rng_state(),
+            "config": self.cfg.as_dict(),
+            "classes": self.classes,
+            "arch": self.cfg.arch,
+            "img_size": self.cfg.img_size,
+            "loss": self.cfg.loss,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "history": self.history,
+            "store_n": self.store.n,
+            "dataset": self.store.attrs.get("dataset", {}).get("kind"),
+        }
 
     def summary(self) -> dict:
-        return {"epochs": self.epoch, "label_round": self.round, "best_map": self.history.get("best_map"),
-                "best_epoch": self.history.get("best_epoch"), "stopped_early": self.stopped_early,
-                "out_dir": self.cfg.out_dir}
+        return {
+            "epochs": self.epoch,
+            "label_round": self.round,
+            "best_map": self.history.get("best_map"),
+            "best_epoch": self.history.get("best_epoch"),
+            "stopped_early": self.stopped_early,
+            "out_dir": self.cfg.out_dir,
+        }
 
 
 def _fmt(value, spec=".2f") -> str:
@@ -340,11 +443,18 @@ def _fmt(value, spec=".2f") -> str:
 
 
 def _epoch_line(r: dict) -> str:
-    parts = [f"epoch {r['epoch']}", f"loss {_fmt(r['loss'], '.4f')}", f"{r['images_per_s']:.1f} img/s",
-             f"pseudo mAP {_fmt(r.get('pseudo_map'))}"]
+    parts = [
+        f"epoch {r['epoch']}",
+        f"loss {_fmt(r['loss'], '.4f')}",
+        f"{r['images_per_s']:.1f} img/s",
+        f"pseudo mAP {_fmt(r.get('pseudo_map'))}",
+    ]
     if "val_map" in r:
-        parts += [f"val mAP {_fmt(r['val_map'])}", f"CF1 {_fmt(r.get('val_CF1'), '.3f')}",
-                  f"OF1 {_fmt(r.get('val_OF1'), '.3f')}"]
+        parts += [
+            f"val mAP {_fmt(r['val_map'])}",
+            f"CF1 {_fmt(r.get('val_CF1'), '.3f')}",
+            f"OF1 {_fmt(r.get('val_OF1'), '.3f')}",
+        ]
     if r.get("label_round_written") is not None:
         parts.append(f"wrote round {r['label_round_written']}")
     if r.get("skipped_steps"):

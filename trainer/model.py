@@ -9,6 +9,7 @@ Initialisation (``--weights``):
   file, or a cdul checkpoint (its ``model`` entry). Everything but the classification head
   must fit; a head of another width (1000 ImageNet classes) is left freshly initialised.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,10 @@ def head_name(model: nn.Module) -> str:
 
 def new_model(arch: str, n_classes: int) -> nn.Module:
     if arch not in classification_archs():
-        raise WeightsError(f"unknown --arch {arch!r}: use a torchvision classification model such as resnet18, "
-                           "resnet50, resnet101, convnext_tiny, efficientnet_b0 (torchvision.models.list_models())")
+        raise WeightsError(
+            f"unknown --arch {arch!r}: use a torchvision classification model such as resnet18, "
+            "resnet50, resnet101, convnext_tiny, efficientnet_b0 (torchvision.models.list_models())"
+        )
     model = torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
     head_name(model)
     return model
@@ -62,8 +65,10 @@ def imagenet_state(arch: str, timeout: float = 30.0) -> dict:
             torch.hub.download_url_to_file(weights.url, path, progress=False)
         except (OSError, RuntimeError) as exc:
             reason = str(getattr(exc, "reason", exc)).splitlines()[0][:120]
-            raise WeightsError(f"cannot download the ImageNet weights of {arch} ({reason}); fetch {weights.url} to "
-                               f"{path}, or pass --weights PATH (a state dict file), or --weights none") from None
+            raise WeightsError(
+                f"cannot download the ImageNet weights of {arch} ({reason}); fetch {weights.url} to "
+                f"{path}, or pass --weights PATH (a state dict file), or --weights none"
+            ) from None
         finally:
             socket.setdefaulttimeout(previous)
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -76,8 +81,9 @@ def file_state(path: str) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle and zip errors of several types
-        raise WeightsError(f"--weights {path}: not a loadable state dict ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:100]})") from None
+        raise WeightsError(
+            f"--weights {path}: not a loadable state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -95,8 +101,9 @@ def load_fitting(model: nn.Module, state: dict, where: str) -> list[str]:
     missing = [k for k in own if k not in state]
     bad = [k for k in unexpected + misfit + missing if not k.startswith(head)]
     if bad:
-        raise WeightsError(f"{where} does not fit this architecture: {len(bad)} tensors differ (first: {bad[0]}); "
-                           "check --arch")
+        raise WeightsError(
+            f"{where} does not fit this architecture: {len(bad)} tensors differ (first: {bad[0]}); check --arch"
+        )
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in misfit}, strict=False)
     return sorted(set(misfit + missing))
 

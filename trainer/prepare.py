@@ -3,6 +3,7 @@ the optimizer and schedule, and the checkpoint to resume from.
 
 Every refusal is a :class:`TrainError` whose message is one line saying what to do.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,15 +33,21 @@ def check_round(scan: RoundScan, where: str, log) -> None:
     if not scan.not_finite and not scan.rows.sum():
         raise TrainError(f"{where}: no image with usable labels ({scan.ok} ok images)")
     if scan.not_finite > MAX_BAD_LABELS * scan.ok or not scan.rows.sum():
-        raise TrainError(f"{where}: {scan.not_finite} of {scan.ok} ok images have labels that are not finite "
-                         f"(first: image {scan.first_not_finite}), more than the {MAX_BAD_LABELS:.0%} tolerated; "
-                         "train from another round (--start-round) or extract again")
+        raise TrainError(
+            f"{where}: {scan.not_finite} of {scan.ok} ok images have labels that are not finite "
+            f"(first: image {scan.first_not_finite}), more than the {MAX_BAD_LABELS:.0%} tolerated; "
+            "train from another round (--start-round) or extract again"
+        )
     if scan.not_finite:
-        log(f"warning: {where}: {scan.not_finite} images have labels that are not finite (first: image "
-            f"{scan.first_not_finite}); they are left out")
+        log(
+            f"warning: {where}: {scan.not_finite} images have labels that are not finite (first: image "
+            f"{scan.first_not_finite}); they are left out"
+        )
     if scan.out_of_range:
-        log(f"warning: {where}: {scan.out_of_range} images have labels outside [0, 1] (first: image "
-            f"{scan.first_out_of_range}); they are clipped to it")
+        log(
+            f"warning: {where}: {scan.out_of_range} images have labels outside [0, 1] (first: image "
+            f"{scan.first_out_of_range}); they are clipped to it"
+        )
 
 
 def check_finite(model: torch.nn.Module, what: str) -> None:
@@ -108,8 +115,10 @@ def resume_state(cfg: TrainConfig, store: Store, path: str, log) -> dict | None:
     """The checkpoint to continue from, or None for a new run; refuses to clobber a run."""
     if not cfg.resume:
         if os.path.exists(path):
-            raise TrainError(f"{os.path.dirname(path) or '.'} already holds a run ({os.path.basename(path)}); "
-                             "pass --resume to continue it, or choose another --out-dir")
+            raise TrainError(
+                f"{os.path.dirname(path) or '.'} already holds a run ({os.path.basename(path)}); "
+                "pass --resume to continue it, or choose another --out-dir"
+            )
         return None
     if not os.path.exists(path):
         log(f"--resume: no checkpoint at {path} yet; starting a new run")
@@ -120,11 +129,14 @@ def resume_state(cfg: TrainConfig, store: Store, path: str, log) -> dict | None:
         raise TrainError(str(exc)) from None
     changed = cfg.differences(saved.get("config", {}))
     if changed:
-        raise TrainError(f"--resume with other options than the run had ({'; '.join(changed[:3])}); rerun with the "
-                         "same options (only paths, --workers, --device and --quiet may change)")
+        raise TrainError(
+            f"--resume with other options than the run had ({'; '.join(changed[:3])}); rerun with the "
+            "same options (only paths, --workers, --device and --quiet may change)"
+        )
     if list(saved.get("classes", [])) != list(store.classes) or saved.get("store_n") != store.n:
-        raise TrainError(f"{path} was trained on another store ({saved.get('store_n')} images) than {cfg.store} "
-                         f"({store.n} images)")
+        raise TrainError(
+            f"{path} was trained on another store ({saved.get('store_n')} images) than {cfg.store} ({store.n} images)"
+        )
     if saved["label_round"] not in store.label_rounds():
         raise TrainError(f"{cfg.store} no longer has label round {saved['label_round']}, which {path} trained from")
     return saved

@@ -1,5 +1,6 @@
 """Evaluation reports of a trained classifier: precision-recall curves and per-class AP
 charts (matplotlib, Agg backend, PNG files), and the JSON report, written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ def pr_curve(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore")
     return precision_recall(scores[valid], pos[valid])
 
 
-def write_plots(folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict,
-                difficult: str = "ignore") -> list[str]:
+def write_plots(
+    folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict, difficult: str = "ignore"
+) -> list[str]:
     """pr_curves.png (one panel per class) and per_class_ap.png; returns the paths."""
     import matplotlib
 
@@ -31,8 +33,8 @@ def write_plots(folder: str, scores: np.ndarray, targets: np.ndarray, classes: l
 
     os.makedirs(folder, exist_ok=True)
     c = len(classes)
-    cols = int(math.ceil(math.sqrt(c)))
-    rows = int(math.ceil(c / cols))
+    cols = math.ceil(math.sqrt(c))
+    rows = math.ceil(c / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.4 * rows), squeeze=False, sharex=True, sharey=True)
     for i, ax in enumerate(axes.flat):
         if i >= c:

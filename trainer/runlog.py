@@ -4,6 +4,7 @@ in ``metrics.csv``, next to the checkpoints.
 Both files are rewritten whole (temporary file + os.replace) after every epoch, so they are
 never half-written, and a resumed run first drops the epochs its checkpoint does not cover.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,9 @@ class RunLog:
         self.write()
 
     def write(self) -> None:
-        atomic_write_text(os.path.join(self.out_dir, JSONL),
-                          "".join(json.dumps(r, sort_keys=False) + "\n" for r in self.records))
+        atomic_write_text(
+            os.path.join(self.out_dir, JSONL), "".join(json.dumps(r, sort_keys=False) + "\n" for r in self.records)
+        )
         keys: list[str] = []
         for r in self.records:
             keys += [k for k in r if k not in keys and not isinstance(r[k], (dict, list))]

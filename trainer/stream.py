@@ -12,10 +12,11 @@ Rows of images that failed extraction, or whose labels are not finite, are never
 they are written to the new round unchanged with the rest of their chunk. Labels outside
 [0, 1] are clipped to it as their chunk is read (and so written back clipped).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -94,8 +95,18 @@ class LabelStream:
     ``out`` (a zarr array of the new round, or None when this epoch writes no round).
     """
 
-    def __init__(self, store: Store, round_k: int, chunks: list[int], *, seed: int, epoch: int, batch_size: int,
-                 out=None, min_batch: int = 2):
+    def __init__(
+        self,
+        store: Store,
+        round_k: int,
+        chunks: list[int],
+        *,
+        seed: int,
+        epoch: int,
+        batch_size: int,
+        out=None,
+        min_batch: int = 2,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.store = store
@@ -132,7 +143,7 @@ class LabelStream:
             pending.extend(self._load(k))
             while len(pending) >= self.batch_size:
                 ready.append(pending[: self.batch_size])
-                pending = pending[self.batch_size:]
+                pending = pending[self.batch_size :]
             # Hold the newest batch back: a tail too small for BatchNorm joins it at the end.
             while len(ready) > 1:
                 yield ready.pop(0)
@@ -180,7 +191,7 @@ class LabelStream:
             k = self._done.pop(0)
             live = self._live.pop(k)
             if self.out is not None:
-                self.out[live.start: live.start + len(live.labels)] = live.labels
+                self.out[live.start : live.start + len(live.labels)] = live.labels
                 self.chunks_written += 1
 
     def close(self) -> None:

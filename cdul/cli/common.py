@@ -1,4 +1,5 @@
 """Small things every command shares."""
+
 from __future__ import annotations
 
 import sys
@@ -10,8 +11,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 
 follow_symlinks_option = click.option(
-    "--follow-symlinks", is_flag=True,
-    help="Read images through symbolic links that lead outside the dataset root (refused otherwise).")
+    "--follow-symlinks",
+    is_flag=True,
+    help="Read images through symbolic links that lead outside the dataset root (refused otherwise).",
+)
 
 
 def warn(message: str) -> None:
@@ -26,10 +29,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def table(rows: list[tuple], header: tuple | None = None) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
     if header:
-        rows = [tuple(header)] + rows
+        rows = [tuple(header), *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     if header:
         lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

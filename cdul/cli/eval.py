@@ -1,4 +1,5 @@
 """cdul-eval: score a cdul-train checkpoint on a labelled split."""
+
 from __future__ import annotations
 
 import os
@@ -24,24 +25,56 @@ Example:
 @click.command(help=HELP, context_settings=CONTEXT)
 @click.option("--checkpoint", "-c", required=True, help="A cdul-train checkpoint (last.pt, best.pt).")
 @click.option("--data", required=True, help="Dataset root (path or fsspec URL).")
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Layout of --data.  [default: the dataset kind the run trained on, else voc2012]")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default=None,
+    help="Layout of --data.  [default: the dataset kind the run trained on, else voc2012]",
+)
 @click.option("--split", default="val", help="Split to score (VOC: ImageSets/Main/<split>.txt).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
 @click.option("--out", "-o", "out", default=None, help="Write the report (mAP, per-class AP, F1 scores) as JSON here.")
 @click.option("--plots", default=None, help="Write pr_curves.png and per_class_ap.png into this folder.")
-@click.option("--difficult", type=click.Choice(["ignore", "positive"]), default="ignore",
-              help="VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5,
-              help="Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
+@click.option(
+    "--difficult",
+    type=click.Choice(["ignore", "positive"]),
+    default="ignore",
+    help="VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    help="Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).",
+)
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, help="Images per forward pass.")
-@click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), help="DataLoader processes decoding images.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=min(4, os.cpu_count() or 1),
+    help="DataLoader processes decoding images.",
+)
 @click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
 @click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help="Mixed precision on CUDA.")
 @follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the mAP line.")
-def main(checkpoint, data, dataset, split, limit, out, plots, difficult, threshold, batch_size, workers, device, amp,
-         follow_symlinks, quiet):
+def main(
+    checkpoint,
+    data,
+    dataset,
+    split,
+    limit,
+    out,
+    plots,
+    difficult,
+    threshold,
+    batch_size,
+    workers,
+    device,
+    amp,
+    follow_symlinks,
+    quiet,
+):
     import torch
 
     from cdul.data import DatasetError, fs, load_labelled
@@ -76,13 +109,32 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
     model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    scores = predict(model, ds.root, list(ds.ids), kind=ds.kind, size=int(ckpt["img_size"]), loss=ckpt["loss"],
-                     batch_size=batch_size, workers=workers, device=dev, amp=amp)
+    scores = predict(
+        model,
+        ds.root,
+        list(ds.ids),
+        kind=ds.kind,
+        size=int(ckpt["img_size"]),
+        loss=ckpt["loss"],
+        batch_size=batch_size,
+        workers=workers,
+        device=dev,
+        amp=amp,
+    )
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
-    report = {"checkpoint": checkpoint, "epoch": int(ckpt["epoch"]), "arch": ckpt["arch"],
-              "weights": ckpt.get("config", {}).get("weights"),
-              "img_size": int(ckpt["img_size"]), "score": "softmax" if ckpt["loss"] == "kl" else "sigmoid",
-              "data": ds.root, "dataset": kind, "split": split, "difficult": difficult, **report}
+    report = {
+        "checkpoint": checkpoint,
+        "epoch": int(ckpt["epoch"]),
+        "arch": ckpt["arch"],
+        "weights": ckpt.get("config", {}).get("weights"),
+        "img_size": int(ckpt["img_size"]),
+        "score": "softmax" if ckpt["loss"] == "kl" else "sigmoid",
+        "data": ds.root,
+        "dataset": kind,
+        "split": split,
+        "difficult": difficult,
+        **report,
+    }
     if out:
         write_json(out, report)
     if plots:
@@ -91,12 +143,19 @@ def main(checkpoint, data, dataset, split, limit, out, plots, difficult, thresho
         rows = [(c, "-" if report["ap"][c] is None else f"{report['ap'][c]:.2f}") for c in classes]
         click.echo(table(rows, ("class", "AP")))
         click.echo()
-        click.echo(table([("images", report["images"]), ("unreadable", report["unreadable"]),
-                          (f"CF1 @ {threshold:g}", f"{report['CF1']:.3f}"),
-                          (f"OF1 @ {threshold:g}", f"{report['OF1']:.3f}"),
-                          ("CP / CR", f"{report['CP']:.3f} / {report['CR']:.3f}"),
-                          ("OP / OR", f"{report['OP']:.3f} / {report['OR']:.3f}")],
-                         (f"{ckpt['arch']} epoch {report['epoch']} on {kind} {split}", "")))
+        click.echo(
+            table(
+                [
+                    ("images", report["images"]),
+                    ("unreadable", report["unreadable"]),
+                    (f"CF1 @ {threshold:g}", f"{report['CF1']:.3f}"),
+                    (f"OF1 @ {threshold:g}", f"{report['OF1']:.3f}"),
+                    ("CP / CR", f"{report['CP']:.3f} / {report['CR']:.3f}"),
+                    ("OP / OR", f"{report['OP']:.3f} / {report['OR']:.3f}"),
+                ],
+                (f"{ckpt['arch']} epoch {report['epoch']} on {kind} {split}", ""),
+            )
+        )
     rule = "difficult ignored" if difficult == "ignore" else "difficult as positive"
     click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {rule})")
 

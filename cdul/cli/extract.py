@@ -1,4 +1,5 @@
 """cdul-extract: a dataset on disk -> a Zarr store of CLIP similarities and initial pseudo labels."""
+
 from __future__ import annotations
 
 import errno
@@ -29,79 +30,183 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 
 @click.command(help=HELP, context_settings=CONTEXT)
 @click.argument("dataset_root")
-@click.option("--dataset", type=click.Choice(DATASETS), default="voc2012",
-              help="Layout of DATASET_ROOT (webdataset: a folder of .tar shards, a shard, or a brace pattern).")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default="voc2012",
+    help="Layout of DATASET_ROOT (webdataset: a folder of .tar shards, a shard, or a brace pattern).",
+)
 @click.option("--split", default="train", help="Split to extract (VOC: ImageSets/Main/<split>.txt; COCO: train/val).")
 @click.option("--out", "-o", "out", required=True, help="Store path or fsspec URL (e.g. voc12_train.zarr).")
-@click.option("--model", default="RN50x64", help="open_clip architecture, hf-hub:/local-dir: reference, or JSON config.")
+@click.option(
+    "--model", default="RN50x64", help="open_clip architecture, hf-hub:/local-dir: reference, or JSON config."
+)
 @click.option("--pretrained", default="openai", help="open_clip tag, checkpoint file, or 'none' (random weights).")
 @click.option("--cache-dir", default=None, help="Where open_clip caches downloaded weights.")
-@click.option("--snippet", type=click.IntRange(min=1), default=None,
-              help="Grid mode: cut each image into G x G tiles.  [default: 3]")
+@click.option(
+    "--snippet",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Grid mode: cut each image into G x G tiles.  [default: 3]",
+)
 @click.option("--tile-px", type=click.IntRange(min=1), default=None, help="Pixel mode: P x P tiles instead of a grid.")
-@click.option("--local", "local", type=click.Choice(["tiles", "dense"]), default="tiles",
-              help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
-                   "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).")
-@click.option("--dense-size", type=click.IntRange(min=1), default=None,
-              help="Dense mode: run the pass at N x N px (position embeddings resized).  [default: the model's "
-                   "input size]")
-@click.option("--keep-patches", type=click.IntRange(min=1), default=None,
-              help="Dense mode: keep each class's K most confident patch embeddings of the split (bank/), "
-                   "for cdul-refine --gda.")
-@click.option("--keep-patch-embeddings", is_flag=True,
-              help="Dense mode: store every patch embedding (emb/patches, fp16: P x D x 2 bytes an image).")
+@click.option(
+    "--local",
+    "local",
+    type=click.Choice(["tiles", "dense"]),
+    default="tiles",
+    help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
+    "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).",
+)
+@click.option(
+    "--dense-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Dense mode: run the pass at N x N px (position embeddings resized).  [default: the model's input size]",
+)
+@click.option(
+    "--keep-patches",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Dense mode: keep each class's K most confident patch embeddings of the split (bank/), for cdul-refine --gda.",
+)
+@click.option(
+    "--keep-patch-embeddings",
+    is_flag=True,
+    help="Dense mode: store every patch embedding (emb/patches, fp16: P x D x 2 bytes an image).",
+)
 @click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
-@click.option("--prompts", type=click.Choice(["single", "ensemble"]), default="single",
-              help="'ensemble' averages open_clip's ImageNet templates.")
-@click.option("--classes", default=None,
-              help="File of class names, one a line (folder and webdataset datasets; renames others).")
+@click.option(
+    "--prompts",
+    type=click.Choice(["single", "ensemble"]),
+    default="single",
+    help="'ensemble' averages open_clip's ImageNet templates.",
+)
+@click.option(
+    "--classes", default=None, help="File of class names, one a line (folder and webdataset datasets; renames others)."
+)
 @click.option("--csv", "csv_path", default=None, help="Folder dataset: CSV 'path,labels' (default ROOT/labels.csv).")
 @click.option("--gpus", default="auto", help="Devices, one worker each: 0,1 | all | cpu | cpu,cpu | auto.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Crops per encoder batch.  [default: 256 on GPU; 8 on CPU, where larger batches "
-                   "fall out of cache and run slower]")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Decoding processes per device worker.  [default on GPU: CPU count / devices - 1, at most 32; "
-                   "on CPU: 0, decoding in the worker itself, since the encoder already uses every core]")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Crops per encoder batch.  [default: 256 on GPU; 8 on CPU, where larger batches "
+    "fall out of cache and run slower]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Decoding processes per device worker.  [default on GPU: CPU count / devices - 1, at most 32; "
+    "on CPU: 0, decoding in the worker itself, since the encoder already uses every core]",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads per worker.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
-              help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.")
-@click.option("--views", type=click.Choice(["auto", "kernel", "exact"]), default="auto",
-              help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
-                   "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
-                   "exact: one image at a time with matrix products (float64 on the CPU, bit-exact PIL; float32 "
-                   "on GPUs). auto: kernel on CUDA, exact on the CPU.")
-@click.option("--compile", "compile_mode", type=click.Choice(["none", "default", "reduce-overhead", "max-autotune"]),
-              default="none", help="torch.compile the image tower (reduce-overhead adds CUDA graphs); every "
-                                   "encoder call then has --batch-size rows. The first batches pay the compile.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    default="auto",
+    help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.",
+)
+@click.option(
+    "--views",
+    type=click.Choice(["auto", "kernel", "exact"]),
+    default="auto",
+    help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
+    "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
+    "exact: one image at a time with matrix products (float64 on the CPU, bit-exact PIL; float32 "
+    "on GPUs). auto: kernel on CUDA, exact on the CPU.",
+)
+@click.option(
+    "--compile",
+    "compile_mode",
+    type=click.Choice(["none", "default", "reduce-overhead", "max-autotune"]),
+    default="none",
+    help="torch.compile the image tower (reduce-overhead adds CUDA graphs); every "
+    "encoder call then has --batch-size rows. The first batches pay the compile.",
+)
 @click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
 @click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
-@click.option("--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2.")
+@click.option(
+    "--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2."
+)
 @click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
 @click.option("--max-tiles", type=click.IntRange(min=1), default=64, help="Tiles kept per image with --tile-px.")
 @click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
 @click.option("--exif/--no-exif", default=True, help="Apply EXIF orientation before anything else.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
-              help="Refuse (record as failed) images with more pixels.")
-@click.option("--max-failures", type=FailureLimit(), default="1%",
-              help="Images that may fail to decode (a count, or a percentage of the split) before the "
-                   "command exits with status 3; failed images are recorded in the store either way.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    help="Refuse (record as failed) images with more pixels.",
+)
+@click.option(
+    "--max-failures",
+    type=FailureLimit(),
+    default="1%",
+    help="Images that may fail to decode (a count, or a percentage of the split) before the "
+    "command exits with status 3; failed images are recorded in the store either way.",
+)
 @follow_symlinks_option
 @click.option("--overwrite", is_flag=True, help="Delete an existing store at --out and start over.")
-@click.option("--verify", "verify_only", is_flag=True,
-              help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
-                   "damaged; changes nothing. Exit status 1 when something is.")
+@click.option(
+    "--verify",
+    "verify_only",
+    is_flag=True,
+    help="Only check the store at --out (every finished chunk readable, finite where ok) and say what is "
+    "damaged; changes nothing. Exit status 1 when something is.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippet, tile_px, local, dense_size,
-         keep_patches, keep_patch_embeddings, template, prompts, classes, csv_path, gpus, batch_size, workers, threads,
-         precision, views, compile_mode, chunk_len, zeta, lam, keep_tiles, max_tiles, keep_embeddings, limit, exif,
-         max_pixels, max_failures, follow_symlinks, overwrite, verify_only, quiet):
+def main(
+    dataset_root,
+    dataset,
+    split,
+    out,
+    model,
+    pretrained,
+    cache_dir,
+    snippet,
+    tile_px,
+    local,
+    dense_size,
+    keep_patches,
+    keep_patch_embeddings,
+    template,
+    prompts,
+    classes,
+    csv_path,
+    gpus,
+    batch_size,
+    workers,
+    threads,
+    precision,
+    views,
+    compile_mode,
+    chunk_len,
+    zeta,
+    lam,
+    keep_tiles,
+    max_tiles,
+    keep_embeddings,
+    limit,
+    exif,
+    max_pixels,
+    max_failures,
+    follow_symlinks,
+    overwrite,
+    verify_only,
+    quiet,
+):
     if verify_only:
         verify_store(out)
         return
-    dense = {"local": local, "dense_size": dense_size or 0, "keep_patches": keep_patches or 0,
-             "keep_patch_embeddings": keep_patch_embeddings}
+    dense = {
+        "local": local,
+        "dense_size": dense_size or 0,
+        "keep_patches": keep_patches or 0,
+        "keep_patch_embeddings": keep_patch_embeddings,
+    }
     check_dense_options(dense, tiled=snippet is not None or tile_px is not None or keep_tiles)
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
@@ -109,8 +214,15 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
     import torch
 
-    from cdul.extractor.clip_model import (WeightsUnavailableError, check_model, model_config, model_embed_dim,
-                                           model_input_size, register_model, resolve_weights)
+    from cdul.extractor.clip_model import (
+        WeightsUnavailableError,
+        check_model,
+        model_config,
+        model_embed_dim,
+        model_input_size,
+        register_model,
+        resolve_weights,
+    )
     from cdul.extractor.dense import dense_grid
     from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
@@ -133,8 +245,10 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     except DatasetError as exc:
         fail(str(exc))
     if pretrained.lower() in ("none", "random"):
-        warn("--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
-             "use them for speed and plumbing only.")
+        warn(
+            "--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
+            "use them for speed and plumbing only."
+        )
     _check_out(out)
     fs.follow_symlinks(follow_symlinks)  # read again in every worker process, from the environment
     try:
@@ -153,14 +267,27 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--views") from None
     cfg = WorkerConfig(
-        store=out, root=data.root, model=model, pretrained=pretrained, template=template,
-        ensemble=prompts == "ensemble", cache_dir=cache_dir,
+        store=out,
+        root=data.root,
+        model=model,
+        pretrained=pretrained,
+        template=template,
+        ensemble=prompts == "ensemble",
+        cache_dir=cache_dir,
         tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
         batch_size=batch_size or (256 if on_gpu else 8),
         loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
-        threads=threads, precision=resolve_precision(precision, torch.device(devices[0])), keep_tiles=keep_tiles,
-        max_tiles=max_tiles, keep_embeddings=keep_embeddings, exif=exif, max_pixels=max_pixels, views=views,
-        compile=compile_mode, kind=data.kind, **dense,
+        threads=threads,
+        precision=resolve_precision(precision, torch.device(devices[0])),
+        keep_tiles=keep_tiles,
+        max_tiles=max_tiles,
+        keep_embeddings=keep_embeddings,
+        exif=exif,
+        max_pixels=max_pixels,
+        views=views,
+        compile=compile_mode,
+        kind=data.kind,
+        **dense,
     )
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed
@@ -169,8 +296,18 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
     bar = _Bar(quiet or bool(dist and dist[0] != 0))
     progress = Progress(start=bar.start, update=bar.update, close=bar.close, note=lambda m: click.echo(m, err=True))
     try:
-        summary = extract(cfg, data, devices, chunk_len=chunk_len, zeta=zeta, lam=lam, overwrite=overwrite,
-                          embed_dim=embed_dim, progress=progress, torchrun=dist)
+        summary = extract(
+            cfg,
+            data,
+            devices,
+            chunk_len=chunk_len,
+            zeta=zeta,
+            lam=lam,
+            overwrite=overwrite,
+            embed_dim=embed_dim,
+            progress=progress,
+            torchrun=dist,
+        )
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
     except WorkerFailed as exc:
@@ -189,8 +326,11 @@ def main(dataset_root, dataset, split, out, model, pretrained, cache_dir, snippe
         click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
     failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
     if failed > allowed:
-        fail(f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
-             "their reasons are in the store (images/error) and listed above", code=3)
+        fail(
+            f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
+            "their reasons are in the store (images/error) and listed above",
+            code=3,
+        )
 
 
 def check_dense_options(dense: dict, tiled: bool) -> None:
@@ -199,8 +339,11 @@ def check_dense_options(dense: dict, tiled: bool) -> None:
         if tiled:
             fail("--local dense scores patches, not tiles: drop --snippet, --tile-px and --keep-tiles")
         return
-    for name, value in [("--dense-size", dense["dense_size"]), ("--keep-patches", dense["keep_patches"]),
-                        ("--keep-patch-embeddings", dense["keep_patch_embeddings"])]:
+    for name, value in [
+        ("--dense-size", dense["dense_size"]),
+        ("--keep-patches", dense["keep_patches"]),
+        ("--keep-patch-embeddings", dense["keep_patch_embeddings"]),
+    ]:
         if value:
             fail(f"{name} goes with --local dense")
 
@@ -229,8 +372,10 @@ def verify_store(url: str) -> None:
         return
     for d in damage:
         click.echo(f"damaged: {d}", err=True)
-    fail(f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
-         "re-extract them")
+    fail(
+        f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
+        "re-extract them"
+    )
 
 
 class _Bar:
@@ -243,8 +388,7 @@ class _Bar:
         from tqdm import tqdm
 
         self.started = time.time()
-        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=self.quiet, dynamic_ncols=True,
-                         smoothing=0.1)
+        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=self.quiet, dynamic_ncols=True, smoothing=0.1)
 
     def update(self, images: int, tiles: int) -> None:
         self.tiles += tiles
@@ -261,21 +405,35 @@ class _Bar:
 def _print_summary(store, result: dict, speed: dict) -> None:
     s = result["summary"]
     secs = max(speed["seconds"], 1e-9)
-    rows = [("images", s["images"]), ("ok", s["ok"]), ("failed", s["failed"]), ("without tiles", s["no_tiles"]),
-            ("tiles", s["tiles"])]
+    rows = [
+        ("images", s["images"]),
+        ("ok", s["ok"]),
+        ("failed", s["failed"]),
+        ("without tiles", s["no_tiles"]),
+        ("tiles", s["tiles"]),
+    ]
     if speed["images"]:
         work = max(secs - speed.get("load_seconds", 0.0), 1e-9)
-        rows += [("this run: seconds", f"{speed['seconds']:.1f}"),
-                 ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
-                 ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
-                 ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}")]
+        rows += [
+            ("this run: seconds", f"{speed['seconds']:.1f}"),
+            ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
+            ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
+            ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}"),
+        ]
     click.echo(table(rows, ("store " + store.url, "")))
     m = s.get("pseudo_label_map")
     if m:
         click.echo()
-        click.echo(table([("S_g (global)", f"{m['global']:.2f}"), ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
-                          ("y0 (initial pseudo label)", f"{m['y0']:.2f}")],
-                         (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP")))
+        click.echo(
+            table(
+                [
+                    ("S_g (global)", f"{m['global']:.2f}"),
+                    ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
+                    ("y0 (initial pseudo label)", f"{m['y0']:.2f}"),
+                ],
+                (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP"),
+            )
+        )
         if store.attrs.get("model", {}).get("pretrained") == "none":
             warn("these mAPs come from a CLIP with random weights (--pretrained none): they are meaningless")
     if result["failures"]:

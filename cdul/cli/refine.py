@@ -1,5 +1,6 @@
 """cdul-refine: smooth the pseudo labels over each image's nearest neighbours in CLIP space,
 or (--gda) label every image from its patches with a Gaussian discriminant fitted on the bank."""
+
 from __future__ import annotations
 
 import click
@@ -34,27 +35,68 @@ The kNN options do not apply to it.
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--knn", type=click.IntRange(min=1), default=10, help="Neighbours per image (K).")
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=0.3, help="Weight W of the neighbours' mean.")
-@click.option("--from-round", type=click.IntRange(min=0), default=None, help="Label round to refine.  [default: latest]")
-@click.option("--index", "kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
-              help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.")
+@click.option(
+    "--from-round", type=click.IntRange(min=0), default=None, help="Label round to refine.  [default: latest]"
+)
+@click.option(
+    "--index",
+    "kind",
+    type=click.Choice(["auto", "flat", "ivf"]),
+    default="auto",
+    help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.",
+)
 @click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists.  [default: 4 sqrt(N)]")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.  [default: 16]")
-@click.option("--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]")
+@click.option(
+    "--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]"
+)
 @click.option("--cache-gb", type=click.FloatRange(min=0.01), default=2.0, help="Memory for cached label chunks.")
 @click.option("--gda", is_flag=True, help="Label from the patches with a Gaussian discriminant (see above).")
 @click.option("--gda-weight", "w_cls", type=click.FloatRange(0.0, 1.0), default=0.1, help="W_CLS, the weight of S_cls.")
-@click.option("--gda-cls-scale", "cls_scale", type=click.FloatRange(min=0.0, min_open=True), default=80.0,
-              help="CLS_SCALE.")
-@click.option("--gda-patch-scale", "patch_scale", type=click.FloatRange(min=0.0, min_open=True), default=200.0,
-              help="PATCH_SCALE (PIAA: 200 for VOC, 400 for COCO).")
-@click.option("--gda-temperature", "temperature", type=click.FloatRange(min=0.0, min_open=True), default=500.0,
-              help="TEMPERATURE of the per-patch probabilities.")
-@click.option("--gda-fit-scale", "fit_scale", type=click.FloatRange(min=0.0, min_open=True), default=100.0,
-              help="Scale of the first fit's probabilities, which pick the bank entries of the second "
-                   "(PIAA: 100 for VOC, 0.01 for COCO).")
+@click.option(
+    "--gda-cls-scale", "cls_scale", type=click.FloatRange(min=0.0, min_open=True), default=80.0, help="CLS_SCALE."
+)
+@click.option(
+    "--gda-patch-scale",
+    "patch_scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=200.0,
+    help="PATCH_SCALE (PIAA: 200 for VOC, 400 for COCO).",
+)
+@click.option(
+    "--gda-temperature",
+    "temperature",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=500.0,
+    help="TEMPERATURE of the per-patch probabilities.",
+)
+@click.option(
+    "--gda-fit-scale",
+    "fit_scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=100.0,
+    help="Scale of the first fit's probabilities, which pick the bank entries of the second "
+    "(PIAA: 100 for VOC, 0.01 for COCO).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb, gda, w_cls, cls_scale, patch_scale,
-         temperature, fit_scale, quiet):
+def main(
+    store_url,
+    knn,
+    weight,
+    from_round,
+    kind,
+    nlist,
+    nprobe,
+    gpu,
+    cache_gb,
+    gda,
+    w_cls,
+    cls_scale,
+    patch_scale,
+    temperature,
+    fit_scale,
+    quiet,
+):
     from tqdm import tqdm
 
     from cdul.index import choose_index, refine_labels
@@ -72,8 +114,16 @@ def main(store_url, knn, weight, from_round, kind, nlist, nprobe, gpu, cache_gb,
                 return
             spec = choose_index(store.n, kind, nlist, nprobe)
             with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
-                k = refine_labels(store, knn, weight, spec, from_round=from_round, gpu=gpu,
-                                  cache_bytes=int(cache_gb * 2**30), progress=bar.update)
+                k = refine_labels(
+                    store,
+                    knn,
+                    weight,
+                    spec,
+                    from_round=from_round,
+                    gpu=gpu,
+                    cache_bytes=int(cache_gb * 2**30),
+                    progress=bar.update,
+                )
     except (StoreError, StoreLockedError, ValueError) as exc:
         fail(str(exc))
     click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

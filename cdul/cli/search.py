@@ -1,4 +1,5 @@
 """cdul-search: the store's images nearest to a text or an image, in CLIP space."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,13 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 @click.option("--image", "image_path", default=None, help="Search by this image instead of a text.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, help="How many images to return.")
 @click.option("--json", "json_out", default=None, help="Also write the hits as JSON to this file.")
-@click.option("--index", "kind", type=click.Choice(["auto", "flat", "ivf"]), default="auto",
-              help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.")
+@click.option(
+    "--index",
+    "kind",
+    type=click.Choice(["auto", "flat", "ivf"]),
+    default="auto",
+    help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.",
+)
 @click.option("--cache-dir", default=None, help="open_clip weights cache.")
 def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     if (query is None) == (image_path is None):
@@ -44,14 +50,16 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     except (StoreError, WeightsUnavailableError, ValueError, OSError) as exc:
         fail(str(exc))
     ids = store.read(layout.IDS)
-    hits = [{"rank": i + 1, "id": str(ids[r]), "row": int(r), "score": float(s)}
-            for i, (s, r) in enumerate(zip(scores[0], rows[0])) if r >= 0]
+    hits = [
+        {"rank": i + 1, "id": str(ids[r]), "row": int(r), "score": float(s)}
+        for i, (s, r) in enumerate(zip(scores[0], rows[0]))
+        if r >= 0
+    ]
     click.echo(table([(h["rank"], h["id"], f"{h['score']:.4f}") for h in hits], ("rank", "image", "cosine")))
     if json_out:
         from cdul.data.fs import atomic_write_text
 
-        atomic_write_text(json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits},
-                                               indent=1))
+        atomic_write_text(json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits}, indent=1))
 
 
 def encode_query(store, text: str | None, image_path: str | None, cache_dir=None) -> np.ndarray:
@@ -73,8 +81,9 @@ def encode_query(store, text: str | None, image_path: str | None, cache_dir=None
         return bundle.text[0].numpy().astype(np.float32)
     with open(image_path, "rb") as f:
         image = torch.tensor(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
-    maker = ViewMaker(bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation,
-                      resize_mode=bundle.resize_mode)
+    maker = ViewMaker(
+        bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation, resize_mode=bundle.resize_mode
+    )
     view, _ = maker.make(image, None)
     with torch.inference_mode():
         emb = F.normalize(bundle.visual(view).float(), dim=-1)

@@ -1,4 +1,5 @@
 """cdul-train: a classifier trained on the store's pseudo labels, which it refines as it goes."""
+
 from __future__ import annotations
 
 import errno
@@ -32,69 +33,139 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 @click.command(help=HELP, context_settings=CONTEXT)
 @click.option("--store", "-s", required=True, help="The store from cdul-extract (path or fsspec URL).")
 @click.option("--out-dir", "-o", required=True, help="Run folder for checkpoints and metrics (local path).")
-@click.option("--data", default=None,
-              help="Dataset root of the training images (path or fsspec URL).  [default: the root the store records]")
-@click.option("--val-data", default=None,
-              help="Dataset root of a labelled split to score the classifier on every epoch (none: no val mAP).")
+@click.option(
+    "--data",
+    default=None,
+    help="Dataset root of the training images (path or fsspec URL).  [default: the root the store records]",
+)
+@click.option(
+    "--val-data",
+    default=None,
+    help="Dataset root of a labelled split to score the classifier on every epoch (none: no val mAP).",
+)
 @click.option("--val-split", default="val", help="Split of --val-data (VOC: ImageSets/Main/<split>.txt).")
-@click.option("--val-dataset", type=click.Choice(DATASETS), default=None,
-              help="Layout of --val-data.  [default: the store's dataset kind]")
+@click.option(
+    "--val-dataset",
+    type=click.Choice(DATASETS),
+    default=None,
+    help="Layout of --val-data.  [default: the store's dataset kind]",
+)
 @click.option("--val-limit", type=click.IntRange(min=1), default=None, help="Score only the first N validation images.")
-@click.option("--arch", default="resnet101",
-              help="torchvision classification model (resnet18, resnet50, convnext_tiny, ...).")
-@click.option("--weights", default="imagenet",
-              help="Initial weights: imagenet (torchvision's, cached or downloaded), none (random), or a state-dict "
-                   "file (an ImageNet .pth or a cdul checkpoint; the head may differ).")
+@click.option(
+    "--arch", default="resnet101", help="torchvision classification model (resnet18, resnet50, convnext_tiny, ...)."
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    help="Initial weights: imagenet (torchvision's, cached or downloaded), none (random), or a state-dict "
+    "file (an ImageNet .pth or a cdul checkpoint; the head may differ).",
+)
 @click.option("--img-size", type=click.IntRange(min=8), default=448, help="Square input size in pixels.")
-@click.option("--augment/--no-augment", default=False,
-              help="Random resized crop (area 0.5-1) and horizontal flip, seeded per image and epoch.")
-@click.option("--loss", type=click.Choice(["kl", "bce"]), default="kl",
-              help="kl: KL(y/sum(y) || softmax(f(x))), the paper's. bce: soft-target BCE on sigmoid(f(x)).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0,
-              help="Epochs trained on fixed labels before any label update.")
-@click.option("--update-every", type=click.IntRange(min=1), default=1,
-              help="After the warmup, labels move in every k-th epoch (paper: 1) and each such epoch writes a round.")
-@click.option("--label-lr", type=click.FloatRange(min=0.0), default=1.0,
-              help="eta of y <- sigmoid(logit(y) - eta * N(y; mu, sigma) * dL/dy), per-sample loss.")
+@click.option(
+    "--augment/--no-augment",
+    default=False,
+    help="Random resized crop (area 0.5-1) and horizontal flip, seeded per image and epoch.",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["kl", "bce"]),
+    default="kl",
+    help="kl: KL(y/sum(y) || softmax(f(x))), the paper's. bce: soft-target BCE on sigmoid(f(x)).",
+)
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=0, help="Epochs trained on fixed labels before any label update."
+)
+@click.option(
+    "--update-every",
+    type=click.IntRange(min=1),
+    default=1,
+    help="After the warmup, labels move in every k-th epoch (paper: 1) and each such epoch writes a round.",
+)
+@click.option(
+    "--label-lr",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    help="eta of y <- sigmoid(logit(y) - eta * N(y; mu, sigma) * dL/dy), per-sample loss.",
+)
 @click.option("--psi-mu", type=float, default=0.5, help="mu of the Gaussian weight N(y; mu, sigma).")
-@click.option("--psi-sigma", type=click.FloatRange(min=0.0, min_open=True), default=1.0,
-              help="sigma of the Gaussian weight N(y; mu, sigma).")
-@click.option("--label-eps", type=click.FloatRange(0.0, 0.5, min_open=True, max_open=True), default=1e-6,
-              help="Labels are kept in [eps, 1 - eps] so logit(y) stays finite.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam",
-              help="Optimiser of the network.")
+@click.option(
+    "--psi-sigma",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1.0,
+    help="sigma of the Gaussian weight N(y; mu, sigma).",
+)
+@click.option(
+    "--label-eps",
+    type=click.FloatRange(0.0, 0.5, min_open=True, max_open=True),
+    default=1e-6,
+    help="Labels are kept in [eps, 1 - eps] so logit(y) stays finite.",
+)
+@click.option(
+    "--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", help="Optimiser of the network."
+)
 @click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=1e-5, help="Learning rate of the network.")
 @click.option("--momentum", type=click.FloatRange(min=0.0), default=0.9, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=0.0, help="Weight decay (L2 for adam and sgd).")
-@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
-              help="Learning-rate schedule, stepped per epoch: cosine to 0 over --epochs, or x --lr-gamma "
-                   "every --lr-step.")
+@click.option(
+    "--schedule",
+    type=click.Choice(["cosine", "step", "constant"]),
+    default="cosine",
+    help="Learning-rate schedule, stepped per epoch: cosine to 0 over --epochs, or x --lr-gamma every --lr-step.",
+)
 @click.option("--lr-step", type=click.IntRange(min=1), default=10, help="Epochs between decays of --schedule step.")
 @click.option("--lr-gamma", type=click.FloatRange(min=0.0), default=0.1, help="Decay factor of --schedule step.")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, help="Images per batch and per process.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20,
-              help="Epochs in all (a resumed run counts the done ones).")
-@click.option("--clip-grad", type=click.FloatRange(min=0.0), default=0.0,
-              help="Clip the gradient norm at this (0: off).")
-@click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1),
-              help="DataLoader processes reading and decoding images (0: in the main process).")
-@click.option("--seed", type=int, default=0,
-              help="Seeds the initialisation, the chunk and row order and the augmentation.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=20, help="Epochs in all (a resumed run counts the done ones)."
+)
+@click.option(
+    "--clip-grad", type=click.FloatRange(min=0.0), default=0.0, help="Clip the gradient norm at this (0: off)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=min(4, os.cpu_count() or 1),
+    help="DataLoader processes reading and decoding images (0: in the main process).",
+)
+@click.option(
+    "--seed", type=int, default=0, help="Seeds the initialisation, the chunk and row order and the augmentation."
+)
 @click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
-@click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16",
-              help="Mixed precision on CUDA (fp16 adds a gradient scaler); CPU runs in fp32.")
-@click.option("--difficult", type=click.Choice(["ignore", "positive"]), default="ignore",
-              help="VOC 'difficult' labels in mAP: left out for that class (VOC protocol) or counted as positives.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5,
-              help="Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), "
-                   "sigmoid under bce.")
-@click.option("--early-stop", is_flag=True,
-              help="Stop once the pseudo-label mAP (needs ground truth in the store) stays below round 0's "
-                   "for 3 rounds in a row.")
-@click.option("--start-round", type=click.IntRange(min=0), default=None,
-              help="New run: train from this label round and drop later ones.  [default: the newest complete round]")
-@click.option("--resume", is_flag=True,
-              help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.")
+@click.option(
+    "--amp",
+    type=click.Choice(["bf16", "fp16", "none"]),
+    default="bf16",
+    help="Mixed precision on CUDA (fp16 adds a gradient scaler); CPU runs in fp32.",
+)
+@click.option(
+    "--difficult",
+    type=click.Choice(["ignore", "positive"]),
+    default="ignore",
+    help="VOC 'difficult' labels in mAP: left out for that class (VOC protocol) or counted as positives.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    help="Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), sigmoid under bce.",
+)
+@click.option(
+    "--early-stop",
+    is_flag=True,
+    help="Stop once the pseudo-label mAP (needs ground truth in the store) stays below round 0's "
+    "for 3 rounds in a row.",
+)
+@click.option(
+    "--start-round",
+    type=click.IntRange(min=0),
+    default=None,
+    help="New run: train from this label round and drop later ones.  [default: the newest complete round]",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.",
+)
 @follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
@@ -120,8 +191,11 @@ def main(**options):
         best = result.get("best_map")
         best_text = f"; best val mAP {best:.2f} at epoch {result['best_epoch']}" if best is not None else ""
         stopped = " (stopped early)" if result.get("stopped_early") else ""
-        click.echo(f"done after epoch {result['epochs']}{stopped}; labels at round {result['label_round']}{best_text}; "
-                   f"run in {result['out_dir']}", err=True)
+        click.echo(
+            f"done after epoch {result['epochs']}{stopped}; labels at round {result['label_round']}{best_text}; "
+            f"run in {result['out_dir']}",
+            err=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Dataset readers: VOC 2007/2012, COCO 2014, a folder with a CSV, and WebDataset tar shards
 (SPEC section 3)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .base import Dataset, DatasetError, safe_relpath
 from .coco import load_coco
@@ -50,10 +51,26 @@ def load_labelled(kind: str, root: str, split: str, classes: list[str], limit: i
     if ds.targets is None:
         raise DatasetError(f"{root}: split {split!r} has no labels to score against")
     if list(ds.classes) != list(classes):
-        raise DatasetError(f"{root}: its classes ({', '.join(ds.classes[:4])}, ...) are not the classifier's "
-                           f"({', '.join(classes[:4])}, ...); check the dataset kind")
+        raise DatasetError(
+            f"{root}: its classes ({', '.join(ds.classes[:4])}, ...) are not the classifier's "
+            f"({', '.join(classes[:4])}, ...); check the dataset kind"
+        )
     return ds
 
 
-__all__ = ["load_labelled", "Dataset", "DatasetError", "DATASETS", "load_dataset", "load_voc", "load_coco", "load_folder",
-           "load_webdataset", "read_class_file", "sample_reader", "safe_relpath", "VOC_KEYS", "VOC_NAMES"]
+__all__ = [
+    "DATASETS",
+    "VOC_KEYS",
+    "VOC_NAMES",
+    "Dataset",
+    "DatasetError",
+    "load_coco",
+    "load_dataset",
+    "load_folder",
+    "load_labelled",
+    "load_voc",
+    "load_webdataset",
+    "read_class_file",
+    "safe_relpath",
+    "sample_reader",
+]

@@ -1,4 +1,5 @@
 """What every dataset reader returns, and the checks they share."""
+
 from __future__ import annotations
 
 import posixpath
@@ -30,7 +31,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def head(self, limit: int | None) -> "Dataset":
+    def head(self, limit: int | None) -> Dataset:
         """The first `limit` images (all when limit is None)."""
         if limit is None or limit >= len(self.ids):
             return self

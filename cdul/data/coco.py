@@ -6,6 +6,7 @@
 An image is positive for every category it has an instance of (crowd instances included)
 and negative for the rest; COCO has no "difficult" label.
 """
+
 from __future__ import annotations
 
 import json

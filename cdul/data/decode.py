@@ -9,6 +9,7 @@ Policy:
   always agree.
 - Images above ``max_pixels`` are refused before any pixel is decoded.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,9 @@ def decode_image(data: bytes, *, exif: bool = True, max_pixels: int = DEFAULT_MA
                 im = Image.open(io.BytesIO(data))
                 w, h = im.size
                 if w * h > max_pixels:
-                    raise DecodeError(f"image is {w} x {h} = {w * h} pixels, over the limit of {max_pixels} "
-                                      "(--max-pixels)")
+                    raise DecodeError(
+                        f"image is {w} x {h} = {w * h} pixels, over the limit of {max_pixels} (--max-pixels)"
+                    )
                 im.load()
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
@@ -76,5 +78,5 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     step = max(1, _STRIP_PIXELS // max(w, 1))
     for top in range(0, h, step):
         part = im if step >= h else im.crop((0, top, w, min(h, top + step)))
-        out[top: top + part.height] = np.asarray(part if part.mode == "RGB" else part.convert("RGB"))
+        out[top : top + part.height] = np.asarray(part if part.mode == "RGB" else part.convert("RGB"))
     return out

@@ -8,6 +8,7 @@
 Without a CSV every image file under root is used, sorted by path. Class names come from
 ``classes`` (a file, one name a line, or a list) or, failing that, from the CSV's labels.
 """
+
 from __future__ import annotations
 
 import csv

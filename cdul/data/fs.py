@@ -9,6 +9,7 @@ follow links travels to worker processes in the environment (``CDUL_FOLLOW_SYMLI
 File names that are not UTF-8 (a store holds UTF-8 text) are listed with their odd bytes
 escaped (``caf\\xe9.jpg``); reading such a name finds the file by its original bytes.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ import tempfile
 import fsspec
 
 from .base import DatasetError
-
 
 FOLLOW_SYMLINKS = "CDUL_FOLLOW_SYMLINKS"
 
@@ -53,8 +53,7 @@ def join(root: str, rel: str) -> str:
         return path
     real, top = os.path.realpath(path), os.path.realpath(root)
     if os.path.commonpath([real, top]) != top:
-        raise OutsideRoot(f"{rel} is a symbolic link to {real}, outside the dataset root (--follow-symlinks "
-                          "allows it)")
+        raise OutsideRoot(f"{rel} is a symbolic link to {real}, outside the dataset root (--follow-symlinks allows it)")
     return path
 
 
@@ -129,7 +128,7 @@ def read_text(path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8") from None
 
 
@@ -138,7 +137,7 @@ def walk_files(root: str) -> list[str]:
     if "://" in root:
         fs, p = fsspec.core.url_to_fs(root)
         base = p.rstrip("/") + "/"
-        return sorted(f[len(base):] for f in fs.find(p))
+        return sorted(f[len(base) :] for f in fs.find(p))
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()

@@ -7,6 +7,7 @@
 ``root`` may be the VOC2012 folder itself, a VOCdevkit folder holding it, or the folder
 above VOCdevkit.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,11 +16,26 @@ from . import fs
 from .base import Dataset, DatasetError, check_unique
 
 VOC_CLASSES = [
-    ("aeroplane", "aeroplane"), ("bicycle", "bicycle"), ("bird", "bird"), ("boat", "boat"),
-    ("bottle", "bottle"), ("bus", "bus"), ("car", "car"), ("cat", "cat"), ("chair", "chair"),
-    ("cow", "cow"), ("diningtable", "dining table"), ("dog", "dog"), ("horse", "horse"),
-    ("motorbike", "motorbike"), ("person", "person"), ("pottedplant", "potted plant"),
-    ("sheep", "sheep"), ("sofa", "sofa"), ("train", "train"), ("tvmonitor", "tv monitor"),
+    ("aeroplane", "aeroplane"),
+    ("bicycle", "bicycle"),
+    ("bird", "bird"),
+    ("boat", "boat"),
+    ("bottle", "bottle"),
+    ("bus", "bus"),
+    ("car", "car"),
+    ("cat", "cat"),
+    ("chair", "chair"),
+    ("cow", "cow"),
+    ("diningtable", "dining table"),
+    ("dog", "dog"),
+    ("horse", "horse"),
+    ("motorbike", "motorbike"),
+    ("person", "person"),
+    ("pottedplant", "potted plant"),
+    ("sheep", "sheep"),
+    ("sofa", "sofa"),
+    ("train", "train"),
+    ("tvmonitor", "tv monitor"),
 ]
 VOC_KEYS = [k for k, _ in VOC_CLASSES]
 VOC_NAMES = [n for _, n in VOC_CLASSES]

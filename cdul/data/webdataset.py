@@ -23,6 +23,7 @@ same index for a shard the first time it needs it and keeps the last few, so rea
 sample is one ranged read. A shard cut short is listed up to where it ends; a sample whose
 data runs past the end fails to read and is recorded as a failed image.
 """
+
 from __future__ import annotations
 
 import collections
@@ -151,8 +152,9 @@ def shard_urls(spec: str) -> list[str]:
     urls = [u if "://" in u else os.path.abspath(u) for u in urls]
     for url in urls:
         if not url.endswith(SHARD_EXT):
-            raise DatasetError(f"{url}: shards must be uncompressed {SHARD_EXT} files (a compressed shard cannot be "
-                               "read at random)")
+            raise DatasetError(
+                f"{url}: shards must be uncompressed {SHARD_EXT} files (a compressed shard cannot be read at random)"
+            )
     if len(set(urls)) != len(urls):
         raise DatasetError(f"{spec}: a shard is named twice")
     return urls
@@ -162,14 +164,17 @@ def common_root(urls: list[str]) -> tuple[str, list[str]]:
     """The folder every shard is under, and each shard's path relative to it."""
     schemes = {u.split("://", 1)[0] if "://" in u else "" for u in urls}
     if len(schemes) > 1:
-        raise DatasetError(f"shards mix {' and '.join(sorted(s or 'local paths' for s in schemes))}: keep them in "
-                           "one place")
+        raise DatasetError(
+            f"shards mix {' and '.join(sorted(s or 'local paths' for s in schemes))}: keep them in one place"
+        )
     scheme = schemes.pop()
     paths = [u.split("://", 1)[1] if scheme else u for u in urls]
-    folder = posixpath.commonpath([posixpath.dirname(p) for p in paths]) if scheme else \
-        os.path.commonpath([os.path.dirname(p) for p in paths])
-    rels = [posixpath.relpath(p, folder) if scheme else os.path.relpath(p, folder).replace(os.sep, "/")
-            for p in paths]
+    folder = (
+        posixpath.commonpath([posixpath.dirname(p) for p in paths])
+        if scheme
+        else os.path.commonpath([os.path.dirname(p) for p in paths])
+    )
+    rels = [posixpath.relpath(p, folder) if scheme else os.path.relpath(p, folder).replace(os.sep, "/") for p in paths]
     return (f"{scheme}://{folder}" if scheme else folder), rels
 
 
@@ -223,8 +228,10 @@ def load_webdataset(spec: str, split: str = "", classes=None) -> Dataset:
     labelled = any(row is not None for row in labels)
     unlabelled = [i for i, row in enumerate(labels) if row is None and i not in cut]  # a cut sample fails anyway
     if labelled and unlabelled:
-        raise DatasetError(f"{where[unlabelled[0]]}: no \"labels\" in its .{LABEL_EXT} while other samples "
-                           "have them; give every sample a labels list (it may be empty)")
+        raise DatasetError(
+            f'{where[unlabelled[0]]}: no "labels" in its .{LABEL_EXT} while other samples '
+            "have them; give every sample a labels list (it may be empty)"
+        )
     if class_names is None:
         class_names = sorted({n for row in labels if row for n in row})
         if not class_names:

@@ -7,6 +7,7 @@ sample. Both are overridable. On a machine with faiss-gpu and a GPU the index mo
 GPU. For a local store the built index is kept in ``<store>/_index/`` and reused while the
 embeddings it was built from are unchanged.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,7 @@ def to_gpu(index):
 
 
 def _fingerprint(store: Store, spec: IndexSpec) -> dict:
-    return {"config_hash": store.attrs.get("config_hash"), "summary": store.attrs.get("summary"),
-            "spec": asdict(spec)}
+    return {"config_hash": store.attrs.get("config_hash"), "summary": store.attrs.get("summary"), "spec": asdict(spec)}
 
 
 def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):

@@ -26,16 +26,18 @@ the patch softmax, and fits twice with the filter above. Defaults are its VOC se
 (test.py: cls 80, patch 200; learn.py: temperature 100 for VOC, 0.01 for COCO).
 S_cls comes from the stored S_g: log S_g = s cos - log Z, and the constant cancels.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cdul.store import Store, StoreError, layout
+
 
 @dataclass(frozen=True)
 class GdaOptions:
@@ -67,8 +69,9 @@ def fit(feats: torch.Tensor, probs: torch.Tensor, text: torch.Tensor) -> tuple[t
     return w_mat, b
 
 
-def learn(bank: torch.Tensor, text: torch.Tensor, fit_scale: float, bank_scale: float = 60.0
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def learn(
+    bank: torch.Tensor, text: torch.Tensor, fit_scale: float, bank_scale: float = 60.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two fits of learn.py on bank entries [M, D] (float64) -> the final W, b.
     ``bank_scale``: the scale of the bank's class probabilities (the store records it)."""
     feats = F.normalize(bank, dim=-1)
@@ -84,13 +87,15 @@ def learn(bank: torch.Tensor, text: torch.Tensor, fit_scale: float, bank_scale: 
         vals = g[sel, c]
         keep[sel] = vals >= vals.mean() + vals.std()
     if int(keep.sum()) < 2:
-        raise StoreError("no class of the patch bank has entries above mean + std: extract with a larger "
-                         "--keep-patches")
+        raise StoreError(
+            "no class of the patch bank has entries above mean + std: extract with a larger --keep-patches"
+        )
     return fit(feats[keep], g[keep], text)
 
 
-def score(patches: torch.Tensor, s_g: torch.Tensor, logit_scale: float, w: torch.Tensor, b: torch.Tensor,
-          opts: GdaOptions) -> torch.Tensor:
+def score(
+    patches: torch.Tensor, s_g: torch.Tensor, logit_scale: float, w: torch.Tensor, b: torch.Tensor, opts: GdaOptions
+) -> torch.Tensor:
     """[B, P, D] patch embeddings and [B, C] S_g -> [B, C] labels (module docstring)."""
     f = F.normalize(patches.to(w.dtype), dim=-1)
     p = torch.softmax((f @ w + b) / opts.temperature, dim=-1)
@@ -114,8 +119,9 @@ def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
     return torch.from_numpy(entries), torch.from_numpy(text), float(store.array(layout.BANK_EMB).attrs["scale"])
 
 
-def refine_gda(store: Store, opts: GdaOptions = GdaOptions(), *, batch: int = 256,
-               progress: Callable[[int], None] | None = None) -> int:
+def refine_gda(
+    store: Store, opts: GdaOptions = GdaOptions(), *, batch: int = 256, progress: Callable[[int], None] | None = None
+) -> int:
     """Fit on the store's bank, score every image and write the labels as the next round;
     returns its number."""
     if not 0.0 <= opts.weight <= 1.0:
@@ -125,8 +131,17 @@ def refine_gda(store: Store, opts: GdaOptions = GdaOptions(), *, batch: int = 25
     logit_scale = float(store.attrs["model"]["logit_scale"])
     new_k = store.label_rounds()[-1] + 1 if store.label_rounds() else 0
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
-    out = store.begin_round(new_k, {"source": "cdul-refine --gda", **asdict(opts), "bank_entries": len(bank),
-                                    "zeta": base.get("zeta"), "lam": base.get("lam"), "epoch": None})
+    out = store.begin_round(
+        new_k,
+        {
+            "source": "cdul-refine --gda",
+            **asdict(opts),
+            "bank_entries": len(bank),
+            "zeta": base.get("zeta"),
+            "lam": base.get("lam"),
+            "epoch": None,
+        },
+    )
     for start in range(0, store.n, store.chunk_len):
         stop = min(start + store.chunk_len, store.n)
         rows = np.full((stop - start, len(store.classes)), np.nan, np.float32)
@@ -134,7 +149,7 @@ def refine_gda(store: Store, opts: GdaOptions = GdaOptions(), *, batch: int = 25
             z = min(a + batch, stop)
             patches = torch.from_numpy(store.read(layout.EMB_PATCHES, a, z).astype(np.float32))
             s_g = torch.from_numpy(store.read(layout.SIM_GLOBAL, a, z))
-            rows[a - start:z - start] = score(patches, s_g, logit_scale, w, b, opts).float().numpy()
+            rows[a - start : z - start] = score(patches, s_g, logit_scale, w, b, opts).float().numpy()
         ok = store.read(layout.STATUS, start, stop) == layout.OK
         rows[~ok] = np.nan
         out[start:stop] = rows

@@ -5,10 +5,11 @@ new label round.
 Memory stays bounded: queries go chunk by chunk, the new round is written chunk by chunk,
 and neighbours' labels are read through a cache of whole store chunks limited to
 ``cache_bytes`` (the index itself holds the embeddings, 4 D bytes an image)."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,9 +63,17 @@ def neighbour_mean(labels: LabelRows, rows: np.ndarray, found: np.ndarray, k: in
         return (sums / counts[:, None]).astype(np.float32), counts > 0
 
 
-def refine_labels(store: Store, knn: int, weight: float, spec: IndexSpec, *, from_round: int | None = None,
-                  gpu: bool | None = None, cache_bytes: int = 2 << 30,
-                  progress: Callable[[int], None] | None = None) -> int:
+def refine_labels(
+    store: Store,
+    knn: int,
+    weight: float,
+    spec: IndexSpec,
+    *,
+    from_round: int | None = None,
+    gpu: bool | None = None,
+    cache_bytes: int = 2 << 30,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Write the refined labels as the next round; returns its number."""
     if knn < 1:
         raise ValueError("--knn must be >= 1")
@@ -77,9 +86,21 @@ def refine_labels(store: Store, knn: int, weight: float, spec: IndexSpec, *, fro
     labels = LabelRows(store, source, cache_bytes)
     new_k = store.label_rounds()[-1] + 1
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
-    out = store.begin_round(new_k, {"source": "cdul-refine", "from_round": source, "knn": knn, "weight": weight,
-                                    "index": spec.kind, "nlist": spec.nlist, "nprobe": spec.nprobe,
-                                    "zeta": base.get("zeta"), "lam": base.get("lam"), "epoch": None})
+    out = store.begin_round(
+        new_k,
+        {
+            "source": "cdul-refine",
+            "from_round": source,
+            "knn": knn,
+            "weight": weight,
+            "index": spec.kind,
+            "nlist": spec.nlist,
+            "nprobe": spec.nprobe,
+            "zeta": base.get("zeta"),
+            "lam": base.get("lam"),
+            "epoch": None,
+        },
+    )
     for start, rows, emb in embedding_chunks(store):
         stop = min(start + store.chunk_len, store.n)
         y = labels.chunk(start // store.chunk_len).copy()
@@ -95,4 +116,4 @@ def refine_labels(store: Store, knn: int, weight: float, spec: IndexSpec, *, fro
     return new_k
 
 
-__all__ = ["refine_labels", "LabelRows", "neighbour_mean"]
+__all__ = ["LabelRows", "neighbour_mean", "refine_labels"]

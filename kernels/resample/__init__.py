@@ -15,5 +15,6 @@ One int64 row of ``N_FIELDS`` per view:
 
 A taps table at int32 offset t holds ``starts[R]`` then ``taps[R, K]`` (22-bit fixed point).
 """
+
 F_IMG, F_IMG_W, F_ROW0, F_COL0, F_NROWS, F_XT, F_KX, F_YT, F_KY, F_SCR = range(10)
 N_FIELDS = 10

@@ -21,12 +21,12 @@ pass 1 reads only the input rows that pass 2 needs.
 
 The view table's format is in the package docstring.
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
-
 
 
 @triton.jit
@@ -44,8 +44,7 @@ def _mac3(p, m, t, acc0, acc1, acc2):
 
 
 @triton.jit
-def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R,
-                 BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr):
+def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R, BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr):
     """Pass 1: program (view, block of intermediate rows, block of output columns)."""
     v = tl.program_id(0)
     row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10  # fields: see __init__.py
@@ -79,9 +78,26 @@ def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R,
 
 
 @triton.jit
-def _cols_kernel(data_ptr, scratch_ptr, out_ptr, views_off, taps_off, R,
-                 stride_n, stride_c, stride_h, stride_w, mul0, mul1, mul2, add0, add1, add2,
-                 BLOCK_Y: tl.constexpr, BLOCK_X: tl.constexpr):
+def _cols_kernel(
+    data_ptr,
+    scratch_ptr,
+    out_ptr,
+    views_off,
+    taps_off,
+    R,
+    stride_n,
+    stride_c,
+    stride_h,
+    stride_w,
+    mul0,
+    mul1,
+    mul2,
+    add0,
+    add1,
+    add2,
+    BLOCK_Y: tl.constexpr,
+    BLOCK_X: tl.constexpr,
+):
     """Pass 2: program (view, block of output rows, block of output columns)."""
     v = tl.program_id(0)
     row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10
@@ -121,8 +137,17 @@ def pick_view_blocks(size: int) -> tuple[int, int]:
     return 16, 64
 
 
-def resample_views(data: torch.Tensor, views_off: int, taps_off: int, n_views: int, max_rows: int,
-                   scratch: torch.Tensor, out: torch.Tensor, mul, add) -> None:
+def resample_views(
+    data: torch.Tensor,
+    views_off: int,
+    taps_off: int,
+    n_views: int,
+    max_rows: int,
+    scratch: torch.Tensor,
+    out: torch.Tensor,
+    mul,
+    add,
+) -> None:
     """Write views 0..n_views-1 of the packed batch ``data`` into ``out[:n_views]``.
 
     ``data`` is the packed uint8 buffer, ``views_off`` / ``taps_off`` the byte offsets of
@@ -144,8 +169,23 @@ def resample_views(data: torch.Tensor, views_off: int, taps_off: int, n_views: i
     size = out.shape[2]
     br, bx = pick_view_blocks(size)
     _rows_kernel[(n_views, triton.cdiv(max(max_rows, 1), br), triton.cdiv(size, bx))](
-        data, scratch, views_off, taps_off, size, BLOCK_R=br, BLOCK_X=bx, num_warps=4)
+        data, scratch, views_off, taps_off, size, BLOCK_R=br, BLOCK_X=bx, num_warps=4
+    )
     sn, sc, sh, sw = out.stride()
     _cols_kernel[(n_views, triton.cdiv(size, br), triton.cdiv(size, bx))](
-        data, scratch, out, views_off, taps_off, size, sn, sc, sh, sw,
-        *[float(x) for x in mul], *[float(x) for x in add], BLOCK_Y=br, BLOCK_X=bx, num_warps=4)
+        data,
+        scratch,
+        out,
+        views_off,
+        taps_off,
+        size,
+        sn,
+        sc,
+        sh,
+        sw,
+        *[float(x) for x in mul],
+        *[float(x) for x in add],
+        BLOCK_Y=br,
+        BLOCK_X=bx,
+        num_warps=4,
+    )

@@ -1,5 +1,6 @@
 """The view kernel's reference: the same packed tables, read one view at a time with plain
 torch and int64 sums (see the package docstring and ``fused.py``)."""
+
 from __future__ import annotations
 
 import torch
@@ -9,27 +10,31 @@ from . import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_XT, F_YT, N
 _HALF = 1 << 21
 
 
-def resample_views_torch(data: torch.Tensor, views_off: int, taps_off: int, n_views: int,
-                         size: int, mul, add) -> torch.Tensor:
+def resample_views_torch(
+    data: torch.Tensor, views_off: int, taps_off: int, n_views: int, size: int, mul, add
+) -> torch.Tensor:
     """The reference: the same tables, read one view at a time with plain torch (int64
     sums). Returns [n_views, 3, size, size] float32."""
-    table = data[views_off: views_off + n_views * N_FIELDS * 8].view(torch.int64).view(n_views, N_FIELDS).tolist()
-    taps_all = data[taps_off:].view(torch.int32) if (data.numel() - taps_off) % 4 == 0 else \
-        data[taps_off: taps_off + (data.numel() - taps_off) // 4 * 4].view(torch.int32)
+    table = data[views_off : views_off + n_views * N_FIELDS * 8].view(torch.int64).view(n_views, N_FIELDS).tolist()
+    taps_all = (
+        data[taps_off:].view(torch.int32)
+        if (data.numel() - taps_off) % 4 == 0
+        else data[taps_off : taps_off + (data.numel() - taps_off) // 4 * 4].view(torch.int32)
+    )
     out = torch.empty(n_views, 3, size, size)
     mul = torch.tensor([float(x) for x in mul]).view(3, 1, 1)
     add = torch.tensor([float(x) for x in add]).view(3, 1, 1)
 
     def axis(t: int, k: int):
-        starts = taps_all[t: t + size].long()
-        return starts, taps_all[t + size: t + size + size * k].view(size, k).long()
+        starts = taps_all[t : t + size].long()
+        return starts, taps_all[t + size : t + size + size * k].view(size, k).long()
 
     for v, f in enumerate(table):
         img_h_rows = f[F_ROW0] + f[F_NROWS]
-        img = data[f[F_IMG]: f[F_IMG] + img_h_rows * f[F_IMG_W] * 3].view(img_h_rows, f[F_IMG_W], 3).long()
+        img = data[f[F_IMG] : f[F_IMG] + img_h_rows * f[F_IMG_W] * 3].view(img_h_rows, f[F_IMG_W], 3).long()
         xs, xt = axis(f[F_XT], f[F_KX])
         ys, yt = axis(f[F_YT], f[F_KY])
-        rows = img[f[F_ROW0]:]  # [NROWS, W, 3]
+        rows = img[f[F_ROW0] :]  # [NROWS, W, 3]
         cols = f[F_COL0] + xs[:, None] + torch.arange(f[F_KX])[None, :]  # [R, KX]
         tmp = ((rows[:, cols, :] * xt[None, :, :, None]).sum(2) + _HALF >> 22).clamp(0, 255)  # [NROWS, R, 3]
         rsel = ys[:, None] + torch.arange(f[F_KY])[None, :]  # [R, KY]

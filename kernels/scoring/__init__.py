@@ -13,6 +13,7 @@ the rest are its tiles (zero or more). For each image:
 CUDA tensors when it is available and to the plain-torch reference otherwise (CPU, or
 ``CDUL_KERNELS=torch``).
 """
+
 from __future__ import annotations
 
 import os

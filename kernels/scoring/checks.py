@@ -1,4 +1,5 @@
 """The scoring op's record and its input checks, shared by the reference and the fused kernel."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ def check_shapes(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor) -
     if emb.shape[1] == 0 or text.shape[0] == 0:
         raise ValueError(f"need D >= 1 and C >= 1, got D={emb.shape[1]}, C={text.shape[0]}")
     if offsets.dim() != 1 or offsets.numel() < 2 or offsets.numel() - 1 > emb.shape[0]:
-        raise ValueError(f"offsets must be 1-D with B + 1 entries, 1 <= B <= M={emb.shape[0]}, "
-                         f"got shape {tuple(offsets.shape)}")
+        raise ValueError(
+            f"offsets must be 1-D with B + 1 entries, 1 <= B <= M={emb.shape[0]}, got shape {tuple(offsets.shape)}"
+        )
     if offsets.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"offsets must be int32 or int64, got {offsets.dtype}")
     for name, t in (("emb", emb), ("text", text)):

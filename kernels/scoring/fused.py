@@ -44,6 +44,7 @@ fp32 accuracy; pass fp16 or bf16 embeddings and class matrix for tensor-core spe
 ``TRITON_INTERPRET=1`` the same kernels run on CPU tensors (slowly): that is how the tests
 exercise this path without a GPU.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,24 +68,40 @@ def _inv_norms(x_ptr, rows, rmask, stride_r, D, scale, BLOCK_R: tl.constexpr, BL
     ss = tl.zeros([BLOCK_R], dtype=tl.float32)
     for k0 in range(0, D, BLOCK_D):
         ks = k0 + tl.arange(0, BLOCK_D)
-        x = tl.load(x_ptr + rows.to(tl.int64)[:, None] * stride_r + ks[None, :],
-                    mask=rmask[:, None] & (ks < D)[None, :], other=0.0).to(tl.float32)
+        x = tl.load(
+            x_ptr + rows.to(tl.int64)[:, None] * stride_r + ks[None, :],
+            mask=rmask[:, None] & (ks < D)[None, :],
+            other=0.0,
+        ).to(tl.float32)
         ss += tl.sum(x * x, axis=1)
     return scale / tl.maximum(tl.sqrt(ss), 1e-12)
 
 
 @triton.jit
-def _inv_norm_kernel(x_ptr, out_ptr, stride_r, R, D, scale,
-                     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _inv_norm_kernel(x_ptr, out_ptr, stride_r, R, D, scale, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < R
     tl.store(out_ptr + rows, _inv_norms(x_ptr, rows, rmask, stride_r, D, scale, BLOCK_R, BLOCK_D), mask=rmask)
 
 
 @triton.jit
-def _logits_block(emb_ptr, text_ptr, rows, rmask, cols, cmask, stride_em, stride_tc, D,
-                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                  DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr, ROW_NORMS: tl.constexpr):
+def _logits_block(
+    emb_ptr,
+    text_ptr,
+    rows,
+    rmask,
+    cols,
+    cmask,
+    stride_em,
+    stride_tc,
+    D,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    ROW_NORMS: tl.constexpr,
+):
     """Raw dot products [BLOCK_M, BLOCK_N] in fp32, and the rows' sums of squares if asked."""
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     ss = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -103,10 +120,25 @@ def _logits_block(emb_ptr, text_ptr, rows, rmask, cols, cmask, stride_em, stride
 
 
 @triton.jit
-def _row_stats_kernel(emb_ptr, text_ptr, colscale_ptr, rowscale_ptr, lse_ptr,
-                      stride_em, stride_tc, M, C, D, scale,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                      CSPLIT: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
+def _row_stats_kernel(
+    emb_ptr,
+    text_ptr,
+    colscale_ptr,
+    rowscale_ptr,
+    lse_ptr,
+    stride_em,
+    stride_tc,
+    M,
+    C,
+    D,
+    scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    CSPLIT: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < M
     part = tl.program_id(1)  # this program's class blocks: part, part + CSPLIT, ...
@@ -117,8 +149,23 @@ def _row_stats_kernel(emb_ptr, text_ptr, colscale_ptr, rowscale_ptr, lse_ptr,
     for n0 in range(part * BLOCK_N, C, CSPLIT * BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         cmask = cols < C
-        acc, _ = _logits_block(emb_ptr, text_ptr, rows, rmask, cols, cmask, stride_em, stride_tc,
-                               D, BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, PRECISION, False)
+        acc, _ = _logits_block(
+            emb_ptr,
+            text_ptr,
+            rows,
+            rmask,
+            cols,
+            cmask,
+            stride_em,
+            stride_tc,
+            D,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            DOT_DTYPE,
+            PRECISION,
+            False,
+        )
         cs = tl.load(colscale_ptr + cols, mask=cmask, other=0.0)
         logit = tl.where(cmask[None, :], acc * rs[:, None] * cs[None, :], float("-inf"))
         m_new = tl.maximum(m_i, tl.max(logit, axis=1))
@@ -143,13 +190,37 @@ def _row_lse(lse_ptr, rows, rmask, M, BLOCK_M: tl.constexpr, CSPLIT: tl.constexp
 
 
 @triton.jit
-def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscale_ptr, lse_ptr,
-                           sg_ptr, alpha_ptr, beta_ptr, tiles_ptr,
-                           stride_em, stride_tc, stride_o, M, B, C, D, scale,
-                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                           N_CBLOCKS: tl.constexpr, GROUP: tl.constexpr, SPLIT: tl.constexpr,
-                           CSPLIT: tl.constexpr, FUSED: tl.constexpr, KEEP_TILES: tl.constexpr,
-                           DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
+def _segment_scores_kernel(
+    emb_ptr,
+    text_ptr,
+    offsets_ptr,
+    colscale_ptr,
+    rowscale_ptr,
+    lse_ptr,
+    sg_ptr,
+    alpha_ptr,
+    beta_ptr,
+    tiles_ptr,
+    stride_em,
+    stride_tc,
+    stride_o,
+    M,
+    B,
+    C,
+    D,
+    scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    N_CBLOCKS: tl.constexpr,
+    GROUP: tl.constexpr,
+    SPLIT: tl.constexpr,
+    CSPLIT: tl.constexpr,
+    FUSED: tl.constexpr,
+    KEEP_TILES: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     pid = tl.program_id(0)
     cblock = pid % N_CBLOCKS
     part = (pid // N_CBLOCKS) % SPLIT
@@ -170,8 +241,23 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
     for r0 in range(row_lo + part * BLOCK_M, row_hi, SPLIT * BLOCK_M):
         rows = r0 + tl.arange(0, BLOCK_M)
         rmask = rows < row_hi
-        acc, ss = _logits_block(emb_ptr, text_ptr, rows, rmask, cols, cmask, stride_em, stride_tc,
-                                D, BLOCK_M, BLOCK_N, BLOCK_K, DOT_DTYPE, PRECISION, FUSED)
+        acc, ss = _logits_block(
+            emb_ptr,
+            text_ptr,
+            rows,
+            rmask,
+            cols,
+            cmask,
+            stride_em,
+            stride_tc,
+            D,
+            BLOCK_M,
+            BLOCK_N,
+            BLOCK_K,
+            DOT_DTYPE,
+            PRECISION,
+            FUSED,
+        )
         if FUSED:  # all classes are in this block: the softmax is local
             rs = scale / tl.maximum(tl.sqrt(ss), 1e-12)
             logit = tl.where(cmask[None, :], acc * rs[:, None] * cs[None, :], float("-inf"))
@@ -224,7 +310,8 @@ def _segment_scores_kernel(emb_ptr, text_ptr, offsets_ptr, colscale_ptr, rowscal
             tile = (rmask & (rows > head_row))[:, None] & cmask[None, :]
             tl.store(tiles_ptr + (r0 - b0 - 1) * C + local, p.to(tl.float16), mask=tile)
 
-    if SPLIT > 1:  # partial max / min of one image, combined across programs (order-free)
+    # SPLIT is a compile-time constant: kept as its own `if` so the branch is resolved when compiling.
+    if SPLIT > 1:  # noqa: SIM102 - partial max / min of one image, combined across programs (order-free)
         if (cur_end - cur_start > 1) & (row_lo + part * BLOCK_M < row_hi):
             out = first.to(tl.int64) * stride_o + cols
             tl.atomic_max(alpha_ptr + out, amax, mask=cmask, sem="relaxed")
@@ -247,7 +334,7 @@ class Blocks:
     num_stages: int = 3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -259,8 +346,9 @@ def _pow2(n: int, lo: int = 16, hi: int | None = None) -> int:
     return min(p, hi) if hi else p
 
 
-def pick_blocks(m: int, b: int, c: int, d: int, dot_dtype: torch.dtype, device: torch.device,
-                override: dict | None = None) -> Blocks:
+def pick_blocks(
+    m: int, b: int, c: int, d: int, dot_dtype: torch.dtype, device: torch.device, override: dict | None = None
+) -> Blocks:
     """All launch choices, from the shapes and the SM count (queried here, at launch time).
 
     ``override`` replaces any field; the choices after it are derived from the replaced value.
@@ -283,15 +371,18 @@ def pick_blocks(m: int, b: int, c: int, d: int, dot_dtype: torch.dtype, device: 
     # Fewest padded rows, counting each step's fetch of the class block as block_n / 4 rows.
     # A step visits every image it overlaps, so steps spanning images stay at <= 64 rows;
     # <= 8192 probabilities per step (32 a thread at 8 warps) keeps them in registers.
-    sizes = [s for s in (16, 32, 64, 128) if s * block_n <= max(16 * block_n, 8192)
-             and (group == 1 or s <= 64)]
+    sizes = [s for s in (16, 32, 64, 128) if s * block_n <= max(16 * block_n, 8192) and (group == 1 or s <= 64)]
     prog_rows = group * avg_rows
     seg_block_m = min(sizes, key=lambda s: (math.ceil(prog_rows / s) * (s + block_n / 4), -s))
     while group == 1 and seg_block_m > 32 and b * n_cblocks * math.ceil(avg_rows / seg_block_m) < want:
         seg_block_m //= 2  # few long images: smaller steps give more programs (see split)
     seg_block_m = o.pop("seg_block_m", seg_block_m)
-    split = o.pop("split", 1 if group > 1 else max(1, min(
-        triton.cdiv(want, b * n_cblocks), triton.cdiv(math.ceil(avg_rows), seg_block_m))))
+    split = o.pop(
+        "split",
+        1
+        if group > 1
+        else max(1, min(triton.cdiv(want, b * n_cblocks), triton.cdiv(math.ceil(avg_rows), seg_block_m))),
+    )
     num_warps = o.pop("num_warps", 8 if seg_block_m * block_n >= 4096 else 4)
     cfg = Blocks(block_m, block_n, block_k, fused, csplit, seg_block_m, group, split, num_warps, **o)
     if cfg.fused and c > cfg.block_n:
@@ -301,8 +392,10 @@ def pick_blocks(m: int, b: int, c: int, d: int, dot_dtype: torch.dtype, device: 
         if v < 16 or v & (v - 1):
             raise ValueError(f"{name} must be a power of two >= 16, got {v}")
     if min(cfg.group, cfg.split, cfg.csplit) < 1 or (cfg.split > 1 and cfg.group > 1):
-        raise ValueError(f"need group, split, csplit >= 1 and split == 1 when group > 1, got "
-                         f"group={cfg.group}, split={cfg.split}, csplit={cfg.csplit}")
+        raise ValueError(
+            f"need group, split, csplit >= 1 and split == 1 when group > 1, got "
+            f"group={cfg.group}, split={cfg.split}, csplit={cfg.csplit}"
+        )
     if cfg.csplit > n_cblocks:
         raise ValueError(f"csplit={cfg.csplit} exceeds the {n_cblocks} class blocks")
     return cfg
@@ -316,15 +409,23 @@ def _check(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor) -> None
     """Metadata checks only (reading the offsets back from the GPU would stall the stream)."""
     check_shapes(emb, offsets, text)
     if not (emb.device == offsets.device == text.device):
-        raise ValueError(f"emb, offsets and text must share a device, got {emb.device}, "
-                         f"{offsets.device}, {text.device}")
+        raise ValueError(
+            f"emb, offsets and text must share a device, got {emb.device}, {offsets.device}, {text.device}"
+        )
     if not emb.is_cuda and not _is_interpreted():
         raise ValueError("the Triton scorer needs CUDA tensors (CPU tensors only with TRITON_INTERPRET=1)")
 
 
-def score_segments_triton(emb: torch.Tensor, offsets: torch.Tensor, text: torch.Tensor,
-                          logit_scale: float, keep_tiles: bool = False, *,
-                          blocks: dict | None = None, out: torch.Tensor | None = None) -> Scores:
+def score_segments_triton(
+    emb: torch.Tensor,
+    offsets: torch.Tensor,
+    text: torch.Tensor,
+    logit_scale: float,
+    keep_tiles: bool = False,
+    *,
+    blocks: dict | None = None,
+    out: torch.Tensor | None = None,
+) -> Scores:
     """S_g, alpha, beta (and fp16 tile probabilities) for segment-stacked embeddings.
 
     ``blocks`` overrides fields of :class:`Blocks` (e.g. ``{"block_n": 16, "split": 2}``) to
@@ -347,17 +448,34 @@ def score_segments_triton(emb: torch.Tensor, offsets: torch.Tensor, text: torch.
     f32 = dict(device=dev, dtype=torch.float32)
 
     colscale = torch.empty(c, **f32)
-    _inv_norm_kernel[(triton.cdiv(c, 16),)](text, colscale, text.stride(0), c, d, 1.0,
-                                            BLOCK_R=16, BLOCK_D=_pow2(d, hi=128), num_warps=4)
+    _inv_norm_kernel[(triton.cdiv(c, 16),)](
+        text, colscale, text.stride(0), c, d, 1.0, BLOCK_R=16, BLOCK_D=_pow2(d, hi=128), num_warps=4
+    )
     if cfg.fused:
         rowscale = lse = colscale  # not read by the fused kernel
     else:
         rowscale, lse = torch.empty(m, **f32), torch.empty(cfg.csplit, m, **f32)
         _row_stats_kernel[(triton.cdiv(m, cfg.block_m), cfg.csplit)](
-            emb, text, colscale, rowscale, lse, emb.stride(0), text.stride(0), m, c, d, scale,
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, CSPLIT=cfg.csplit,
-            DOT_DTYPE=dot_tl, PRECISION=precision,
-            num_warps=8 if cfg.block_m * cfg.block_n >= 128 * 128 else 4, num_stages=cfg.num_stages)
+            emb,
+            text,
+            colscale,
+            rowscale,
+            lse,
+            emb.stride(0),
+            text.stride(0),
+            m,
+            c,
+            d,
+            scale,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            CSPLIT=cfg.csplit,
+            DOT_DTYPE=dot_tl,
+            PRECISION=precision,
+            num_warps=8 if cfg.block_m * cfg.block_n >= 128 * 128 else 4,
+            num_stages=cfg.num_stages,
+        )
 
     if out is not None:
         if out.shape != (b, 3, c) or out.dtype != torch.float32 or not out.is_contiguous() or out.device != dev:
@@ -374,10 +492,36 @@ def score_segments_triton(emb: torch.Tensor, offsets: torch.Tensor, text: torch.
     tiles = torch.empty(m - b, c, device=dev, dtype=torch.float16) if keep_tiles else s_g
     n_cblocks = triton.cdiv(c, cfg.block_n)
     _segment_scores_kernel[(n_cblocks * cfg.split * triton.cdiv(b, cfg.group),)](
-        emb, text, offsets, colscale, rowscale, lse, s_g, alpha, beta, tiles,
-        emb.stride(0), text.stride(0), s_g.stride(0), m, b, c, d, scale,
-        BLOCK_M=cfg.seg_block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, N_CBLOCKS=n_cblocks,
-        GROUP=cfg.group, SPLIT=cfg.split, CSPLIT=cfg.csplit, FUSED=cfg.fused,
-        KEEP_TILES=keep_tiles, DOT_DTYPE=dot_tl, PRECISION=precision,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        emb,
+        text,
+        offsets,
+        colscale,
+        rowscale,
+        lse,
+        s_g,
+        alpha,
+        beta,
+        tiles,
+        emb.stride(0),
+        text.stride(0),
+        s_g.stride(0),
+        m,
+        b,
+        c,
+        d,
+        scale,
+        BLOCK_M=cfg.seg_block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_K=cfg.block_k,
+        N_CBLOCKS=n_cblocks,
+        GROUP=cfg.group,
+        SPLIT=cfg.split,
+        CSPLIT=cfg.csplit,
+        FUSED=cfg.fused,
+        KEEP_TILES=keep_tiles,
+        DOT_DTYPE=dot_tl,
+        PRECISION=precision,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
     return Scores(s_g, alpha, beta, tiles if keep_tiles else None)

@@ -1,5 +1,6 @@
 """The reference: plain torch, float32, the C x M probabilities in memory (see the package
 docstring for the layout)."""
+
 from __future__ import annotations
 
 import torch
