@@ -246,3 +246,27 @@ def test_a_full_disk_during_training_is_one_line(pristine, tmp_path, monkeypatch
     assert r.exit_code == 1, repr(r.exception)
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], r.output
+
+
+def test_rounds_of_an_attempt_killed_before_its_first_checkpoint_are_redone(pristine, tmp_path):
+    """Killed after finishing a label round but before writing last.pt, a run is rerun without
+    --resume (there is nothing to resume): it must start again from the round the killed
+    attempt started from, not from the round that attempt wrote."""
+    ref_store, ref_out = str(tmp_path / "ref.zarr"), str(tmp_path / "ref")
+    shutil.copytree(pristine, ref_store)
+    assert train(ref_store, ref_out, "--epochs", "2").returncode == 0
+    store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
+    shutil.copytree(pristine, store)
+    s = Store.open(store, mode="r+")
+    orphan = s.begin_round(1, {"source": "cdul-train", "run": os.path.abspath(out), "from_round": 0, "epoch": 1})
+    orphan[:] = np.clip(s.read(layout.round_name(0)) + 0.2, 0, 1)
+    s.finish_round(1)
+    r = train(store, out, "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    a = torch.load(os.path.join(ref_out, "last.pt"), weights_only=True)
+    b = torch.load(os.path.join(out, "last.pt"), weights_only=True)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    np.testing.assert_array_equal(
+        Store.open(store).read(layout.round_name(1)), Store.open(ref_store).read(layout.round_name(1))
+    )

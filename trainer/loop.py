@@ -106,6 +106,8 @@ class Trainer:
                     f"--start-round {cfg.start_round}: the store's complete rounds are {store.label_rounds()}"
                 )
             self.round = cfg.start_round
+        elif not saved:
+            self.round = self._before_orphans(self.round)
         later = [r for r in store.label_rounds() if r > self.round]
         env.barrier()  # every rank has read the rounds before rank 0 changes them
         if env.main and (later or store.has(layout.round_name(self.round + 1))):
@@ -186,6 +188,24 @@ class Trainer:
         if saved:
             ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
 
+    def _before_orphans(self, latest: int) -> int:
+        """The round a new run starts from. Rounds written into this --out-dir's run by an
+        earlier attempt that was killed before its first checkpoint are orphans: the run
+        starts again from the round that attempt started from (they are then dropped), so
+        rerunning the command gives the uninterrupted result."""
+        run, k = os.path.abspath(self.cfg.out_dir), latest
+        while k > 0:
+            attrs = self.store.round_array(k).attrs.asdict()
+            if attrs.get("source") != "cdul-train" or attrs.get("run") != run:
+                break
+            k = int(attrs.get("from_round", k - 1))
+        if k != latest:
+            self.log(
+                f"label rounds after {k} were written by an attempt of this run that stopped before its first "
+                f"checkpoint: starting again from round {k}"
+            )
+        return k
+
     # -- one epoch ---------------------------------------------------------------------------
     def _begin_round(self, epoch: int):
         cfg, store = self.cfg, self.store
@@ -200,6 +220,7 @@ class Trainer:
                     "lam": r0.get("lam"),
                     "source": "cdul-train",
                     "from_round": self.round,
+                    "run": os.path.abspath(cfg.out_dir),
                     "loss": cfg.loss,
                     "label_lr": cfg.label_lr,
                     "psi_mu": cfg.psi_mu,
