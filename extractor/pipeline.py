@@ -73,6 +73,7 @@ class WorkerConfig:
     compile: str = "none"
     sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
     kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
+    follow_symlinks: bool = False  # which images are read at all: part of the configuration
     local: str = "tiles"  # "tiles" (SPEC 1.3) or "dense" (SPEC 1.7)
     dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
     keep_patches: int = 0  # dense mode: K bank entries per class

@@ -138,3 +138,10 @@ def test_every_new_config_field_is_hashed_unless_declared_a_run_option():
     for name in RUN_OPTIONS:  # what a run may change freely
         assert name not in a
     assert extraction_config(Wider(**base, batch_size=7, views="exact", loader_workers=3), data, 8) == a
+
+
+def test_following_symlinks_is_part_of_the_configuration(small_voc, tmp_path):
+    out = str(tmp_path / "s.zarr")
+    assert _run(small_voc, out, "--limit", "3").exit_code == 0
+    r = _run(small_voc, out, "--limit", "3", "--follow-symlinks")
+    assert r.exit_code == 1 and "follow_symlinks: False -> True" in r.output

@@ -287,6 +287,7 @@ def main(
         views=views,
         compile=compile_mode,
         kind=data.kind,
+        follow_symlinks=follow_symlinks,
         **dense,
     )
     from cdul.extractor.job import Progress, extract
