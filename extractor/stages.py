@@ -12,6 +12,7 @@ the host reads a batch's scores one batch later, and the store is written by a t
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -32,12 +33,18 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 
 def images_per_batch(tiling: Tiling | None, batch_size: int) -> int:
-    """Whole images per batch, so that their views about fill one encoder batch."""
+    """Whole images per batch, so that their views about fill one encoder batch; when one
+    image has more views than a batch (small CPU batches), enough images that the views
+    split into full encoder batches (10 views, batch 8: 4 images, 5 full batches)."""
     if tiling is None or tiling.whole_image:
         return max(1, batch_size)
-    if tiling.mode == "grid":
-        return max(1, batch_size // (1 + tiling.size**2))
-    return max(1, batch_size // 16)  # pixel tiles: the count depends on the image size
+    if tiling.mode != "grid":
+        return max(1, batch_size // 16)  # pixel tiles: the count depends on the image size
+    views = 1 + tiling.size**2
+    if batch_size >= views:
+        return batch_size // views
+    whole = math.lcm(views, batch_size) // views
+    return whole if whole <= 16 else 1
 
 
 class ToDevice:

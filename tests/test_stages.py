@@ -31,7 +31,7 @@ def test_batches_are_whole_images_of_one_chunk():
     assert list(s) == [(2, 20, 24), (2, 24, 28), (2, 28, 30), (5, 50, 53)] and len(s) == 4
     # the cut of a chunk does not depend on which other chunks the worker has
     assert list(BatchSampler([5], [(50, 53)], 4)) == [(5, 50, 53)]
-    assert images_per_batch(Tiling.grid(3), 64) == 6 and images_per_batch(Tiling.grid(3), 8) == 1
+    assert images_per_batch(Tiling.grid(3), 64) == 6 and images_per_batch(Tiling.grid(3), 8) == 4
     assert images_per_batch(Tiling.grid(1), 64) == 64 and images_per_batch(Tiling.pixel(32), 64) == 4
 
 
