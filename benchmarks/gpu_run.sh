@@ -47,11 +47,12 @@ if [ "$Q" = 1 ]; then
 else
   M=RN50x64,RN50,ViT-B-32,ViT-B-16; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick  # the paper's model first
 fi
-step gpu_tests 70 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_scoring.py tests/test_kernel_resample.py \
-  tests/test_extract_views.py -q -x -p no:cacheprovider -m gpu
+# the view kernel's tests first: the scorer's 39 cases compile many variants and can use the whole limit
+step gpu_tests 90 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_resample.py tests/test_extract_views.py \
+  tests/test_kernel_scoring.py -q -x -p no:cacheprovider -m gpu
 step kernel_bench 30 $PY -m cdul.benchmarks.kernel_bench $QK
 step extract_bench 250 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
   --naive-images "$NV"
-step extract_compiled 80 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
+step extract_compiled 60 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
   --naive-images 4 --compile default
 step profile 40 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"
