@@ -124,11 +124,12 @@ def _extract_torchrun(cfg, data, devices, env, *, chunk_len, zeta, lam, overwrit
             lock.acquire()
             _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
         dist.barrier()
-        pending = Store.open(cfg.store).pending_chunks()
+        store = Store.open(cfg.store)
+        pending = store.pending_chunks()
         dist.barrier()  # every rank has read the same list before any chunk is flagged
         mine = deal(pending, rank, world)
         started = time.time()
-        progress.start(_images(Store.open(cfg.store), mine))
+        progress.start(_images(store, mine))
         try:
             counts = extract_chunks(cfg, mine, device, progress.update) if mine else {}
         finally:

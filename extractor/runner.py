@@ -154,7 +154,7 @@ def merge_counts(parts: list[dict]) -> dict:
                 total.setdefault(key, value)
             elif isinstance(value, dict):
                 total[key] = merge_counts([total.get(key, {}), value])
-            elif key.endswith("seconds") and key != "stage_seconds":
+            elif key.endswith("seconds"):
                 total[key] = max(total.get(key, 0), value)
             else:
                 total[key] = total.get(key, 0) + value

@@ -307,11 +307,12 @@ class ChunkResults:
 
     def _put_tiles(self, batch: PackedBatch, good: np.ndarray, scores: np.ndarray, tiles: np.ndarray) -> None:
         out = self.arrays[layout.SIM_TILES]
-        counts = batch.n_views[batch.n_views > 0] - 1
+        decoded = batch.n_views > 0
+        counts, recorded = batch.n_views[decoded] - 1, batch.n_tiles[decoded]
         ends = np.cumsum(counts)
         for j, (row, n, end) in enumerate(zip(good, counts, ends)):
             t = tiles[end - n : end]
-            if not n and batch.n_tiles[batch.n_views > 0][j]:  # a 1 x 1 grid: the tile is the global view
+            if not n and recorded[j]:  # a 1 x 1 grid: the tile is the global view
                 t = scores[j : j + 1, 0].astype(np.float16)
             keep = min(len(t), out.shape[1])
             out[row, :keep] = t[:keep]

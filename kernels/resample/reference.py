@@ -16,11 +16,8 @@ def resample_views_torch(
     """The reference: the same tables, read one view at a time with plain torch (int64
     sums). Returns [n_views, 3, size, size] float32."""
     table = data[views_off : views_off + n_views * N_FIELDS * 8].view(torch.int64).view(n_views, N_FIELDS).tolist()
-    taps_all = (
-        data[taps_off:].view(torch.int32)
-        if (data.numel() - taps_off) % 4 == 0
-        else data[taps_off : taps_off + (data.numel() - taps_off) // 4 * 4].view(torch.int32)
-    )
+    whole = (data.numel() - taps_off) // 4 * 4  # the images after the taps need not end on 4 bytes
+    taps_all = data[taps_off : taps_off + whole].view(torch.int32)
     out = torch.empty(n_views, 3, size, size)
     mul = torch.tensor([float(x) for x in mul]).view(3, 1, 1)
     add = torch.tensor([float(x) for x in add]).view(3, 1, 1)
