@@ -12,6 +12,7 @@ through minutes of download retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -190,6 +191,57 @@ def _load_jit_archive(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """open_clip logs through the root logger and huggingface_hub warns on every retry;
+    cdul reports the outcome itself."""
+    loggers = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    previous = [q.level for q in loggers]
+    for q in loggers:
+        q.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for q, level in zip(loggers, previous):
+            q.setLevel(level)
+
+
+def _create_kwargs(tag_cfg: dict) -> dict:
+    """open_clip.create_model's options for a pretrained tag's configuration."""
+    kwargs: dict = {}
+    if tag_cfg.get("quick_gelu"):
+        # The tag was trained with QuickGELU; open_clip only warns on a mismatch, which
+        # silently changes every activation of e.g. RN50x64 + openai.
+        kwargs["force_quick_gelu"] = True
+    preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
+    if preprocess:
+        kwargs["force_preprocess_cfg"] = preprocess
+    return kwargs
+
+
+def _view_fields(pcfg: dict) -> tuple[int, str, str]:
+    size = pcfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    return size, pcfg.get("interpolation", "bicubic"), pcfg.get("resize_mode", "shortest")
+
+
+def eval_preprocess(model: str, pretrained: str) -> tuple[int, str, str]:
+    """(input size, interpolation, resize mode) of the model's eval preprocess from its
+    configuration alone: the model is built on the meta device, no weights are read or
+    fetched. The decoding workers start with it while the weights load."""
+    import open_clip
+
+    arch = register_model(model)
+    tag_cfg = {}
+    if pretrained.lower() not in RANDOM and not os.path.isfile(pretrained):
+        tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
+    with _quiet(), torch.device("meta"):
+        net = open_clip.create_model(arch, pretrained=None, device="meta", **_create_kwargs(tag_cfg))
+    return _view_fields(open_clip.get_model_preprocess_cfg(net))
+
+
 def load_clip(
     model: str,
     pretrained: str,
@@ -205,23 +257,9 @@ def load_clip(
 
     arch = register_model(model)
     weights, tag_cfg = resolve_weights(arch, pretrained, cache_dir)
-    kwargs = {}
-    if tag_cfg.get("quick_gelu"):
-        # The tag was trained with QuickGELU; open_clip only warns on a mismatch, which
-        # silently changes every activation of e.g. RN50x64 + openai.
-        kwargs["force_quick_gelu"] = True
-    preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
-    if preprocess:
-        kwargs["force_preprocess_cfg"] = preprocess
-    # open_clip logs through the root logger and huggingface_hub warns on every retry;
-    # cdul reports the outcome itself.
-    quiet = [logging.getLogger(), logging.getLogger("huggingface_hub")]
-    previous = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.ERROR)
+    kwargs = _create_kwargs(tag_cfg)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with _quiet():
             if weights is None:
                 # Random weights from a fixed seed: every worker (and every rerun) builds the
                 # same model, so a store never mixes two random models.
@@ -245,13 +283,9 @@ def load_clip(
                 "...); pass the checkpoint of this architecture"
             ) from None
         raise
-    finally:
-        for q, level in zip(quiet, previous):
-            q.setLevel(level)
     net.eval()
     pcfg = open_clip.get_model_preprocess_cfg(net)
-    size = pcfg.get("size", 224)
-    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    size, interpolation, resize_mode = _view_fields(pcfg)
     logit_scale = float(net.logit_scale.detach().exp().item())
     text = encode_classes(net, open_clip.get_tokenizer(arch), classes, template, ensemble)
     visual = net.visual.to(device).eval()
@@ -274,8 +308,8 @@ def load_clip(
         size,
         tuple(pcfg.get("mean")),
         tuple(pcfg.get("std")),
-        pcfg.get("interpolation", "bicubic"),
-        pcfg.get("resize_mode", "shortest"),
+        interpolation,
+        resize_mode,
         embed_dim,
         info,
     )

@@ -83,6 +83,8 @@ def extract(
             counts = run_local(cfg, pending, devices[: len(pending)], progress.update) if pending else {}
         finally:
             progress.close()
+        for note in counts.get("notes", []):
+            progress.note(note)
         speed = {
             "seconds": round(time.time() - started, 2),
             "load_seconds": round(counts.get("load_seconds", 0.0), 2),

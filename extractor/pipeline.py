@@ -26,15 +26,14 @@ from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.store import Store, layout
 
 from .bank import dense_extras
-from .clip_model import load_clip
+from .clip_model import eval_preprocess, load_clip
 from .dense import DenseEncoder, DenseTower
+from .encoder import PRECISIONS, Encoder
 from .packing import ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
-    PRECISIONS,
     ChunkResults,
     ChunkWriter,
-    Encoder,
     ExactViews,
     HostScores,
     KernelViews,
@@ -46,7 +45,7 @@ from .tiling import Tiling
 from .views import ViewMaker
 
 VIEW_MODES = ("auto", "kernel", "exact")
-COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
 STAGES = ("load", "copy", "views", "encode", "score", "collect")
 
 
@@ -70,7 +69,7 @@ class WorkerConfig:
     exif: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     views: str = "auto"
-    compile: str = "none"
+    compile: str = "auto"
     sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
     kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
     follow_symlinks: bool = False  # which images are read at all: part of the configuration
@@ -102,12 +101,37 @@ def resolve_views(views: str, device: torch.device) -> str:
     return views
 
 
-def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
+def resolve_compile(mode: str, device: torch.device) -> str:
+    """auto: the eager tower in a CUDA graph on CUDA, eager on the CPU."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
+    if mode == "auto":
+        return "cuda-graph" if device.type == "cuda" else "none"
+    if mode == "cuda-graph" and device.type != "cuda":
+        raise ValueError("--compile cuda-graph needs a CUDA device (use auto or none on the CPU)")
+    return mode
+
+
+def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
+    """What the decoding workers need, from the model's configuration alone (no weights), so
+    that they can start before the model is loaded; None where the configuration is not
+    local (hub models): then they start after."""
+    if cfg.model.startswith("hf-hub:"):
+        return None
+    try:
+        size, interpolation, resize_mode = eval_preprocess(cfg.model, cfg.pretrained)
+    except Exception:  # the model load that follows reports the problem
+        return None
+    dense = cfg.local == "dense"
+    spec = ViewSpec((cfg.dense_size or size) if dense else size, interpolation, resize_mode)
+    return spec, None if dense else cfg.tiling
+
+
+def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
+    mode = resolve_compile(mode, device)
     if device.type == "cuda":
         visual = visual.to(memory_format=torch.channels_last)
-    if mode != "none":
+    if mode not in ("none", "cuda-graph"):  # a CUDA graph is captured by the Encoder
         visual = torch.compile(visual, mode=None if mode == "default" else mode, dynamic=False)
     return visual
 
@@ -162,8 +186,10 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     dense = cfg.local == "dense"
     size = (cfg.dense_size or bundle.input_size) if dense else bundle.input_size
     tiling = None if dense else cfg.tiling
-    fixed = cfg.compile != "none"
-    encoder = Encoder(tower, cfg.batch_size, device, cfg.precision, fixed)
+    mode = resolve_compile(cfg.compile, device)
+    fixed = mode != "none"
+    encoder = Encoder(tower, cfg.batch_size, device, cfg.precision, fixed, graph=mode == "cuda-graph")
+    encoder.capture(size)
     pad = cfg.batch_size if fixed else 0
 
     def view_maker(px: int) -> ViewMaker:
@@ -211,6 +237,31 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     return Stages(make_views, encoder, scorer, spec, tiling)
 
 
+def make_loader(
+    cfg: WorkerConfig, chunks: list[int], bounds: list, spec: ViewSpec, tiling: Tiling | None, device: torch.device
+) -> DataLoader:
+    """The decoding workers: packed batches of the given chunks, in order (pinned on CUDA)."""
+    reader = BatchReader(
+        cfg.store,
+        sample_reader(cfg.kind, cfg.root),
+        spec,
+        tiling,
+        exif=cfg.exif,
+        max_pixels=cfg.max_pixels,
+    )
+    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.batch_size))
+    return DataLoader(
+        reader,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=cfg.loader_workers,
+        collate_fn=unbatched,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if cfg.loader_workers else None,
+        persistent_workers=False,
+    )
+
+
 @dataclass
 class StageTimes:
     """Host seconds per stage; with ``sync`` each stage also waits for its device work."""
@@ -242,36 +293,27 @@ def extract_chunks(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     views_mode = resolve_views(cfg.views, device)
+    cfg = dataclasses.replace(
+        cfg, precision=resolve_precision(cfg.precision, device), compile=resolve_compile(cfg.compile, device)
+    )
     store = Store.open(cfg.store, mode="r+")
+    bounds = [store.chunk_bounds(k) for k in chunks]
+    early = early_view_spec(cfg)
+    batches = None
+    if early is not None:  # the decoding workers start now and fill their queue while the model loads
+        batches = iter(make_loader(cfg, chunks, bounds, *early, device))
     bundle, tower = _loaded(cfg, list(store.classes), device)
-    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
     tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.keep_tiles else 0
     stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
+    if early is not None and early != (stages.spec, stages.tiling):
+        raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
+    if batches is None:
+        batches = iter(make_loader(cfg, chunks, bounds, stages.spec, stages.tiling, device))
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
     dense = cfg.local == "dense"
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
     patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.keep_patch_embeddings else 0
-    reader = BatchReader(
-        cfg.store,
-        sample_reader(cfg.kind, cfg.root),
-        stages.spec,
-        stages.tiling,
-        exif=cfg.exif,
-        max_pixels=cfg.max_pixels,
-    )
-    bounds = [store.chunk_bounds(k) for k in chunks]
-    sampler = BatchSampler(chunks, bounds, images_per_batch(stages.tiling, cfg.batch_size))
-    loader = DataLoader(
-        reader,
-        batch_size=None,
-        sampler=sampler,
-        num_workers=cfg.loader_workers,
-        collate_fn=unbatched,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.loader_workers else None,
-        persistent_workers=False,
-    )
     to_device = ToDevice(device)
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
@@ -306,7 +348,6 @@ def extract_chunks(
 
     ready = time.perf_counter()
     try:
-        batches = iter(loader)
         while True:
             batch = times.run("load", next, batches, None)
             if batch is None:
@@ -337,6 +378,9 @@ def extract_chunks(
     counts["load_seconds"] = ready - started  # model, text embeddings, loader start
     counts["work_seconds"] = time.perf_counter() - ready
     out: dict = dict(counts)
+    notes = [e.note for e in (encoder, getattr(encoder, "dense", None)) if getattr(e, "note", "")]
+    if notes:
+        out["notes"] = notes
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
     out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
     return out

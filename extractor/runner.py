@@ -152,6 +152,8 @@ def merge_counts(parts: list[dict]) -> dict:
         for key, value in counts.items():
             if key == "model":  # the same from every worker
                 total.setdefault(key, value)
+            elif key == "notes":  # one-line messages for the user, each once
+                total[key] = list(dict.fromkeys(total.get(key, []) + list(value)))
             elif isinstance(value, dict):
                 total[key] = merge_counts([total.get(key, {}), value])
             elif key.endswith("seconds"):

@@ -1,6 +1,6 @@
 """The extraction stages. Each takes one record and hands one record to the next:
 
-    PackedBatch (loader) -> ToDevice -> views [V, 3, R, R] -> Encoder -> emb [V, D]
+    PackedBatch (loader) -> ToDevice -> views [V, 3, R, R] -> Encoder (encoder.py) -> emb [V, D]
         -> Scorer -> HostScores -> ChunkAssembler -> ChunkWriter (a thread)
 
 A batch is a fixed group of whole images of one chunk (``images_per_batch``), so what the
@@ -28,8 +28,6 @@ from .bank import ChunkBank, to_entries
 from .packing import PackedBatch
 from .tiling import Tiling
 from .views import ViewMaker
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def images_per_batch(tiling: Tiling | None, batch_size: int) -> int:
@@ -119,41 +117,6 @@ class ExactViews:
             views.append(torch.zeros(pad, *views[0].shape[1:], dtype=views[0].dtype, device=views[0].device))
         out = torch.cat(views)
         return out.contiguous(memory_format=torch.channels_last) if out.is_cuda else out
-
-
-class Encoder:
-    """The image tower over a batch's views, in slices of at most ``batch_size`` rows.
-    With a compiled tower every call has exactly ``batch_size`` rows (the views stage pads)."""
-
-    def __init__(
-        self, visual: torch.nn.Module, batch_size: int, device: torch.device, precision: str, fixed_shape: bool = False
-    ):
-        self.visual, self.batch_size, self.device = visual, int(batch_size), device
-        self.autocast = device.type == "cuda" and precision != "fp32"
-        self.amp_dtype = PRECISIONS[precision]
-        self.in_dtype = self.amp_dtype if self.autocast else torch.float32
-        self.fixed_shape = fixed_shape
-        self.calls = self.rows = 0
-
-    @torch.inference_mode()
-    def __call__(self, views: torch.Tensor, n: int) -> torch.Tensor:
-        """[>= n, 3, R, R] -> [n, D] embeddings of the first n views (the tower's dtype)."""
-        b = self.batch_size
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
-            if views.shape[0] <= b and (not self.fixed_shape or views.shape[0] == b):
-                emb = self.visual(views)
-                self.calls += 1
-            else:
-                parts = []
-                for i in range(0, n, b):
-                    x = views[i : i + b]
-                    if self.fixed_shape and x.shape[0] < b:
-                        x = torch.cat([x, x.new_zeros(b - x.shape[0], *x.shape[1:])])
-                    parts.append(self.visual(x))
-                    self.calls += 1
-                emb = torch.cat(parts)
-        self.rows += n
-        return emb if emb.shape[0] == n else emb[:n]
 
 
 @dataclass

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from cdul.data import sample_reader
+from cdul.extractor.encoder import Encoder
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.reader import BatchReader, BatchSampler
-from cdul.extractor.stages import ChunkResults, ChunkWriter, Encoder, ExactViews, KernelViews, Scorer, images_per_batch
+from cdul.extractor.stages import ChunkResults, ChunkWriter, ExactViews, KernelViews, Scorer, images_per_batch
 from cdul.extractor.tiling import Tiling
 from cdul.extractor.views import ViewMaker
 from cdul.store import layout

@@ -1,0 +1,113 @@
+"""The encoder stage: the image tower over a batch's views, in pieces of ``batch_size`` rows.
+
+How the tower runs (``--compile``):
+
+- ``none``: eager, under autocast. The host issues every op of the tower (a few hundred
+  kernel launches for a ViT) once per batch.
+- ``cuda-graph``: the same eager tower, captured once in a CUDA graph for pieces of exactly
+  ``batch_size`` rows; a batch is then one copy into the graph's input and one replay.
+  The kernels are those of the eager tower, so the numbers are eager's up to the
+  libraries' choice of algorithm for the fixed shape.
+- ``default``, ``reduce-overhead``, ``max-autotune``: ``torch.compile`` (the tower is
+  compiled in ``pipeline._tower``; here it only gets fixed-shape pieces).
+
+With a fixed shape every piece has ``batch_size`` rows: the last piece is padded with zeros
+and the padding's embeddings are dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Encoder:
+    """[>= n, 3, R, R] views -> [n, D] embeddings of the first n (the tower's dtype)."""
+
+    def __init__(
+        self,
+        visual: torch.nn.Module,
+        batch_size: int,
+        device: torch.device,
+        precision: str,
+        fixed_shape: bool = False,
+        graph: bool = False,
+    ):
+        if graph and device.type != "cuda":
+            raise ValueError("--compile cuda-graph needs a CUDA device")
+        self.visual, self.batch_size, self.device = visual, int(batch_size), device
+        self.autocast = device.type == "cuda" and precision != "fp32"
+        self.amp_dtype = PRECISIONS[precision]
+        self.in_dtype = self.amp_dtype if self.autocast else torch.float32
+        self.graph = graph
+        self.fixed_shape = fixed_shape or graph
+        self.calls = self.rows = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._in = self._out = None
+        self.note = ""  # why the graph was given up, if it was
+
+    def _amp(self, cache: bool = True):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast, cache_enabled=cache)
+
+    def capture(self, size: int) -> None:
+        """Record the graph for [batch_size, 3, size, size] inputs now, before the loader's
+        threads start (a capture must not see another thread's CUDA calls)."""
+        if self.graph and self._graph is None:
+            x = torch.zeros(self.batch_size, 3, size, size, dtype=self.in_dtype, device=self.device)
+            try:
+                with torch.inference_mode():
+                    self._capture(x.contiguous(memory_format=torch.channels_last))
+            except Exception as exc:  # a tower that cannot be captured runs eagerly
+                torch.cuda.synchronize(self.device)
+                self.graph, self._graph, self._in, self._out = False, None, None, None
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.note = f"the image tower could not be captured in a CUDA graph ({first}); it runs eagerly"
+
+    def _capture(self, x: torch.Tensor) -> None:
+        """Record the tower on a static input shaped like ``x`` (warmed up on a side stream
+        first, as CUDA graphs need; autocast's weight cache off, as capture needs)."""
+        self._in = torch.empty_like(x)
+        self._in.copy_(x)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side), self._amp(cache=False):
+            for _ in range(2):
+                self.visual(self._in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: CUDA calls of other threads (pinning) do not invalidate the capture
+        with self._amp(cache=False), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self._out = self.visual(self._in)
+        self._graph = graph
+
+    def _piece(self, x: torch.Tensor) -> torch.Tensor:
+        """The tower on one piece. A graph's output is its static buffer: valid until the
+        next replay, which comes after every later kernel of this batch on the one stream."""
+        self.calls += 1
+        if not self.graph:
+            with self._amp():
+                return self.visual(x)
+        if self._graph is None:
+            self._capture(x)
+        else:
+            self._in.copy_(x)
+        self._graph.replay()
+        return self._out
+
+    @torch.inference_mode()
+    def __call__(self, views: torch.Tensor, n: int) -> torch.Tensor:
+        b = self.batch_size
+        if views.shape[0] <= b and (not self.fixed_shape or views.shape[0] == b):
+            emb = self._piece(views)
+        else:
+            parts = []
+            for i in range(0, n, b):
+                x = views[i : i + b]
+                if self.fixed_shape and x.shape[0] < b:
+                    x = torch.cat([x, x.new_zeros(b - x.shape[0], *x.shape[1:])])
+                part = self._piece(x)
+                parts.append(part.clone() if self.graph else part)  # the next replay overwrites it
+            emb = torch.cat(parts)
+        self.rows += n
+        return emb if emb.shape[0] == n else emb[:n]
