@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 
@@ -17,8 +18,12 @@ def work_dir() -> str:
     return path
 
 
+UNIQUE = 512  # distinct pictures; larger sets repeat them under new names (same decoding cost)
+
+
 def jpeg_dataset(n: int, size=(375, 500), seed: int = 0, tag: str = "voc") -> str:
-    """n JPEGs cut from the bundled photos (random crops resized to `size`), with their labels."""
+    """n JPEGs cut from the bundled photos (random crops resized to `size`), with their labels;
+    past UNIQUE images the pictures repeat, so a large set is quick to make."""
     root = os.path.join(work_dir(), f"{tag}-{n}-{size[0]}x{size[1]}-{seed}")
     split = os.path.join(root, "VOCdevkit", "VOC2012", "ImageSets", "Main", "train.txt")
     if os.path.exists(split):
@@ -27,12 +32,17 @@ def jpeg_dataset(n: int, size=(375, 500), seed: int = 0, tag: str = "voc") -> st
     rng = np.random.default_rng(seed)
     items = {}
     for i in range(n):
+        if i >= UNIQUE:
+            items[f"img_{i:06d}"] = items[f"img_{i % UNIQUE:06d}"]
+            continue
         arr, labels = photos[i % len(photos)]
         h, w = arr.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         im = Image.fromarray(arr[top : top + ch, left : left + cw]).resize((size[1], size[0]), Image.BICUBIC)
-        items[f"img_{i:06d}"] = (im, labels)
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=92)
+        items[f"img_{i:06d}"] = (buf.getvalue(), labels)
     write_voc_layout(root, items)
     return root
 

@@ -14,19 +14,8 @@
 set -u
 OUT="${OUT:-benchmarks/results/gpu}"
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 CDUL_BENCH_CSV="$OUT/results.csv"
-PY="${PY:-python3}"
-[ -x .venv/bin/python ] && PY=.venv/bin/python
-if [ -d .whl ] && ! "$PY" -c "import zarr, open_clip" 2>/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-if ! "$PY" -c "import cdul.kernels, cdul.benchmarks" 2>/dev/null; then
-  rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r cdul /tmp/pkg/cdul
-  for part in kernels extractor store trainer benchmarks; do cp -r "$part" "/tmp/pkg/cdul/$part"; done
-  export PYTHONPATH="/tmp/pkg${PYTHONPATH:+:$PYTHONPATH}"
-  PY="$PY -P"  # the repository's own cdul/ folder must not shadow the assembled package
-fi
+export CDUL_BENCH_CSV="$OUT/results.csv"
+. benchmarks/gpu_env.sh
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } > "$OUT/env.txt"
 cat "$OUT/env.txt"

@@ -34,15 +34,20 @@ def sample_photos() -> dict[str, tuple[np.ndarray, list[str]]]:
 def write_voc_layout(
     root: str, items: dict, split: str = "train", year: str = "2012", difficult: dict[str, list[str]] | None = None
 ) -> str:
-    """Write VOCdevkit/VOC<year>: items maps image id -> (PIL image or HxWx3 array, VOC keys).
+    """Write VOCdevkit/VOC<year>: items maps image id -> (PIL image, HxWx3 array or the bytes
+    of an image file, VOC keys).
     Images go to JPEGImages/<id>.jpg (RGBA and other modes JPEG cannot hold as PNG bytes)."""
     base = os.path.join(root, "VOCdevkit", f"VOC{year}")
     os.makedirs(os.path.join(base, "JPEGImages"), exist_ok=True)
     os.makedirs(os.path.join(base, "ImageSets", "Main"), exist_ok=True)
     difficult = difficult or {}
     for name, (image, _) in items.items():
-        im = image if isinstance(image, Image.Image) else Image.fromarray(image)
         path = os.path.join(base, "JPEGImages", f"{name}.jpg")
+        if isinstance(image, bytes):  # an encoded file, written as it is
+            with open(path, "wb") as f:
+                f.write(image)
+            continue
+        im = image if isinstance(image, Image.Image) else Image.fromarray(image)
         if im.mode in ("RGB", "L"):
             im.save(path, format="JPEG", quality=92)
         else:
