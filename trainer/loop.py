@@ -1,28 +1,18 @@
 """Gradient-alignment training (SPEC 1.5): the classifier learns from the pseudo labels
 streamed out of the store while the labels move towards what it predicts.
 
-Per batch of an epoch (:meth:`Trainer.train_one_epoch`):
-
-1. Network step: forward, per-sample loss against the batch's current labels, mean over
-   the batch's readable images, backward, optional clipping, optimizer step.
-2. Label step, in update epochs only and only when the network step was taken:
-   ``labels.align_labels`` on the logits of that same forward pass, detached (the network
-   frozen: no gradient reaches it, and no second forward pass is paid for).
-   The new labels go back to the stream, which writes each chunk to round k + 1 when all its
-   rows are back; the round becomes visible (``finish_round``) once every rank is done.
-
-A non-finite loss or gradient skips the optimizer step and the label step of that batch, puts
-the BatchNorm statistics of its forward pass back, and is counted; an epoch that skips more
-than half its steps stops the run (it diverged), and so does a model that is not finite.
-Under DDP the decision must be the same on every rank: a rank whose loss is not finite poisons
-its gradients with NaN, the all-reduce spreads them, and every rank sees a non-finite gradient
-norm. Ranks may have different batch counts (they own whole chunks);
-DDP's ``join`` lets the ones that finish early shadow the others' all-reduces.
+An epoch (:meth:`Trainer.train_one_epoch`) runs :class:`~.step.Step` on each batch: the
+network step, then, in update epochs, the label step on the same logits. The new labels go
+back to the stream, which writes each chunk to round k + 1 when all its rows are back; the
+round becomes visible (``finish_round``) once every rank is done. Steps whose loss or
+gradient is not finite are skipped and counted; an epoch that skips more than half its steps
+stops the run (it diverged), and so does a model that is not finite. Ranks may have different
+batch counts (they own whole chunks); DDP's ``join`` lets the ones that finish early shadow
+the others' all-reduces.
 
 Between epochs (:meth:`Trainer.end_epoch`), rank 0 alone writes the metrics, then
-``last.pt`` (and ``best.pt``). A crash after a round was written but before the checkpoint
-that knows it is repaired on ``--resume``: rounds newer than the checkpoint's are dropped
-and redone from the same state, so the resumed run retraces the uninterrupted one.
+``last.pt`` (and ``best.pt``). Which round a run starts from, and which rounds it drops
+first so that a resumed run retraces the uninterrupted one, is in :mod:`.rounds`.
 """
 
 from __future__ import annotations
@@ -40,11 +30,10 @@ from tqdm import tqdm
 from cdul.store import StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
-from . import labels as L
 from .config import TrainConfig
 from .distributed import Dist
-from .evaluate import autocast, classifier_report, predict, pseudo_label_map
-from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, Normalise, collate
+from .evaluate import pseudo_label_map
+from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, collate
 from .model import WeightsError, build_classifier, unwrap
 from .prepare import (
     TrainError,
@@ -56,7 +45,10 @@ from .prepare import (
     open_store,
     resume_state,
 )
+from .record import epoch_line, val_scores
+from .rounds import begin_round, drop_newer_rounds, starting_round
 from .runlog import RunLog
+from .step import STATS, Step, check_diverged
 from .stream import LabelStream, chunk_order, scan_round
 
 
@@ -99,20 +91,8 @@ class Trainer:
     def setup(self) -> None:
         cfg, env, store = self.cfg, self.env, self.store
         saved = resume_state(cfg, store, self.last_path, self.log)
-        self.round = saved["label_round"] if saved else store.latest_round()
-        if not saved and cfg.start_round is not None:
-            if cfg.start_round not in store.label_rounds():
-                raise TrainError(
-                    f"--start-round {cfg.start_round}: the store's complete rounds are {store.label_rounds()}"
-                )
-            self.round = cfg.start_round
-        elif not saved:
-            self.round = self._before_orphans(self.round)
-        later = [r for r in store.label_rounds() if r > self.round]
-        env.barrier()  # every rank has read the rounds before rank 0 changes them
-        if env.main and (later or store.has(layout.round_name(self.round + 1))):
-            self.log(f"dropping label rounds newer than {self.round}: {later or 'an incomplete one'}")
-            store.drop_rounds_after(self.round)
+        self.round = starting_round(cfg, store, saved, self.log)
+        drop_newer_rounds(store, env, self.round, self.log)
         torch.manual_seed(cfg.seed)
         if not env.main:
             env.barrier()  # rank 0 fills the weights cache first
@@ -143,9 +123,6 @@ class Trainer:
         scan = scan_round(store, self.round)
         check_round(scan, f"{cfg.store} {layout.round_name(self.round)}", self.log)
         self.rows = scan.rows
-        self.bn_stats = [
-            b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) for b in m.buffers()
-        ]
         self.batches = EpochBatches()
         self.loader = torch.utils.data.DataLoader(
             ImageSet(
@@ -162,7 +139,7 @@ class Trainer:
             persistent_workers=cfg.workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )  # worker seeds: not from the global RNG
-        self.norm = Normalise().to(self.device)
+        self.step = Step(cfg, self.model, self.opt, self.scaler, self.device)
         self.runlog = RunLog(cfg.out_dir, keep_until=self.epoch if saved else None) if env.main else None
         if saved:
             self.history = saved["history"]
@@ -188,53 +165,11 @@ class Trainer:
         if saved:
             ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
 
-    def _before_orphans(self, latest: int) -> int:
-        """The round a new run starts from. Rounds written into this --out-dir's run by an
-        earlier attempt that was killed before its first checkpoint are orphans: the run
-        starts again from the round that attempt started from (they are then dropped), so
-        rerunning the command gives the uninterrupted result."""
-        run, k = os.path.abspath(self.cfg.out_dir), latest
-        while k > 0:
-            attrs = self.store.round_array(k).attrs.asdict()
-            if attrs.get("source") != "cdul-train" or attrs.get("run") != run:
-                break
-            k = int(attrs.get("from_round", k - 1))
-        if k != latest:
-            self.log(
-                f"label rounds after {k} were written by an attempt of this run that stopped before its first "
-                f"checkpoint: starting again from round {k}"
-            )
-        return k
-
     # -- one epoch ---------------------------------------------------------------------------
-    def _begin_round(self, epoch: int):
-        cfg, store = self.cfg, self.store
-        new = self.round + 1
-        if self.env.main:
-            r0 = store.round_array(0).attrs.asdict()
-            store.begin_round(
-                new,
-                {
-                    "epoch": epoch,
-                    "zeta": r0.get("zeta"),
-                    "lam": r0.get("lam"),
-                    "source": "cdul-train",
-                    "from_round": self.round,
-                    "run": os.path.abspath(cfg.out_dir),
-                    "loss": cfg.loss,
-                    "label_lr": cfg.label_lr,
-                    "psi_mu": cfg.psi_mu,
-                    "psi_sigma": cfg.psi_sigma,
-                    "label_eps": cfg.label_eps,
-                },
-            )
-        self.env.barrier()  # the array exists before any rank writes a chunk of it
-        return new, store.round_array(new)
-
     def train_one_epoch(self, epoch: int) -> dict:
         cfg, env = self.cfg, self.env
         update = cfg.is_update_epoch(epoch)
-        new_round, out = self._begin_round(epoch) if update else (None, None)
+        new_round, out = begin_round(cfg, env, self.store, self.round, epoch) if update else (None, None)
         chunks = chunk_order(self.store.n_chunks, cfg.seed, epoch, env.rank, env.world)
         stream = LabelStream(
             self.store, self.round, chunks, seed=cfg.seed, epoch=epoch, batch_size=cfg.batch_size, out=out
@@ -249,9 +184,7 @@ class Trainer:
             smoothing=0.1,
         )
         lr = self.opt.param_groups[0]["lr"]
-        # loss x images and images of the steps taken, images, steps, skipped, unreadable, |label change|
-        sums = np.zeros(7)
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        sums = np.zeros(len(STATS))
         self.model.train()
         started = time.time()
         joined = self.model.join() if isinstance(self.model, DistributedDataParallel) else contextlib.nullcontext()
@@ -259,7 +192,7 @@ class Trainer:
             for images, index, ok in self.loader:
                 idx = index.numpy()
                 y_host = stream.labels(idx)
-                new, stats = self._step(images, torch.from_numpy(y_host), ok, params, update)
+                new, stats = self.step(images, torch.from_numpy(y_host), ok, update)
                 stream.commit(idx, new)
                 sums += stats
                 bar.update(len(idx))
@@ -270,11 +203,7 @@ class Trainer:
         seconds = time.time() - started
         loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
         check_finite(unwrap(self.model), f"the model after epoch {epoch}")
-        if skipped * 2 > steps:
-            raise TrainError(
-                f"training diverged in epoch {epoch}: {int(skipped)} of {int(steps)} steps had a loss or "
-                "gradient that is not finite; lower --lr (or set --clip-grad) and start again"
-            )
+        check_diverged(epoch, steps, skipped)
         env.barrier()  # every rank's chunks are in the store
         self.sched.step()
         record = {
@@ -297,59 +226,6 @@ class Trainer:
         record["pseudo_map"] = self.history["pseudo_map"].get(self.round)
         return record
 
-    def _step(self, images, y_host, ok, params, update: bool):
-        """One batch: the network step, then (update epochs) the label step.
-        -> (new labels [B, C] as numpy or None, statistics to add up)."""
-        cfg, dev = self.cfg, self.device
-        x = self.norm(images.to(dev, non_blocking=True), contiguous=dev.type != "cuda")
-        y = y_host.to(dev, non_blocking=True)
-        okd = ok.to(dev, non_blocking=True)
-        stats_before = [b.clone() for b in self.bn_stats]  # put back if the step is skipped
-        with autocast(dev, cfg.amp):
-            logits = self.model(x)
-        per = L.per_sample_loss(logits, y, cfg.loss)
-        per = torch.where(okd, per, torch.zeros_like(per))  # unreadable images weigh nothing
-        loss = per.sum() / okd.sum().clamp_min(1)
-        # A non-finite loss makes the gradients NaN, so that after DDP's all-reduce every
-        # rank skips this step (a finite-gradient inf loss would otherwise step on some ranks).
-        poison = torch.where(torch.isfinite(loss), 0.0, float("nan"))
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss * (1.0 + poison)).backward()
-        self.scaler.unscale_(self.opt)
-        if cfg.clip_grad > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        # The one CPU<->GPU sync of a step: the host decides whether to step, and the bar
-        # shows the loss. (GradScaler syncs the same way for fp16.)
-        finite, loss_value = torch.stack([torch.isfinite(norm).float(), loss.detach().float()]).tolist()
-        if finite:
-            self.scaler.step(self.opt)
-        elif self.bn_stats:  # a skipped step leaves no trace, in the BatchNorm statistics either
-            torch._foreach_copy_(self.bn_stats, stats_before)
-        self.scaler.update()
-        n_ok = int(ok.sum())
-        new, change = None, 0.0
-        if update and finite:
-            moved = L.align_labels(
-                logits, y, kind=cfg.loss, lr=cfg.label_lr, mu=cfg.psi_mu, sigma=cfg.psi_sigma, eps=cfg.label_eps
-            )
-            moved = torch.where(okd[:, None], moved, y)  # unreadable images keep their labels
-            new = moved.cpu().numpy()  # sync: the stream writes them to the store
-            change = float(np.abs(new - y_host.numpy())[ok.numpy()].sum())
-        stats = np.array(
-            [
-                loss_value * n_ok if finite else 0.0,
-                n_ok if finite else 0,
-                n_ok,
-                1,
-                0 if finite else 1,
-                len(ok) - n_ok,
-                change,
-            ]
-        )
-        return new, stats
-
     def _finish_round(self, new_round: int) -> None:
         if self.env.main:
             pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult)
@@ -363,31 +239,7 @@ class Trainer:
     def evaluate(self) -> dict:
         if self.val is None:
             return {}
-        cfg = self.cfg
-        self.env.sync_buffers(unwrap(self.model))  # every rank scores with rank 0's model
-        scores = predict(
-            unwrap(self.model),
-            self.val.root,
-            self.val.ids,
-            kind=self.val.kind,
-            size=cfg.img_size,
-            loss=cfg.loss,
-            batch_size=cfg.batch_size,
-            workers=cfg.workers,
-            device=self.device,
-            amp=cfg.amp,
-            env=self.env,
-        )
-        if not self.env.main:
-            return {}
-        rep = classifier_report(
-            scores, self.val.targets, self.classes, difficult=cfg.difficult, threshold=cfg.threshold
-        )
-        return {
-            "val_map": rep["map"],
-            **{f"val_{k}": rep[k] for k in ("CF1", "OF1", "CP", "CR", "OP", "OR")},
-            "val_images": rep["images"],
-        }
+        return val_scores(unwrap(self.model), self.val, self.classes, self.cfg, self.env, self.device)
 
     def end_epoch(self, epoch: int, record: dict) -> bool:
         """Metrics, then checkpoints (rank 0); -> whether to stop early (on every rank)."""
@@ -408,7 +260,7 @@ class Trainer:
             ckpt_io.save_checkpoint(state, self.last_path)
             if best:
                 ckpt_io.save_checkpoint(state, self.best_path)
-            self.log(_epoch_line(record))
+            self.log(epoch_line(record))
         stop = bool(self.env.broadcast(stop))
         self.stopped_early = stop
         self.epoch = epoch
@@ -457,27 +309,3 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "out_dir": self.cfg.out_dir,
         }
-
-
-def _fmt(value, spec=".2f") -> str:
-    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
-
-
-def _epoch_line(r: dict) -> str:
-    parts = [
-        f"epoch {r['epoch']}",
-        f"loss {_fmt(r['loss'], '.4f')}",
-        f"{r['images_per_s']:.1f} img/s",
-        f"pseudo mAP {_fmt(r.get('pseudo_map'))}",
-    ]
-    if "val_map" in r:
-        parts += [
-            f"val mAP {_fmt(r['val_map'])}",
-            f"CF1 {_fmt(r.get('val_CF1'), '.3f')}",
-            f"OF1 {_fmt(r.get('val_OF1'), '.3f')}",
-        ]
-    if r.get("label_round_written") is not None:
-        parts.append(f"wrote round {r['label_round_written']}")
-    if r.get("skipped_steps"):
-        parts.append(f"{r['skipped_steps']} steps skipped (non-finite)")
-    return ", ".join(parts)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import time
 
 import click
 
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 
-from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, table, warn
+from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, warn
+from .extract_output import ProgressBar, print_summary, verify_store
 
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -294,7 +294,7 @@ def main(
     from cdul.extractor.runner import WorkerFailed
     from cdul.store import StoreLockedError
 
-    bar = _Bar(quiet or bool(dist and dist[0] != 0))
+    bar = ProgressBar(quiet or bool(dist and dist[0] != 0))
     progress = Progress(start=bar.start, update=bar.update, close=bar.close, note=lambda m: click.echo(m, err=True))
     try:
         summary = extract(
@@ -322,7 +322,7 @@ def main(
         fail(f"{exc}{hint}{resume}")
     if summary.result is None:  # a torchrun rank other than 0
         return
-    _print_summary(summary.store, summary.result, summary.speed)
+    print_summary(summary.store, summary.result, summary.speed)
     if summary.speed.get("extrapolated"):
         click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
     failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
@@ -355,90 +355,3 @@ def _check_out(out: str) -> None:
     path = normalise(out)
     if not is_url(path) and os.path.lexists(path) and not os.path.isdir(path):
         fail(f"--out {out} is a file, and a store is a folder: choose another path")
-
-
-def verify_store(url: str) -> None:
-    """--verify: report the health of the store at url; exit 1 when it is damaged."""
-    from cdul.store import Store, StoreError, verify
-
-    try:
-        store = Store.open(url)
-        damage = verify(store)
-    except StoreError as exc:
-        fail(str(exc))
-    if not damage:
-        done = int(store.done_flags().sum())
-        state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
-        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
-        return
-    for d in damage:
-        click.echo(f"damaged: {d}", err=True)
-    fail(
-        f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
-        "re-extract them"
-    )
-
-
-class _Bar:
-    """The progress bar: images/s from tqdm, tiles/s beside it."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.tqdm, self.tiles, self.started = quiet, None, 0, time.time()
-
-    def start(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self.started = time.time()
-        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=self.quiet, dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, images: int, tiles: int) -> None:
-        self.tiles += tiles
-        if self.tqdm is not None:
-            self.tqdm.update(images)
-            elapsed = max(time.time() - self.started, 1e-9)
-            self.tqdm.set_postfix_str(f"{self.tiles / elapsed:.1f} tiles/s", refresh=False)
-
-    def close(self) -> None:
-        if self.tqdm is not None:
-            self.tqdm.close()
-
-
-def _print_summary(store, result: dict, speed: dict) -> None:
-    s = result["summary"]
-    secs = max(speed["seconds"], 1e-9)
-    rows = [
-        ("images", s["images"]),
-        ("ok", s["ok"]),
-        ("failed", s["failed"]),
-        ("without tiles", s["no_tiles"]),
-        ("tiles", s["tiles"]),
-    ]
-    if speed["images"]:
-        work = max(secs - speed.get("load_seconds", 0.0), 1e-9)
-        rows += [
-            ("this run: seconds", f"{speed['seconds']:.1f}"),
-            ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
-            ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
-            ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}"),
-        ]
-    click.echo(table(rows, ("store " + store.url, "")))
-    m = s.get("pseudo_label_map")
-    if m:
-        click.echo()
-        click.echo(
-            table(
-                [
-                    ("S_g (global)", f"{m['global']:.2f}"),
-                    ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
-                    ("y0 (initial pseudo label)", f"{m['y0']:.2f}"),
-                ],
-                (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP"),
-            )
-        )
-        if store.attrs.get("model", {}).get("pretrained") == "none":
-            warn("these mAPs come from a CLIP with random weights (--pretrained none): they are meaningless")
-    if result["failures"]:
-        click.echo()
-        click.echo(f"{s['failed']} images failed (reasons in the store, images/error); the first ones:")
-        for name, reason in list(result["failures"].items())[:10]:
-            click.echo(f"  {name}: {reason}")

@@ -1,0 +1,99 @@
+"""What cdul-extract shows: the progress bar of a run, the summary tables after it, and the
+report of ``--verify`` on a store's health."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from .common import fail, table, warn
+
+
+def verify_store(url: str) -> None:
+    """--verify: report the health of the store at url; exit 1 when it is damaged."""
+    from cdul.store import Store, StoreError, verify
+
+    try:
+        store = Store.open(url)
+        damage = verify(store)
+    except StoreError as exc:
+        fail(str(exc))
+    if not damage:
+        done = int(store.done_flags().sum())
+        state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
+        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
+        return
+    for d in damage:
+        click.echo(f"damaged: {d}", err=True)
+    fail(
+        f"{url}: {len({d.chunk for d in damage})} damaged chunks; rerun the cdul-extract command that made it to "
+        "re-extract them"
+    )
+
+
+class ProgressBar:
+    """The progress bar: images/s from tqdm, tiles/s beside it."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.tqdm, self.tiles, self.started = quiet, None, 0, time.time()
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.started = time.time()
+        self.tqdm = tqdm(total=total, unit="img", desc="extract", disable=self.quiet, dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, images: int, tiles: int) -> None:
+        self.tiles += tiles
+        if self.tqdm is not None:
+            self.tqdm.update(images)
+            elapsed = max(time.time() - self.started, 1e-9)
+            self.tqdm.set_postfix_str(f"{self.tiles / elapsed:.1f} tiles/s", refresh=False)
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
+
+
+def print_summary(store, result: dict, speed: dict) -> None:
+    """The run's counts and speed, the pseudo-label mAPs when the store has ground truth, and
+    the first failed images."""
+    s = result["summary"]
+    secs = max(speed["seconds"], 1e-9)
+    rows = [
+        ("images", s["images"]),
+        ("ok", s["ok"]),
+        ("failed", s["failed"]),
+        ("without tiles", s["no_tiles"]),
+        ("tiles", s["tiles"]),
+    ]
+    if speed["images"]:
+        work = max(secs - speed.get("load_seconds", 0.0), 1e-9)
+        rows += [
+            ("this run: seconds", f"{speed['seconds']:.1f}"),
+            ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
+            ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
+            ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}"),
+        ]
+    click.echo(table(rows, ("store " + store.url, "")))
+    m = s.get("pseudo_label_map")
+    if m:
+        click.echo()
+        click.echo(
+            table(
+                [
+                    ("S_g (global)", f"{m['global']:.2f}"),
+                    ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
+                    ("y0 (initial pseudo label)", f"{m['y0']:.2f}"),
+                ],
+                (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP"),
+            )
+        )
+        if store.attrs.get("model", {}).get("pretrained") == "none":
+            warn("these mAPs come from a CLIP with random weights (--pretrained none): they are meaningless")
+    if result["failures"]:
+        click.echo()
+        click.echo(f"{s['failed']} images failed (reasons in the store, images/error); the first ones:")
+        for name, reason in list(result["failures"].items())[:10]:
+            click.echo(f"  {name}: {reason}")
