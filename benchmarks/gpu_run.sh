@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The GPU checks in one go (about 7 minutes on one H100): the GPU-only tests, the kernel
-# benchmark, the extraction benchmark (ours / naive / encoder limit for RN50, ViT-B-32,
-# ViT-B-16 and RN50x64 at 448 px, snippet 3; --local dense for the ViTs, with its ratio to
-# snippet 3), the limit with a compiled tower for ViT-B-32,
-# and the stage profile. Every step has its own time limit; logs and a
-# results CSV land in $OUT as the steps finish.
+# The GPU checks in one go (about 6 minutes on one H100): the GPU-only tests of the encoder
+# and the view kernel, the extraction benchmark (ours / naive / encoder limit for RN50x64 at
+# 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3; --local dense for the ViTs, with its
+# ratio to snippet 3) and the bottleneck breakdown for ViT-B-32. Every step has its own
+# time limit; logs and a results CSV land in $OUT as the steps finish. Further checks, one
+# at a time: tests/test_kernel_scoring.py -m gpu, kernel_bench, profile_extract,
+# gpu_bottleneck.sh (the breakdown under py-spy).
 #
 #   OUT=benchmarks/results/gpu bash benchmarks/gpu_run.sh          # in the repository root
 #   QUICK=1 OUT=/tmp/gpu bash benchmarks/gpu_run.sh                # tiny models: checks the script itself
 #
-# Works in the project's .venv, or with a system python3 holding torch (then wheels found
-# in .whl/ are installed to /tmp/site and the repository is assembled as the cdul package).
+# Works in the project's .venv, or with a system python3 holding torch (benchmarks/gpu_env.sh).
 set -u
 OUT="${OUT:-benchmarks/results/gpu}"
 mkdir -p "$OUT"
@@ -32,16 +32,16 @@ step() {  # step NAME SECONDS COMMAND...
 
 Q=${QUICK:-0}
 if [ "$Q" = 1 ]; then
-  M=cdul-tiny-vit,cdul-tiny-rn; MC=cdul-tiny-vit; N=24; NV=4; PM=cdul-tiny-vit; QK=--quick
+  M=cdul-tiny-vit,cdul-tiny-rn; N=24; NV=4; PM=cdul-tiny-vit; SEC=0
 else
-  M=RN50x64,RN50,ViT-B-32,ViT-B-16; MC=ViT-B-32; N=512; NV=32; PM=ViT-B-32; QK=--quick  # the paper's model first
+  M=RN50x64,RN50,ViT-B-32,ViT-B-16; N=512; NV=32; PM=ViT-B-32; SEC=4  # the paper's model first
 fi
-# the view kernel's tests first: the scorer's 39 cases compile many variants and can use the whole limit
-step gpu_tests 90 env TRITON_INTERPRET=0 $PY -m pytest tests/test_kernel_resample.py tests/test_extract_views.py \
-  tests/test_kernel_scoring.py -q -x -p no:cacheprovider -m gpu
-step kernel_bench 30 $PY -m cdul.benchmarks.kernel_bench $QK
-step extract_bench 250 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
-  --naive-images "$NV"
-step extract_compiled 60 $PY -m cdul.benchmarks.extract_bench --models "$MC" --tilings 3 --images "$N" \
-  --naive-images 4 --compile default
-step profile 40 $PY -m cdul.benchmarks.profile_extract --model "$PM" --images "$N"
+# the encoder's graph tests and the view kernel's first: the scorer's 39 cases compile many
+# variants and can use the whole limit (its GPU tests: tests/test_kernel_scoring.py -m gpu)
+step gpu_tests 75 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
+  tests/test_extract_views.py -q -p no:cacheprovider -m gpu
+# ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph
+step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
+  --naive-images "$NV" --seconds "$SEC"
+# the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode
+step bottleneck 60 $PY -m cdul.benchmarks.bottleneck --model "$PM" --images $((N * 4))

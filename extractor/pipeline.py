@@ -29,6 +29,7 @@ from .bank import dense_extras
 from .clip_model import eval_preprocess, load_clip
 from .dense import DenseEncoder, DenseTower
 from .encoder import PRECISIONS, Encoder
+from .options import COMPILE_MODES, VIEW_MODES
 from .packing import ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
@@ -44,8 +45,6 @@ from .stages import (
 from .tiling import Tiling
 from .views import ViewMaker
 
-VIEW_MODES = ("auto", "kernel", "exact")
-COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
 STAGES = ("load", "copy", "views", "encode", "score", "collect")
 
 
@@ -348,10 +347,8 @@ def extract_chunks(
 
     ready = time.perf_counter()
     try:
-        while True:
-            batch = times.run("load", next, batches, None)
-            if batch is None:
-                break
+        for _ in range(len(batches)):  # not one call past the last: that one waits for the workers to exit
+            batch = times.run("load", next, batches)
             counts["batches"] += 1
             if batch.n_ok:
                 batch = times.run("copy", to_device, batch)
@@ -375,8 +372,9 @@ def extract_chunks(
         torch.cuda.synchronize(device)
     counts["crops"] = encoder.rows
     counts["encoder_calls"] = encoder.calls
-    counts["load_seconds"] = ready - started  # model, text embeddings, loader start
+    counts["load_seconds"] = ready - started  # loader start, model, text embeddings, graph capture
     counts["work_seconds"] = time.perf_counter() - ready
+    del batches  # the decoding workers exit now, their work done
     out: dict = dict(counts)
     notes = [e.note for e in (encoder, getattr(encoder, "dense", None)) if getattr(e, "note", "")]
     if notes:

@@ -10,6 +10,7 @@ import click
 
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
+from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 
 from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
@@ -104,13 +105,13 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads per worker.")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    type=click.Choice(PRECISION_MODES),
     default="auto",
     help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.",
 )
 @click.option(
     "--views",
-    type=click.Choice(["auto", "kernel", "exact"]),
+    type=click.Choice(VIEW_MODES),
     default="auto",
     help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
     "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
@@ -120,10 +121,13 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--compile",
     "compile_mode",
-    type=click.Choice(["none", "default", "reduce-overhead", "max-autotune"]),
-    default="none",
-    help="torch.compile the image tower (reduce-overhead adds CUDA graphs); every "
-    "encoder call then has --batch-size rows. The first batches pay the compile.",
+    type=click.Choice(COMPILE_MODES),
+    default="auto",
+    help="How the image tower runs. cuda-graph: captured once in a CUDA graph and replayed, one "
+    "launch per batch instead of hundreds (the same kernels as eager). default, reduce-overhead, "
+    "max-autotune: torch.compile in that mode (the first batches pay the compile). With any of "
+    "these every encoder call has --batch-size rows. none: eager. auto: cuda-graph on CUDA, none "
+    "on the CPU.",
 )
 @click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
 @click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
@@ -224,7 +228,7 @@ def main(
         resolve_weights,
     )
     from cdul.extractor.dense import dense_grid
-    from cdul.extractor.pipeline import WorkerConfig, resolve_precision, resolve_views
+    from cdul.extractor.pipeline import WorkerConfig, resolve_compile, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError, check_location, store_exists
@@ -262,10 +266,11 @@ def main(
         fail(str(exc))
     on_gpu = any(d.startswith("cuda") for d in devices)
     per_device = max(1, (os.cpu_count() or 1) // len(devices))
-    try:
-        resolve_views(views, torch.device(devices[0]))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--views") from None
+    for hint, resolve, value in (("--views", resolve_views, views), ("--compile", resolve_compile, compile_mode)):
+        try:
+            resolve(value, torch.device(devices[0]))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=hint) from None
     cfg = WorkerConfig(
         store=out,
         root=data.root,
