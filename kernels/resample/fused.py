@@ -43,7 +43,7 @@ def _mac3(p, m, t, acc0, acc1, acc2):
     return acc0, acc1, acc2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["views_off", "taps_off"])  # offsets vary batch by batch
 def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R, BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr):
     """Pass 1: program (view, block of intermediate rows, block of output columns)."""
     v = tl.program_id(0)
@@ -77,7 +77,7 @@ def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R, BLOCK_R: tl.cons
     tl.store(dst + 2, _clip8(acc2).to(tl.uint8), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["views_off", "taps_off"])
 def _cols_kernel(
     data_ptr,
     scratch_ptr,

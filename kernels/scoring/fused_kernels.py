@@ -92,7 +92,7 @@ def _logits_block(
     return acc, ss
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])  # one compiled variant whatever the batch's row count
 def row_stats_kernel(
     emb_ptr,
     text_ptr,
@@ -162,7 +162,7 @@ def _row_lse(lse_ptr, rows, rmask, M, BLOCK_M: tl.constexpr, CSPLIT: tl.constexp
     return m_i + tl.log2(l_i)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "B"])  # one compiled variant whatever the batch's size
 def segment_scores_kernel(
     emb_ptr,
     text_ptr,
