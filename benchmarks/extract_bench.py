@@ -134,6 +134,7 @@ def run_dense(root, model, params: dict, workers: int, tiles_ips: float | None) 
         root, model, Tiling.grid(1), params["device"], params["batch_size"], workers, params["views"], local="dense"
     )
     ips = ours["images"] / ours["seconds"]
+    params = {**params, "images": ours["images"]}
     record("extract", "dense", params, {"images_per_s": (ips, "img/s")})
     line = f"{model:10s} dense ours {ips:8.2f} img/s"
     if tiles_ips:

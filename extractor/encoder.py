@@ -59,10 +59,21 @@ class Encoder:
                 with torch.inference_mode():
                     self._capture(x.contiguous(memory_format=torch.channels_last))
             except Exception as exc:  # a tower that cannot be captured runs eagerly
-                torch.cuda.synchronize(self.device)
+                self._after_failed_capture()
                 self.graph, self._graph, self._in, self._out = False, None, None, None
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 self.note = f"the image tower could not be captured in a CUDA graph ({first}); it runs eagerly"
+
+    def _after_failed_capture(self) -> None:
+        """A capture that fails half-way leaves CUDA's random generator in capture mode (a
+        later draw on the device raises); one small capture that completes resets it."""
+        torch.cuda.synchronize(self.device)
+        try:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                torch.zeros(1, device=self.device).add_(1)
+        except Exception:  # the eager tower does not need it
+            pass
 
     def _capture(self, x: torch.Tensor) -> None:
         """Record the tower on a static input shaped like ``x`` (warmed up on a side stream
