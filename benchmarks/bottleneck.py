@@ -23,9 +23,10 @@ import torch
 
 from cdul.data import load_dataset
 from cdul.extractor.clip_model import load_clip
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import PRECISIONS, Encoder
 from cdul.extractor.packing import ViewSpec
-from cdul.extractor.pipeline import WorkerConfig, _tower, make_loader, resolve_precision
+from cdul.extractor.pipeline import _tower, make_loader, resolve_precision
 from cdul.extractor.stages import images_per_batch
 from cdul.extractor.tiling import Tiling
 from cdul.store import Store
@@ -44,7 +45,7 @@ def loader_rate(cfg: WorkerConfig, spec: ViewSpec, device: torch.device) -> dict
     """Iterate the decoding workers over the whole store once, doing nothing with the batches."""
     store = Store.open(cfg.store)
     chunks = list(range(store.n_chunks))
-    loader = make_loader(cfg, chunks, [store.chunk_bounds(k) for k in chunks], spec, cfg.tiling, device)
+    loader = make_loader(cfg, chunks, [store.chunk_bounds(k) for k in chunks], spec, cfg.config.tiling, device)
     t0 = time.perf_counter()
     first = None
     n = n_first = 0
@@ -88,7 +89,7 @@ class LoaderLoad:
         store = Store.open(cfg.store)
         chunks = list(range(store.n_chunks))
         bounds = [store.chunk_bounds(k) for k in chunks]
-        self.make = lambda: make_loader(cfg, chunks, bounds, spec, cfg.tiling, device)
+        self.make = lambda: make_loader(cfg, chunks, bounds, spec, cfg.config.tiling, device)
         self.stop = threading.Event()
         self.batches = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -131,7 +132,7 @@ def main(model, images, snippet, batch_size, workers, modes, calls):
     store_url = os.path.join(work_dir(), "ours.zarr")  # what run_ours leaves
     data = load_dataset("voc2012", root, "train")
     cfg = WorkerConfig(
-        store_url, data.root, model, "none", tiling=tiling, batch_size=batch_size, loader_workers=workers
+        store_url, data.root, ExtractConfig(model, "none", tiling=tiling), RunOptions(batch_size, workers)
     )
     bundle = load_clip(model, "none", ["x"], device=device)
     spec = ViewSpec(bundle.input_size, bundle.interpolation, bundle.resize_mode)

@@ -34,10 +34,11 @@ import torch
 from cdul.data import load_dataset
 from cdul.extractor import pipeline
 from cdul.extractor.clip_model import load_clip, model_config
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.dense import dense_grid
 from cdul.extractor.encoder import Encoder
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import WorkerConfig, resolve_precision
+from cdul.extractor.pipeline import resolve_precision
 from cdul.extractor.tiling import Tiling
 
 from . import naive
@@ -59,14 +60,8 @@ def run_ours(
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model=model,
-        pretrained="none",
-        tiling=tiling,
-        batch_size=batch_size,
-        loader_workers=workers,
-        views=views,
-        compile=compile_mode,
-        local=local,
+        config=ExtractConfig(model=model, pretrained="none", tiling=tiling, local=local),
+        run=RunOptions(batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode),
     )
     pipeline.REUSE_LOADED = True  # the warm-up's model (and compiled tower) serves the timed run
     try:

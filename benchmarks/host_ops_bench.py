@@ -21,8 +21,8 @@ import click
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cdul.data import load_dataset
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import small_jpegs, work_dir
@@ -107,13 +107,8 @@ def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: i
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model=model,
-        pretrained="none",
-        tiling=Tiling.grid(snippet),
-        batch_size=batch_size,
-        loader_workers=0,
-        views=views,
-        precision="fp32",
+        config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet), precision="fp32"),
+        run=RunOptions(batch_size=batch_size, loader_workers=0, views=views),
     )
     counter = OpCounter()
     t = time.perf_counter()

@@ -31,8 +31,8 @@ def _peaks() -> dict:
 
 def measure_extract(n: int) -> dict:
     from cdul.data import load_dataset
+    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.job import extract
-    from cdul.extractor.pipeline import WorkerConfig
     from cdul.extractor.tiling import Tiling
 
     data = load_dataset("voc2012", small_jpegs(n), "train")
@@ -40,11 +40,8 @@ def measure_extract(n: int) -> dict:
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model="cdul-tiny-rn",
-        pretrained="none",
-        tiling=Tiling.grid(2),
-        batch_size=64,
-        loader_workers=1,
+        config=ExtractConfig(model="cdul-tiny-rn", pretrained="none", tiling=Tiling.grid(2)),
+        run=RunOptions(batch_size=64, loader_workers=1),
     )
     extract(cfg, data, ["cpu"], chunk_len=256, overwrite=True)
     return _peaks()

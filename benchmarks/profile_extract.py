@@ -20,8 +20,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cdul.data import load_dataset
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import STAGES, WorkerConfig
+from cdul.extractor.pipeline import STAGES
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -45,16 +46,12 @@ def main(model, images, snippet, device, workers, views, trace):
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model=model,
-        pretrained="none",
-        tiling=Tiling.grid(snippet),
-        batch_size=256 if cuda else 8,
-        loader_workers=workers,
-        views=views,
+        config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet)),
+        run=RunOptions(batch_size=256 if cuda else 8, loader_workers=workers, views=views),
     )
 
     def run(sync: bool, store_url: str, subset=None) -> dict:
-        c = dataclasses.replace(cfg, store=store_url, sync_stages=sync)
+        c = dataclasses.replace(cfg, store=store_url, run=dataclasses.replace(cfg.run, sync_stages=sync))
         return extract(c, subset or data, [device], chunk_len=64, overwrite=True).counts
 
     run(False, out + "-warm", data.head(32))  # kernel selection and first launches are not timed

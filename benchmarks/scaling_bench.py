@@ -12,8 +12,8 @@ import click
 import torch
 
 from cdul.data import load_dataset
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import WorkerConfig
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -26,12 +26,8 @@ def run(root: str, model: str, devices: list[str], batch_size: int, workers: int
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model=model,
-        pretrained="none",
-        tiling=Tiling.grid(3),
-        batch_size=batch_size,
-        loader_workers=workers,
-        threads=threads,
+        config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(3)),
+        run=RunOptions(batch_size=batch_size, loader_workers=workers, threads=threads),
     )
     counts = extract(cfg, data, devices, chunk_len=max(1, len(data) // 8), overwrite=True).counts
     return counts["images"] / counts["work_seconds"]

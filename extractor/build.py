@@ -17,20 +17,14 @@ from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .bank import BANK_SCALE, merge_chunk_banks
 from .clip_model import model_config, model_embed_dim, model_input_size
+from .config import WorkerConfig
 from .dense import dense_grid
-from .pipeline import WorkerConfig
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# WorkerConfig fields that do not change what lands in the store (root and kind are hashed
-# under "dataset"). Every other field is hashed: a new field is part of the configuration
-# unless it is named here.
-RUN_OPTIONS = frozenset(
-    {"store", "root", "kind", "cache_dir", "batch_size", "loader_workers", "threads", "views", "compile", "sync_stages"}
-)
 _NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
 
 
@@ -48,15 +42,15 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
             "ids_sha256": _digest(dataset.ids),
         },
         "classes": list(dataset.classes),
-        "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
-        "model": {"name": cfg.model, "pretrained": cfg.pretrained},
-        "tiling": cfg.tiling.describe(),
+        "prompts": {"template": cfg.config.template, "ensemble": cfg.config.ensemble},
+        "model": {"name": cfg.config.model, "pretrained": cfg.config.pretrained},
+        "tiling": cfg.config.tiling.describe(),
         "chunk_len": chunk_len,
     }
-    for f in dataclasses.fields(cfg):
-        if f.name not in RUN_OPTIONS and f.name not in _NESTED and f.name not in config:
-            config[f.name] = getattr(cfg, f.name)
-    config["max_tiles"] = cfg.max_tiles if cfg.keep_tiles else 0
+    for f in dataclasses.fields(cfg.config):  # the whole ExtractConfig: a new field is hashed too
+        if f.name not in _NESTED and f.name not in config:
+            config[f.name] = getattr(cfg.config, f.name)
+    config["max_tiles"] = cfg.config.max_tiles if cfg.config.keep_tiles else 0
     return config
 
 
@@ -90,19 +84,19 @@ def prepare_store(
             )
     remove_store(url)
     tiles_max = 0
-    if cfg.keep_tiles:
-        tiles_max = cfg.tiling.size**2 if cfg.tiling.mode == "grid" else cfg.max_tiles
-    if cfg.keep_embeddings and embed_dim < 1:
+    if cfg.config.keep_tiles:
+        tiles_max = cfg.config.tiling.size**2 if cfg.config.tiling.mode == "grid" else cfg.config.max_tiles
+    if cfg.config.keep_embeddings and embed_dim < 1:
         raise ValueError("keep_embeddings needs the model's embedding width")
     specs = layout.result_specs(
         len(dataset.classes),
         tiles_max=tiles_max,
-        embed_dim=embed_dim if cfg.keep_embeddings else 0,
+        embed_dim=embed_dim if cfg.config.keep_embeddings else 0,
         **dense_arrays(cfg),
     )
     attrs = {
-        "prompts": {"template": cfg.template, "ensemble": cfg.ensemble},
-        "tiling": cfg.tiling.describe(),
+        "prompts": {"template": cfg.config.template, "ensemble": cfg.config.ensemble},
+        "tiling": cfg.config.tiling.describe(),
         "dataset": {
             "kind": dataset.kind,
             "root": dataset.root,
@@ -127,13 +121,13 @@ def prepare_store(
 def dense_arrays(cfg: WorkerConfig) -> dict:
     """The sizes of dense mode's optional arrays: patches per image, bank entries per class
     and the embedding width (from the model's config; no weights loaded)."""
-    if cfg.local != "dense" or not (cfg.keep_patches or cfg.keep_patch_embeddings):
+    if cfg.config.local != "dense" or not (cfg.config.keep_patches or cfg.config.keep_patch_embeddings):
         return {}
-    grid = dense_grid(model_config(cfg.model), cfg.dense_size or model_input_size(cfg.model))
+    grid = dense_grid(model_config(cfg.config.model), cfg.config.dense_size or model_input_size(cfg.config.model))
     return {
-        "patches": grid * grid if cfg.keep_patch_embeddings else 0,
-        "bank": cfg.keep_patches,
-        "text_dim": model_embed_dim(cfg.model),
+        "patches": grid * grid if cfg.config.keep_patch_embeddings else 0,
+        "bank": cfg.config.keep_patches,
+        "text_dim": model_embed_dim(cfg.config.model),
     }
 
 

@@ -17,7 +17,8 @@ from cdul.data import Dataset
 from cdul.store import Store, StoreLock, reopen_damaged
 
 from .build import finalise_store, prepare_store
-from .pipeline import WorkerConfig, extract_chunks
+from .config import WorkerConfig
+from .pipeline import extract_chunks
 from .runner import deal, run_local
 
 

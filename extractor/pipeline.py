@@ -22,11 +22,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from cdul.data import sample_reader
-from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.store import Store, layout
 
 from .bank import dense_extras
 from .clip_model import eval_preprocess, load_clip
+from .config import WorkerConfig
 from .dense import DenseEncoder, DenseTower
 from .encoder import PRECISIONS, Encoder
 from .options import COMPILE_MODES, VIEW_MODES
@@ -46,36 +46,6 @@ from .tiling import Tiling
 from .views import ViewMaker
 
 STAGES = ("load", "copy", "views", "encode", "score", "collect")
-
-
-@dataclass
-class WorkerConfig:
-    store: str
-    root: str
-    model: str
-    pretrained: str
-    template: str = "a photo of a {}."
-    ensemble: bool = False
-    cache_dir: str | None = None
-    tiling: Tiling = field(default_factory=lambda: Tiling.grid(3))
-    batch_size: int = 64
-    loader_workers: int = 2
-    threads: int | None = None
-    precision: str = "auto"
-    keep_tiles: bool = False
-    max_tiles: int = 0
-    keep_embeddings: bool = False
-    exif: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    views: str = "auto"
-    compile: str = "auto"
-    sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
-    kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
-    follow_symlinks: bool = False  # which images are read at all: part of the configuration
-    local: str = "tiles"  # "tiles" (SPEC 1.3) or "dense" (SPEC 1.7)
-    dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
-    keep_patches: int = 0  # dense mode: K bank entries per class
-    keep_patch_embeddings: bool = False  # dense mode: store every patch embedding
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -115,15 +85,15 @@ def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
     """What the decoding workers need, from the model's configuration alone (no weights), so
     that they can start before the model is loaded; None where the configuration is not
     local (hub models): then they start after."""
-    if cfg.model.startswith("hf-hub:"):
+    if cfg.config.model.startswith("hf-hub:"):
         return None
     try:
-        size, interpolation, resize_mode = eval_preprocess(cfg.model, cfg.pretrained)
+        size, interpolation, resize_mode = eval_preprocess(cfg.config.model, cfg.config.pretrained)
     except Exception:  # the model load that follows reports the problem
         return None
-    dense = cfg.local == "dense"
-    spec = ViewSpec((cfg.dense_size or size) if dense else size, interpolation, resize_mode)
-    return spec, None if dense else cfg.tiling
+    dense = cfg.config.local == "dense"
+    spec = ViewSpec((cfg.config.dense_size or size) if dense else size, interpolation, resize_mode)
+    return spec, None if dense else cfg.config.tiling
 
 
 def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
@@ -143,29 +113,29 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
     """The model and its (compiled) tower; with REUSE_LOADED the last one is kept for the
     next call with the same model options in this process."""
     key = (
-        cfg.model,
-        cfg.pretrained,
-        cfg.cache_dir,
-        cfg.template,
-        cfg.ensemble,
+        cfg.config.model,
+        cfg.config.pretrained,
+        cfg.run.cache_dir,
+        cfg.config.template,
+        cfg.config.ensemble,
         tuple(classes),
         str(device),
-        cfg.compile,
-        cfg.local,
+        cfg.run.compile,
+        cfg.config.local,
     )
     if key not in _LOADED or not REUSE_LOADED:
         _LOADED.clear()
         bundle = load_clip(
-            cfg.model,
-            cfg.pretrained,
+            cfg.config.model,
+            cfg.config.pretrained,
             classes,
             device=device,
-            cache_dir=cfg.cache_dir,
-            template=cfg.template,
-            ensemble=cfg.ensemble,
+            cache_dir=cfg.run.cache_dir,
+            template=cfg.config.template,
+            ensemble=cfg.config.ensemble,
         )
-        visual = DenseTower(bundle.visual) if cfg.local == "dense" else bundle.visual
-        _LOADED[key] = (bundle, _tower(visual, device, cfg.compile))
+        visual = DenseTower(bundle.visual) if cfg.config.local == "dense" else bundle.visual
+        _LOADED[key] = (bundle, _tower(visual, device, cfg.run.compile))
     return _LOADED[key]
 
 
@@ -182,14 +152,14 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     """The views, encoder and scorer stages of a worker: tiles (global view and tiles, one
     embedding each) or dense (one pass per image, class token and patches; a separate
     normal pass at the model's size for the global view when the dense pass has another)."""
-    dense = cfg.local == "dense"
-    size = (cfg.dense_size or bundle.input_size) if dense else bundle.input_size
-    tiling = None if dense else cfg.tiling
-    mode = resolve_compile(cfg.compile, device)
+    dense = cfg.config.local == "dense"
+    size = (cfg.config.dense_size or bundle.input_size) if dense else bundle.input_size
+    tiling = None if dense else cfg.config.tiling
+    mode = resolve_compile(cfg.run.compile, device)
     fixed = mode != "none"
-    encoder = Encoder(tower, cfg.batch_size, device, cfg.precision, fixed, graph=mode == "cuda-graph")
+    encoder = Encoder(tower, cfg.run.batch_size, device, cfg.config.precision, fixed, graph=mode == "cuda-graph")
     encoder.capture(size)
-    pad = cfg.batch_size if fixed else 0
+    pad = cfg.run.batch_size if fixed else 0
 
     def view_maker(px: int) -> ViewMaker:
         return ViewMaker(
@@ -211,7 +181,7 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
         glob = None
         if size != bundle.input_size:
             glob = ExactViews(view_maker(bundle.input_size), None, pad)
-            encoder = DenseEncoder(encoder, Encoder(bundle.visual, cfg.batch_size, device, cfg.precision))
+            encoder = DenseEncoder(encoder, Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision))
         else:
             encoder = DenseEncoder(encoder)
         dense_views = make_views
@@ -219,17 +189,17 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
         def make_views(batch):
             return glob(batch) if glob else None, dense_views(batch)
 
-        if cfg.keep_patches or cfg.keep_patch_embeddings:
+        if cfg.config.keep_patches or cfg.config.keep_patch_embeddings:
 
             def extras(emb, b, text):
-                return dense_extras(emb, b, text, cfg.keep_patches, cfg.keep_patch_embeddings)
+                return dense_extras(emb, b, text, cfg.config.keep_patches, cfg.config.keep_patch_embeddings)
 
     scorer = Scorer(
         bundle.text,
         bundle.logit_scale,
         triton=views_mode == "kernel",
         keep_tiles=bool(tiles_max),
-        keep_embeddings=cfg.keep_embeddings,
+        keep_embeddings=cfg.config.keep_embeddings,
         extras=extras,
     )
     spec = ViewSpec(size, bundle.interpolation, bundle.resize_mode)
@@ -245,18 +215,18 @@ def make_loader(
         sample_reader(cfg.kind, cfg.root),
         spec,
         tiling,
-        exif=cfg.exif,
-        max_pixels=cfg.max_pixels,
+        exif=cfg.config.exif,
+        max_pixels=cfg.config.max_pixels,
     )
-    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.batch_size))
+    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.run.batch_size))
     return DataLoader(
         reader,
         batch_size=None,
         sampler=sampler,
-        num_workers=cfg.loader_workers,
+        num_workers=cfg.run.loader_workers,
         collate_fn=unbatched,
         pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.loader_workers else None,
+        prefetch_factor=4 if cfg.run.loader_workers else None,
         persistent_workers=False,
     )
 
@@ -289,11 +259,13 @@ def extract_chunks(
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    views_mode = resolve_views(cfg.views, device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    views_mode = resolve_views(cfg.run.views, device)
     cfg = dataclasses.replace(
-        cfg, precision=resolve_precision(cfg.precision, device), compile=resolve_compile(cfg.compile, device)
+        cfg,
+        config=dataclasses.replace(cfg.config, precision=resolve_precision(cfg.config.precision, device)),
+        run=dataclasses.replace(cfg.run, compile=resolve_compile(cfg.run.compile, device)),
     )
     store = Store.open(cfg.store, mode="r+")
     bounds = [store.chunk_bounds(k) for k in chunks]
@@ -302,22 +274,22 @@ def extract_chunks(
     if early is not None:  # the decoding workers start now and fill their queue while the model loads
         batches = iter(make_loader(cfg, chunks, bounds, *early, device))
     bundle, tower = _loaded(cfg, list(store.classes), device)
-    tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.keep_tiles else 0
+    tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
     stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
     if early is not None and early != (stages.spec, stages.tiling):
         raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
     if batches is None:
         batches = iter(make_loader(cfg, chunks, bounds, stages.spec, stages.tiling, device))
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
-    dense = cfg.local == "dense"
+    dense = cfg.config.local == "dense"
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
-    patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.keep_patch_embeddings else 0
+    patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.config.keep_patch_embeddings else 0
     to_device = ToDevice(device)
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
     writer = ChunkWriter(store)
-    times = StageTimes(sync=cfg.sync_stages)
+    times = StageTimes(sync=cfg.run.sync_stages)
     report = progress or (lambda images, tiles: None)
     counts = collections.Counter()
     in_flight: collections.deque = collections.deque()
@@ -331,9 +303,9 @@ def extract_chunks(
                 *chunk_bounds[batch.chunk],
                 len(store.classes),
                 tiles_max,
-                bundle.embed_dim if cfg.keep_embeddings else 0,
+                bundle.embed_dim if cfg.config.keep_embeddings else 0,
                 patches,
-                cfg.keep_patches,
+                cfg.config.keep_patches,
                 bundle.embed_dim,
             )
         chunk = results[batch.chunk]

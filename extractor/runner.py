@@ -10,7 +10,8 @@ import signal
 import time
 from collections.abc import Callable
 
-from .pipeline import WorkerConfig, extract_chunks
+from .config import WorkerConfig
+from .pipeline import extract_chunks
 
 
 class WorkerFailed(Exception):
@@ -110,7 +111,9 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], updat
     q = ctx.Queue()
     procs = []
     for rank, device in enumerate(devices):
-        wcfg = dataclasses.replace(cfg, threads=_threads_for(devices, rank, cfg.threads))
+        wcfg = dataclasses.replace(
+            cfg, run=dataclasses.replace(cfg.run, threads=_threads_for(devices, rank, cfg.run.threads))
+        )
         p = ctx.Process(
             target=_worker_main,
             args=(rank, wcfg, deal(chunks, rank, len(devices)), device, q, os.getpid()),

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from cdul.extractor.clip_model import eval_preprocess, load_clip, model_input_size
+from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import Encoder
-from cdul.extractor.pipeline import WorkerConfig, build_stages, early_view_spec, resolve_compile
+from cdul.extractor.pipeline import build_stages, early_view_spec, resolve_compile
 from cdul.extractor.tiling import Tiling
 
 CPU = torch.device("cpu")
@@ -42,13 +43,15 @@ def test_preprocess_from_the_configuration_follows_the_pretrained_tag():
 
 @pytest.mark.parametrize("local, size", [("tiles", 0), ("dense", 0), ("dense", 64)])
 def test_the_workers_early_spec_is_what_the_stages_use(local, size):
-    cfg = WorkerConfig(
-        "s", "r", "cdul-tiny-vit", "none", tiling=Tiling.grid(2), local=local, dense_size=size, precision="fp32"
+    config = ExtractConfig(
+        "cdul-tiny-vit", "none", tiling=Tiling.grid(2), local=local, dense_size=size, precision="fp32"
     )
-    bundle = load_clip(cfg.model, "none", ["cat"])
+    cfg = WorkerConfig("s", "r", config)
+    bundle = load_clip(config.model, "none", ["cat"])
     stages = build_stages(cfg, bundle, bundle.visual, CPU, "exact", 0)
     assert early_view_spec(cfg) == (stages.spec, stages.tiling)
-    assert early_view_spec(dataclasses.replace(cfg, model="hf-hub:org/model")) is None  # starts after the load
+    hub = WorkerConfig("s", "r", dataclasses.replace(config, model="hf-hub:org/model"))
+    assert early_view_spec(hub) is None  # the workers start after the load
 
 
 class _Tower(torch.nn.Module):
@@ -101,8 +104,8 @@ def test_gpu_stores_with_and_without_a_graph_agree(voc_root, tmp_path):
     data = load_dataset("voc2012", voc_root, "train")
     out = {}
     for mode in ("none", "cuda-graph"):
-        cfg = WorkerConfig(str(tmp_path / f"{mode}.zarr"), data.root, "cdul-tiny-vit", "none", batch_size=16)
-        cfg = dataclasses.replace(cfg, compile=mode, loader_workers=1)
+        run = RunOptions(batch_size=16, compile=mode, loader_workers=1)
+        cfg = WorkerConfig(str(tmp_path / f"{mode}.zarr"), data.root, ExtractConfig("cdul-tiny-vit", "none"), run)
         summary = extract(cfg, data, ["cuda:0"], chunk_len=8, overwrite=True)
         assert not summary.counts.get("notes")
         out[mode] = summary.store

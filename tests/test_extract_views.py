@@ -119,25 +119,30 @@ def test_gpu_kernel_and_exact_views_give_close_stores(small_voc, tmp_path):
         np.testing.assert_allclose(out["kernel"][name][:], out["exact"][name][:], atol=2e-3, err_msg=name)
 
 
-def test_every_new_config_field_is_hashed_unless_declared_a_run_option():
+def test_the_extract_config_is_hashed_whole_and_run_options_never():
     import dataclasses
 
     from cdul.data import Dataset
-    from cdul.extractor.build import RUN_OPTIONS, extraction_config
-    from cdul.extractor.pipeline import WorkerConfig
+    from cdul.extractor.build import _digest, extraction_config
+    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 
-    @dataclasses.dataclass
-    class Wider(WorkerConfig):
+    @dataclasses.dataclass(frozen=True)
+    class Wider(ExtractConfig):
         sharpen: float = 0.0
 
     data = Dataset(kind="folder", root="/r", split="all", ids=["a"], classes=["cat"], targets=None)
-    base = dict(store="s", root="/r", model="m", pretrained="none")
-    a = extraction_config(Wider(**base), data, 8)
-    assert a["sharpen"] == 0.0 and a["precision"] == "auto"
-    assert extraction_config(Wider(**base, sharpen=1.0), data, 8) != a
-    for name in RUN_OPTIONS:  # what a run may change freely
-        assert name not in a
-    assert extraction_config(Wider(**base, batch_size=7, views="exact", loader_workers=3), data, 8) == a
+    a = extraction_config(WorkerConfig("s", "/r", Wider("m", "none")), data, 8)
+    assert a["sharpen"] == 0.0 and a["precision"] == "auto"  # a new field is hashed from the start
+    assert extraction_config(WorkerConfig("s", "/r", Wider("m", "none", sharpen=1.0)), data, 8) != a
+    for f in dataclasses.fields(RunOptions):  # what a run may change freely
+        assert f.name not in a
+    run = RunOptions(batch_size=7, views="exact", loader_workers=3, compile="none", cache_dir="/c")
+    assert extraction_config(WorkerConfig("t", "/r", Wider("m", "none"), run), data, 8) == a
+    # the digest of a fixed configuration: stores made before stay resumable
+    cfg = ExtractConfig("RN50", "openai", precision="fp16", keep_tiles=True, max_tiles=9)
+    data = Dataset(kind="voc2012", root="/r", split="train", ids=["a", "b"], classes=["cat", "dog"], targets=None)
+    digest = _digest(extraction_config(WorkerConfig("s", "/r", cfg), data, 64))
+    assert digest == "e7ab6f486d477335d126c21f1d173ec9ac21af376616d1ba8b24269413361153"
 
 
 def test_following_symlinks_is_part_of_the_configuration(small_voc, tmp_path):

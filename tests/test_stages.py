@@ -41,14 +41,14 @@ def test_reader_packs_a_batch_and_records_failures(tmp_path):
 
     from cdul.data import load_dataset
     from cdul.extractor.build import prepare_store
-    from cdul.extractor.pipeline import WorkerConfig
+    from cdul.extractor.config import ExtractConfig, WorkerConfig
     from cdul.sample import write_voc_layout
 
     items = {"a": (Image.new("RGB", (30, 20), (255, 0, 0)), []), "b": (Image.new("RGB", (9, 40)), [])}
     root = write_voc_layout(str(tmp_path / "voc"), items)  # .../VOCdevkit/VOC2012
     os.remove(os.path.join(root, "JPEGImages", "b.jpg"))
     data = load_dataset("voc2012", root, "train")
-    cfg = WorkerConfig(store=str(tmp_path / "s.zarr"), root=data.root, model="m", pretrained="none")
+    cfg = WorkerConfig(str(tmp_path / "s.zarr"), data.root, ExtractConfig("m", "none"))
     store = prepare_store(cfg.store, cfg, data, chunk_len=8, overwrite=False)
     batch = BatchReader(cfg.store, sample_reader(data.kind, data.root), ViewSpec(16), Tiling.grid(2))[(0, 0, store.n)]
     assert batch.n_views.tolist() == [5, 0] and batch.hw[0].tolist() == [20, 30]

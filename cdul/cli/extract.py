@@ -227,8 +227,9 @@ def main(
         register_model,
         resolve_weights,
     )
+    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.dense import dense_grid
-    from cdul.extractor.pipeline import WorkerConfig, resolve_compile, resolve_precision, resolve_views
+    from cdul.extractor.pipeline import resolve_compile, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError, check_location, store_exists
@@ -274,26 +275,30 @@ def main(
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        model=model,
-        pretrained=pretrained,
-        template=template,
-        ensemble=prompts == "ensemble",
-        cache_dir=cache_dir,
-        tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
-        batch_size=batch_size or (256 if on_gpu else 8),
-        loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
-        threads=threads,
-        precision=resolve_precision(precision, torch.device(devices[0])),
-        keep_tiles=keep_tiles,
-        max_tiles=max_tiles,
-        keep_embeddings=keep_embeddings,
-        exif=exif,
-        max_pixels=max_pixels,
-        views=views,
-        compile=compile_mode,
         kind=data.kind,
-        follow_symlinks=follow_symlinks,
-        **dense,
+        config=ExtractConfig(
+            model=model,
+            pretrained=pretrained,
+            template=template,
+            ensemble=prompts == "ensemble",
+            tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
+            precision=resolve_precision(precision, torch.device(devices[0])),
+            keep_tiles=keep_tiles,
+            max_tiles=max_tiles,
+            keep_embeddings=keep_embeddings,
+            exif=exif,
+            max_pixels=max_pixels,
+            follow_symlinks=follow_symlinks,
+            **dense,
+        ),
+        run=RunOptions(
+            cache_dir=cache_dir,
+            batch_size=batch_size or (256 if on_gpu else 8),
+            loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
+            threads=threads,
+            views=views,
+            compile=compile_mode,
+        ),
     )
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed

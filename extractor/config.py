@@ -1,0 +1,62 @@
+"""An extraction's settings in two typed records, and where it reads and writes.
+
+- ``ExtractConfig`` is everything that changes the numbers in the store. It is hashed whole
+  into the store's configuration (``build.extraction_config``): a rerun resumes only with
+  an equal one, and a new field is hashed from the day it is added.
+- ``RunOptions`` is how a run goes, not what it computes (batch size, decoding workers,
+  threads, the view path, how the tower runs): never hashed, free to change between a run
+  and its resume.
+- ``WorkerConfig`` holds both, with the store's URL and the dataset's root and kind (those
+  are hashed under the dataset's own description).
+
+Their defaults are the command line's defaults; the choices of the modes are in
+``options.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdul.data.decode import DEFAULT_MAX_PIXELS
+
+from .tiling import Tiling
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    model: str
+    pretrained: str
+    template: str = "a photo of a {}."
+    ensemble: bool = False
+    tiling: Tiling = field(default_factory=lambda: Tiling.grid(3))
+    precision: str = "auto"  # resolved against the device before it is hashed
+    keep_tiles: bool = False
+    max_tiles: int = 0
+    keep_embeddings: bool = False
+    exif: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    follow_symlinks: bool = False  # which images are read at all
+    local: str = "tiles"  # "tiles" (SPEC 1.3) or "dense" (SPEC 1.7)
+    dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
+    keep_patches: int = 0  # dense mode: K bank entries per class
+    keep_patch_embeddings: bool = False  # dense mode: store every patch embedding
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    batch_size: int = 64
+    loader_workers: int = 2
+    threads: int | None = None
+    views: str = "auto"
+    compile: str = "auto"
+    sync_stages: bool = False  # profiles: wait for the device after every stage, so stage times include it
+    cache_dir: str | None = None  # where weights are looked for: the same weights from any cache
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    store: str
+    root: str
+    config: ExtractConfig
+    run: RunOptions = field(default_factory=RunOptions)
+    kind: str = "folder"  # the dataset kind: how an image id is read (cdul.data.sample_reader)
