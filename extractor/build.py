@@ -137,13 +137,6 @@ def dense_arrays(cfg: WorkerConfig) -> dict:
     }
 
 
-def chunk_rows(store: Store, names: list[str]):
-    """(start, stop, {name: rows}) for every chunk: reads stay bounded by the chunk length."""
-    for k in range(store.n_chunks):
-        start, stop = store.chunk_bounds(k)
-        yield start, stop, {n: store.read(n, start, stop) for n in names}
-
-
 def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
     """(Re)write round 0 from S_g, alpha, beta unless it already holds these zeta and lambda.
     Returns whether it was written. A store whose later rounds derive from another round 0
@@ -161,9 +154,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
             )
         store.drop_rounds_after(-1)
     arr = store.begin_round(0, {**params, "source": "cdul-extract", "epoch": None})
-    for start, stop, rows in chunk_rows(store, [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA]):
-        arr[start:stop] = initial_labels(
-            rows[layout.SIM_GLOBAL], rows[layout.SIM_ALPHA], rows[layout.SIM_BETA], zeta, lam
+    for chunk in store.chunks(layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA):
+        arr[chunk.start : chunk.stop] = initial_labels(
+            chunk[layout.SIM_GLOBAL], chunk[layout.SIM_ALPHA], chunk[layout.SIM_BETA], zeta, lam
         ).astype(np.float32)
     store.finish_round(0)
     return True
@@ -171,10 +164,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
 
 def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
     """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
-    names = [layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS]
     counts = {"images": int(store.n), "ok": 0, "failed": 0, "no_tiles": 0, "tiles": 0}
     failures = {}
-    for _, _, rows in chunk_rows(store, names):
+    for rows in store.chunks(layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS):
         ok, failed = rows[layout.STATUS] == layout.OK, rows[layout.STATUS] == layout.FAILED
         counts["ok"] += int(ok.sum())
         counts["failed"] += int(failed.sum())
@@ -201,7 +193,7 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
 
     def chunks(kind: str):
         def read():
-            for _, _, r in chunk_rows(store, names):
+            for r in store.chunks(*names):
                 s = scores(kind, r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA])
                 yield s, r[layout.TARGETS], r[layout.STATUS] == layout.OK
 

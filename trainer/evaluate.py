@@ -113,13 +113,8 @@ def pseudo_label_map(
     name = layout.round_name(round_k)
 
     def chunks():
-        for k in range(store.n_chunks):
-            a, b = store.chunk_bounds(k)
-            yield (
-                store.read(name, a, b),
-                store.read(layout.TARGETS, a, b),
-                store.read(layout.STATUS, a, b) == layout.OK,
-            )
+        for chunk in store.chunks(name, layout.TARGETS, layout.STATUS):
+            yield chunk[name], chunk[layout.TARGETS], chunk[layout.STATUS] == layout.OK
 
     m = mean_of(streamed_per_class_ap(chunks, store.n, len(store.classes), difficult, max_bytes))
     return None if np.isnan(m) else 100 * m

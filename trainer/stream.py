@@ -57,11 +57,10 @@ def scan_round(store: Store, round_k: int) -> RoundScan:
     (a pass over the round, one chunk at a time)."""
     name = layout.round_name(round_k)
     scan = RoundScan(np.zeros(store.n_chunks, dtype=np.int64))
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        status, labels = store.read(layout.STATUS, a, b), store.read(name, a, b)
+    for chunk in store.chunks(layout.STATUS, name):
+        status, labels, a = chunk[layout.STATUS], chunk[name], chunk.start
         ok, usable = status == layout.OK, usable_rows(status, labels)
-        scan.rows[k] = usable.sum()
+        scan.rows[chunk.k] = usable.sum()
         scan.ok += int(ok.sum())
         bad = ok & ~usable
         outside = usable & ((labels < 0) | (labels > 1)).any(axis=1)
