@@ -26,7 +26,7 @@ import numpy as np
 from cdul.data import fs
 from cdul.data.decode import decode_image
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import mean_ap
+from cdul.metrics import pseudo_label_map
 from cdul.store import Store, layout, open_verified
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
@@ -50,6 +50,11 @@ def _fmt_top(top) -> str:
     return ", ".join(f"{name} {score:.2f}" for name, score in top)
 
 
+def _map(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray) -> float:
+    """Pseudo-label mAP (percent) of scores held in memory, over ``rows``."""
+    return pseudo_label_map(lambda: [(scores, targets, rows)], len(rows), scores.shape[1])
+
+
 def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list[dict]:
     """Pseudo-label mAP of S_ag and y0 for every zeta: cheap, from the stored alpha and beta."""
     out = []
@@ -57,8 +62,8 @@ def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list
         out.append(
             {
                 "zeta": z,
-                "aggregated": 100 * mean_ap(aggregate_local(alpha, beta, z), targets, rows=rows),
-                "y0": 100 * mean_ap(initial_labels(s_g, alpha, beta, z, lam), targets, rows=rows),
+                "aggregated": _map(aggregate_local(alpha, beta, z), targets, rows),
+                "y0": _map(initial_labels(s_g, alpha, beta, z, lam), targets, rows),
             }
         )
     return out
@@ -195,9 +200,9 @@ def gather(
     }
     if targets is not None and ok.any():
         data["pseudo_label_map"] = {
-            "global": 100 * mean_ap(s_g, targets, rows=ok),
-            "aggregated": 100 * mean_ap(s_ag, targets, rows=ok),
-            "y0": 100 * mean_ap(y0, targets, rows=ok),
+            "global": _map(s_g, targets, ok),
+            "aggregated": _map(s_ag, targets, ok),
+            "y0": _map(y0, targets, ok),
         }
         data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok)
         data["max_alpha"] = float(np.nanmax(alpha[ok]))

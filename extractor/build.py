@@ -12,7 +12,7 @@ import numpy as np
 import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import mean_of, streamed_per_class_ap
+from cdul.metrics import pseudo_label_map
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .bank import BANK_SCALE, merge_chunk_banks
@@ -175,11 +175,11 @@ def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> 
         for i in np.flatnonzero(failed)[: max(0, max_listed - len(failures))]:
             failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
     if store.has(layout.TARGETS) and counts["ok"]:
-        counts["pseudo_label_map"] = pseudo_label_map(store, zeta, lam)
+        counts["pseudo_label_map"] = initial_label_maps(store, zeta, lam)
     return {"summary": counts, "failures": failures}
 
 
-def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
+def initial_label_maps(store: Store, zeta: float, lam: float) -> dict:
     """mAP (percent) of S_g, S_ag and y0 against the targets, over the images that are OK;
     read chunk by chunk, in bounded memory."""
     names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
@@ -200,9 +200,7 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
         return read
 
     c = len(store.classes)
-    out = {
-        kind: 100 * mean_of(streamed_per_class_ap(chunks(kind), store.n, c)) for kind in ("global", "aggregated", "y0")
-    }
+    out = {kind: pseudo_label_map(chunks(kind), store.n, c) for kind in ("global", "aggregated", "y0")}
     return {**out, "zeta": zeta, "lam": lam}
 
 
