@@ -28,17 +28,9 @@ from cdul.data.decode import decode_image
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import pseudo_label_map
 from cdul.store import Store, layout, open_verified
+from cdul.trainer.report import ap_chart, pyplot, save_figure
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _top(row: np.ndarray, classes: list[str], k: int = 3) -> list[tuple[str, float]]:
@@ -69,15 +61,6 @@ def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list
     return out
 
 
-def _save(fig, path: str, caveat: str | None, dpi: int = 110) -> None:
-    """Lay out and write a figure; a caveat (random weights) goes under it in red."""
-    if caveat:
-        fig.text(0.5, 0.01, caveat, ha="center", va="bottom", color="#b00020", fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0.08 if caveat else 0, 1, 1))
-    fig.savefig(path, dpi=dpi)
-    _plt().close(fig)
-
-
 def _thumb(image: np.ndarray, path: str, size: int = 160) -> None:
     from PIL import Image
 
@@ -92,7 +75,7 @@ def _tiles_figure(
     """The image with its grid drawn and each tile's top class written in it."""
     from cdul.extractor.tiling import Tiling
 
-    plt = _plt()
+    plt = pyplot()
     t = Tiling.from_description(tiling)
     h, w = image.shape[:2]
     fig, ax = plt.subplots(figsize=(6, 6 * h / max(w, 1)))
@@ -109,13 +92,13 @@ def _tiles_figure(
             bbox=dict(facecolor="black", alpha=0.55, pad=1.5, lw=0),
         )
     ax.axis("off")
-    _save(fig, path, caveat, dpi=100)
+    save_figure(fig, path, caveat, dpi=100)
 
 
 def _sweep_figure(
     sweep: list[dict], chosen: float, lam: float, max_alpha: float, path: str, caveat: str | None = None
 ) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     zs = [r["zeta"] for r in sweep]
     ax.plot(zs, [r["aggregated"] for r in sweep], marker="o", ms=3, label="S_ag (aggregated local)")
@@ -128,11 +111,11 @@ def _sweep_figure(
     ax.set_ylabel("pseudo-label mAP (%)")
     ax.set_xlim(-0.02, 1.02)
     ax.legend(fontsize=7)
-    _save(fig, path, caveat)
+    save_figure(fig, path, caveat)
 
 
 def _curves_figure(records: list[dict], path: str, caveat: str | None = None) -> None:
-    plt = _plt()
+    plt = pyplot()
     epochs = [r for r in records if r.get("epoch", 0) >= 1]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     axes[0].plot([r["epoch"] for r in epochs], [r.get("loss") for r in epochs], marker="o", ms=3)
@@ -153,20 +136,7 @@ def _curves_figure(records: list[dict], path: str, caveat: str | None = None) ->
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _save(fig, path, caveat)
-
-
-def _ap_figure(ap: dict, path: str, title: str = "", caveat: str | None = None) -> None:
-    plt = _plt()
-    names = [n for n, v in ap.items() if v is not None]  # classes with no positive have no AP
-    fig, ax = plt.subplots(figsize=(max(5, 0.38 * len(names) + 1.5), 3.4))
-    ax.bar(range(len(names)), [ap[n] for n in names], color="C0")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("AP (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=9)
-    _save(fig, path, caveat)
+    save_figure(fig, path, caveat)
 
 
 def gather(
@@ -461,10 +431,11 @@ def _build(folder: str, data: dict, store: Store, root: str) -> None:
     if data.get("eval"):
         ev = data["eval"]
         section(f"Classifier on {ev.get('dataset', '')} {ev.get('split', '')}: mAP {ev['map']:.2f}", classifier_caveat)
-        _ap_figure(
-            ev["ap"],
+        ap_chart(
             os.path.join(folder, "per_class_ap.png"),
-            f"per-class AP, mAP {ev['map']:.2f} (classes without a positive left out)",
+            ev["ap"],
+            ev["map"],
+            "per-class AP (classes without a positive left out)",
             classifier_caveat,
         )
         md += [
