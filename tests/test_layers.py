@@ -146,7 +146,7 @@ def test_checks_catch_violations():
 
 
 # Files over the limit that still have to be split; each is checked on its own (xfail).
-TO_SPLIT = ("cdul/cli/extract.py", "cdul/report.py", "kernels/scoring/fused.py", "trainer/loop.py")
+TO_SPLIT = ("cdul/cli/extract.py", "kernels/scoring/fused.py", "trainer/loop.py")
 
 
 def _lines(path: Path) -> int:
