@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from datasets import make_label_store
+from voc_fixtures import make_label_store
 
 from cdul.cli.eval import main as eval_main
 from cdul.cli.train import main as train_main

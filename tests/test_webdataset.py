@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from datasets import odd_images
 from PIL import Image
+from voc_fixtures import odd_images
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
