@@ -264,17 +264,21 @@ class Store:
         start = k * self.chunk_len
         return start, min(start + self.chunk_len, self.n)
 
+    def chunk(self, k: int, *names: str) -> Chunk:
+        """Chunk k with the rows of the arrays ``names`` read for it (of a per-chunk array
+        such as the chunk's bank, its one entry)."""
+        start, stop = self.chunk_bounds(k)
+        arrays = {
+            name: np.asarray(self.group[name][k]) if name in L.PER_CHUNK else self.read(name, start, stop)
+            for name in names
+        }
+        return Chunk(k, start, stop, arrays)
+
     def chunks(self, *names: str) -> Iterator[Chunk]:
-        """Every chunk in order, with the rows of the arrays ``names`` read for it (one entry
-        of a per-chunk array such as the chunk's bank), so a pass over the store holds one
+        """Every chunk in order, as :meth:`chunk` reads it, so a pass over the store holds one
         chunk at a time. Without names it only counts out the chunks (to write them, say)."""
         for k in range(self.n_chunks):
-            start, stop = self.chunk_bounds(k)
-            arrays = {
-                name: np.asarray(self.group[name][k]) if name in L.PER_CHUNK else self.read(name, start, stop)
-                for name in names
-            }
-            yield Chunk(k, start, stop, arrays)
+            yield self.chunk(k, *names)
 
     def done_flags(self) -> np.ndarray:
         return np.asarray(self.group[L.DONE][:], dtype=bool)

@@ -50,6 +50,10 @@ def test_chunks_yield_bounds_and_the_rows_asked_for(tmp_path):
         assert list(c[layout.IDS]) == [f"img{i}.jpg" for i in range(c.start, c.stop)]
         assert c[layout.BANK_CHUNK_SCORE].shape == (2, 2) and (c[layout.BANK_CHUNK_SCORE] == c.k).all()
     assert s.pending_chunks() == []
+    one = s.chunk(1, layout.SIM_GLOBAL)
+    assert (one.k, one.start, one.stop) == (1, 3, 6) and set(one.arrays) == {layout.SIM_GLOBAL}
+    with pytest.raises(IndexError):
+        s.chunk(3)
 
 
 def test_rounds_become_visible_when_finished(tmp_path):

@@ -120,10 +120,10 @@ class LabelStream:
 
     # -- the batch sampler --------------------------------------------------------------------
     def _load(self, k: int) -> list[tuple[int, str]]:
-        start, stop = self.store.chunk_bounds(k)
-        ids = self.store.read(layout.IDS, start, stop)
-        labels = np.array(self.store.read(self.source, start, stop), dtype=np.float32)
-        ok = usable_rows(self.store.read(layout.STATUS, start, stop), labels)
+        chunk = self.store.chunk(k, layout.IDS, self.source, layout.STATUS)
+        start, stop, ids = chunk.start, chunk.stop, chunk[layout.IDS]
+        labels = np.array(chunk[self.source], dtype=np.float32)
+        ok = usable_rows(chunk[layout.STATUS], labels)
         labels[ok] = np.clip(labels[ok], 0.0, 1.0)
         order = row_order(stop - start, self.seed, self.epoch, k)
         rows = order[ok[order]]
