@@ -269,7 +269,7 @@ class Store:
         such as the chunk's bank, its one entry)."""
         start, stop = self.chunk_bounds(k)
         arrays = {
-            name: np.asarray(self.group[name][k]) if name in L.PER_CHUNK else self.read(name, start, stop)
+            name: np.asarray(self.array(name)[k]) if name in L.PER_CHUNK else self.read(name, start, stop)
             for name in names
         }
         return Chunk(k, start, stop, arrays)

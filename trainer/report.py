@@ -48,8 +48,8 @@ def ap_chart(path: str, ap: Mapping[str, float | None], mean: float, title: str 
     """The per-class AP chart (per_class_ap.png): a bar for each class with a positive (AP in
     percent, highest first; classes without one have AP None and are left out) and the mAP
     as a dashed line. Returns the path."""
-    names = [n for n, v in ap.items() if v is not None]
-    values = [ap[n] for n in names]
+    kept = {n: float(v) for n, v in ap.items() if v is not None}
+    names, values = list(kept), list(kept.values())
     order = np.argsort(values)[::-1]
     fig, ax = pyplot().subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
     ax.bar(range(len(names)), [values[j] for j in order], color="#4c72b0")
