@@ -39,7 +39,7 @@ setup(
     python_requires=">=3.10",
     packages=_packages(),
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
-    package_data={"cdul": ["model_configs/*.json"]},
+    package_data={"cdul.extractor": ["model_configs/*.json"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",

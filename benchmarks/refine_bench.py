@@ -37,15 +37,14 @@ def make_store(path: str, n: int, dim: int, classes: int, seed: int = 0):
         attrs={"config_hash": f"bench-{n}"},
     )
     centres = rng.normal(size=(max(8, n // 200), dim))
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        e = centres[rng.integers(0, len(centres), b - a)] + 0.5 * rng.normal(size=(b - a, dim))
+    for chunk in store.chunks():
+        m = len(chunk)
+        e = centres[rng.integers(0, len(centres), m)] + 0.5 * rng.normal(size=(m, dim))
         e /= np.linalg.norm(e, axis=1, keepdims=True)
-        store.write_chunk(k, {layout.STATUS: np.ones(b - a, np.uint8), layout.EMB_GLOBAL: e.astype(np.float16)})
+        store.write_chunk(chunk.k, {layout.STATUS: np.ones(m, np.uint8), layout.EMB_GLOBAL: e.astype(np.float16)})
     arr = store.begin_round(0, {})
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        arr[a:b] = rng.random((b - a, classes), dtype=np.float32)
+    for chunk in store.chunks():
+        arr[chunk.start : chunk.stop] = rng.random((len(chunk), classes), dtype=np.float32)
     store.finish_round(0)
     return store
 

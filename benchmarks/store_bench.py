@@ -32,15 +32,12 @@ def store_roundtrip(n: int, c: int, chunk_len: int, data: np.ndarray) -> tuple[f
         chunk_len=chunk_len,
     )
     t = time.perf_counter()
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        store.write_chunk(k, dict.fromkeys(ARRAYS, data[a:b]))
+    for chunk in store.chunks():
+        store.write_chunk(chunk.k, dict.fromkeys(ARRAYS, data[chunk.start : chunk.stop]))
     write = time.perf_counter() - t
     t = time.perf_counter()
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        for name in ARRAYS:
-            store.read(name, a, b)
+    for _ in store.chunks(*ARRAYS):
+        pass
     read = time.perf_counter() - t
     return write, read
 

@@ -98,6 +98,14 @@ def streamed_per_class_ap(
     return np.asarray(ap)
 
 
+def pseudo_label_map(chunks, n: int, n_classes: int, difficult: str = "ignore", max_bytes: int = 256 << 20) -> float:
+    """mAP in percent of label scores (pseudo labels, similarities) against the targets, over
+    the rows that count; NaN when no class has a positive. ``chunks`` is what
+    streamed_per_class_ap takes, so labels can be read chunk by chunk in bounded memory;
+    arrays already in memory are one chunk: ``lambda: [(scores, targets, rows)]``."""
+    return 100 * mean_of(streamed_per_class_ap(chunks, n, n_classes, difficult, max_bytes))
+
+
 def f1_scores(
     scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5, difficult: str = "ignore", rows=None
 ) -> dict:

@@ -151,9 +151,9 @@ def labels_store(
     )
     status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
     arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": source, "epoch": None})
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {layout.STATUS: status[a:b]})
+    for chunk in store.chunks():
+        a, b = chunk.start, chunk.stop
+        store.write_chunk(chunk.k, {layout.STATUS: status[a:b]})
         arr[a:b] = np.asarray(labels[a:b], dtype=np.float32)
     store.finish_round(0)
     store.set_attrs(complete=True)

@@ -118,11 +118,9 @@ def merge_chunk_banks(store, k: int) -> int:
     Returns the number of entries kept."""
     c, d = len(store.classes), store.array(layout.BANK_EMB).shape[-1]
     total = empty_entries(d)
-    emb, score, source = (
-        store.array(n) for n in (layout.BANK_CHUNK_EMB, layout.BANK_CHUNK_SCORE, layout.BANK_CHUNK_SOURCE)
-    )
-    for j in range(store.n_chunks):
-        total = merge([total, from_slots(emb[j], score[j], source[j])], k)
+    names = (layout.BANK_CHUNK_EMB, layout.BANK_CHUNK_SCORE, layout.BANK_CHUNK_SOURCE)
+    for chunk in store.chunks(*names):
+        total = merge([total, from_slots(*(chunk[n] for n in names))], k)
     s = to_slots(total, c, k, d)
     store.array(layout.BANK_EMB)[...] = s["emb"]
     store.array(layout.BANK_SCORE)[...] = s["score"]

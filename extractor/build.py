@@ -12,7 +12,7 @@ import numpy as np
 import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import mean_of, streamed_per_class_ap
+from cdul.metrics import pseudo_label_map
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .bank import BANK_SCALE, merge_chunk_banks
@@ -131,13 +131,6 @@ def dense_arrays(cfg: WorkerConfig) -> dict:
     }
 
 
-def chunk_rows(store: Store, names: list[str]):
-    """(start, stop, {name: rows}) for every chunk: reads stay bounded by the chunk length."""
-    for k in range(store.n_chunks):
-        start, stop = store.chunk_bounds(k)
-        yield start, stop, {n: store.read(n, start, stop) for n in names}
-
-
 def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
     """(Re)write round 0 from S_g, alpha, beta unless it already holds these zeta and lambda.
     Returns whether it was written. A store whose later rounds derive from another round 0
@@ -155,9 +148,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
             )
         store.drop_rounds_after(-1)
     arr = store.begin_round(0, {**params, "source": "cdul-extract", "epoch": None})
-    for start, stop, rows in chunk_rows(store, [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA]):
-        arr[start:stop] = initial_labels(
-            rows[layout.SIM_GLOBAL], rows[layout.SIM_ALPHA], rows[layout.SIM_BETA], zeta, lam
+    for chunk in store.chunks(layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA):
+        arr[chunk.start : chunk.stop] = initial_labels(
+            chunk[layout.SIM_GLOBAL], chunk[layout.SIM_ALPHA], chunk[layout.SIM_BETA], zeta, lam
         ).astype(np.float32)
     store.finish_round(0)
     return True
@@ -165,10 +158,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
 
 def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
     """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
-    names = [layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS]
     counts = {"images": int(store.n), "ok": 0, "failed": 0, "no_tiles": 0, "tiles": 0}
     failures = {}
-    for _, _, rows in chunk_rows(store, names):
+    for rows in store.chunks(layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS):
         ok, failed = rows[layout.STATUS] == layout.OK, rows[layout.STATUS] == layout.FAILED
         counts["ok"] += int(ok.sum())
         counts["failed"] += int(failed.sum())
@@ -177,11 +169,11 @@ def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> 
         for i in np.flatnonzero(failed)[: max(0, max_listed - len(failures))]:
             failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
     if store.has(layout.TARGETS) and counts["ok"]:
-        counts["pseudo_label_map"] = pseudo_label_map(store, zeta, lam)
+        counts["pseudo_label_map"] = initial_label_maps(store, zeta, lam)
     return {"summary": counts, "failures": failures}
 
 
-def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
+def initial_label_maps(store: Store, zeta: float, lam: float) -> dict:
     """mAP (percent) of S_g, S_ag and y0 against the targets, over the images that are OK;
     read chunk by chunk, in bounded memory."""
     names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
@@ -195,16 +187,14 @@ def pseudo_label_map(store: Store, zeta: float, lam: float) -> dict:
 
     def chunks(kind: str):
         def read():
-            for _, _, r in chunk_rows(store, names):
+            for r in store.chunks(*names):
                 s = scores(kind, r[layout.SIM_GLOBAL], r[layout.SIM_ALPHA], r[layout.SIM_BETA])
                 yield s, r[layout.TARGETS], r[layout.STATUS] == layout.OK
 
         return read
 
     c = len(store.classes)
-    out = {
-        kind: 100 * mean_of(streamed_per_class_ap(chunks(kind), store.n, c)) for kind in ("global", "aggregated", "y0")
-    }
+    out = {kind: pseudo_label_map(chunks(kind), store.n, c) for kind in ("global", "aggregated", "y0")}
     return {**out, "zeta": zeta, "lam": lam}
 
 

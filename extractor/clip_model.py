@@ -108,9 +108,7 @@ def check_weights_file(path: str) -> None:
 
 
 def _bundled_configs() -> Path:
-    import cdul
-
-    return Path(cdul.__file__).resolve().parent / "model_configs"
+    return Path(__file__).resolve().parent / "model_configs"
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

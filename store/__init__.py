@@ -4,9 +4,10 @@ from . import layout
 from .lock import StoreLock, StoreLockedError, lock_token
 from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
-from .zstore import Store, StoreError, check_location, remove_store, store_exists
+from .zstore import Chunk, Store, StoreError, check_location, remove_store, store_exists
 
 __all__ = [
+    "Chunk",
     "Damage",
     "Store",
     "StoreError",

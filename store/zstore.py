@@ -11,7 +11,8 @@ import datetime as _dt
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import fsspec
 import numpy as np
@@ -106,6 +107,23 @@ def _write_coords(group, ids: np.ndarray, classes: Sequence[str], chunk_len: int
         arr.attrs.update(_dims_attrs([name]))
         for start in range(0, len(values), chunk):
             arr[start : start + chunk] = values[start : start + chunk].astype(dtype)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a store, as Store.chunks yields it: its index ``k``, its rows
+    ``start:stop`` and the arrays asked for, read for this chunk (``chunk[name]``)."""
+
+    k: int
+    start: int
+    stop: int
+    arrays: Mapping[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    def __len__(self) -> int:
+        return self.stop - self.start
 
 
 class Store:
@@ -245,6 +263,22 @@ class Store:
             raise IndexError(f"chunk {k} out of range 0..{self.n_chunks - 1}")
         start = k * self.chunk_len
         return start, min(start + self.chunk_len, self.n)
+
+    def chunk(self, k: int, *names: str) -> Chunk:
+        """Chunk k with the rows of the arrays ``names`` read for it (of a per-chunk array
+        such as the chunk's bank, its one entry)."""
+        start, stop = self.chunk_bounds(k)
+        arrays = {
+            name: np.asarray(self.array(name)[k]) if name in L.PER_CHUNK else self.read(name, start, stop)
+            for name in names
+        }
+        return Chunk(k, start, stop, arrays)
+
+    def chunks(self, *names: str) -> Iterator[Chunk]:
+        """Every chunk in order, as :meth:`chunk` reads it, so a pass over the store holds one
+        chunk at a time. Without names it only counts out the chunks (to write them, say)."""
+        for k in range(self.n_chunks):
+            yield self.chunk(k, *names)
 
     def done_flags(self) -> np.ndarray:
         return np.asarray(self.group[L.DONE][:], dtype=bool)

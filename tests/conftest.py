@@ -6,7 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
 
 import pytest
 import torch
-from datasets import make_voc
+from voc_fixtures import make_voc
 
 TINY_MODEL = "cdul-tiny-rn"  # a random-weight ResNet CLIP small enough for CPU tests
 

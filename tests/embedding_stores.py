@@ -37,9 +37,9 @@ def embedding_store(
     )
     status = np.full(n, layout.OK, np.uint8)
     status[list(failed)] = layout.FAILED
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        store.write_chunk(k, {layout.STATUS: status[a:b], layout.EMB_GLOBAL: emb[a:b].astype(np.float16)})
+    for chunk in store.chunks():
+        a, b = chunk.start, chunk.stop
+        store.write_chunk(chunk.k, {layout.STATUS: status[a:b], layout.EMB_GLOBAL: emb[a:b].astype(np.float16)})
     arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0})
     labels = labels.astype(np.float32).copy()
     labels[list(failed)] = np.nan

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
-from datasets import make_voc
 from PIL import Image
+from voc_fixtures import make_voc
 
 from cdul.data import DatasetError, load_dataset
 from cdul.data.voc import VOC_KEYS

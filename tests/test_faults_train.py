@@ -13,44 +13,22 @@ import time
 import numpy as np
 import pytest
 import torch
+import train_runs
 from test_trainer_cli import extract
+from train_runs import CDUL_TRAIN, train_args
 
 from cdul.store import Store, layout
 
 pytestmark = pytest.mark.slow  # trainer runs killed and resumed
 
 BIN = os.path.dirname(sys.executable)
-ARGS = [
-    "--arch",
-    "resnet18",
-    "--weights",
-    "none",
-    "--img-size",
-    "32",
-    "--device",
-    "cpu",
-    "--batch-size",
-    "4",
-    "--lr",
-    "1e-3",
-    "--epochs",
-    "8",
-    "--warmup",
-    "0",
-    "--update-every",
-    "1",
-    "--workers",
-    "0",
-    "--seed",
-    "3",
-    "--quiet",
-]
+RUN = {"epochs": 8, "warmup": 0, "update_every": 1, "workers": 0, "seed": 3}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
-def train(store, out, *extra, timeout=300):
+def train(store, out, timeout=300, **options):
     return subprocess.run(
-        [os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS, *extra],
+        [CDUL_TRAIN, *train_args(store, out, **{**RUN, **options})],
         capture_output=True,
         text=True,
         env=ENV,
@@ -91,7 +69,7 @@ def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed
     store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
     shutil.copytree(pristine, store)
     proc = subprocess.Popen(
-        [os.path.join(BIN, "cdul-train"), "--store", store, "--out-dir", out, *ARGS],
+        [CDUL_TRAIN, *train_args(store, out, **RUN)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=ENV,
@@ -101,7 +79,7 @@ def test_kill_at_a_random_moment_then_resume(pristine, reference, tmp_path, seed
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     check_nothing_half_written(store, out)
-    resumed = train(store, out, *(["--resume"] if os.path.exists(os.path.join(out, "last.pt")) else []))
+    resumed = train(store, out, resume=os.path.exists(os.path.join(out, "last.pt")))
     assert resumed.returncode == 0, resumed.stderr
     ref_store, ref_out = reference
     a = torch.load(os.path.join(ref_out, "last.pt"), weights_only=True)
@@ -153,7 +131,7 @@ def test_a_round_with_labels_that_are_not_finite_is_refused(pristine, tmp_path, 
         labels[3] = bad
 
     # a training round: more than the tolerated share
-    r = train(_store_with_labels(pristine, tmp_path, spoil, round_k=1), str(tmp_path / "run"), "--epochs", "1")
+    r = train(_store_with_labels(pristine, tmp_path, spoil, round_k=1), str(tmp_path / "run"), epochs=1)
     _one_line_refusal(r, "labels/round_001", "1 of 20", "not finite", "image 3")
     r = train(_store_with_labels(pristine, tmp_path / "all", lambda y: y.fill(bad), round_k=1), str(tmp_path / "r2"))
     _one_line_refusal(r, "20 of 20", "not finite")
@@ -169,16 +147,13 @@ def test_labels_outside_the_unit_interval_are_clipped(pristine, tmp_path):
         labels[5, 4] = 7.0
 
     store = _store_with_labels(pristine, tmp_path, spoil)
-    r = train(store, str(tmp_path / "run"), "--epochs", "1", "--label-lr", "0")
+    r = train(store, str(tmp_path / "run"), epochs=1, label_lr=0)
     assert r.returncode == 0, r.stderr
     y1 = Store.open(store).read(layout.round_name(1))
     assert (y1 >= 0).all() and (y1 <= 1).all()
 
 
 def test_a_diverging_run_stops_with_an_error_and_keeps_batchnorm_clean(pristine, tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from cdul.cli.train import main as train_main
     from cdul.trainer import labels, loop
 
     original, seen = labels.per_sample_loss, []
@@ -193,7 +168,7 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_batchnorm_clean(pristine,
     store = str(tmp_path / "voc.zarr")
     shutil.copytree(pristine, store)
     run = str(tmp_path / "run")
-    r = CliRunner().invoke(train_main, ["--store", store, "--out-dir", run, *ARGS[:-1], "--epochs", "2", "-q"])
+    r = train_runs.train(store, run, **{**RUN, "epochs": 2})
     assert r.exit_code == 1 and "diverged" in r.output and "Traceback" not in r.output, r.output
     assert seen and set(seen) == {0}  # no skipped step moved the BatchNorm statistics
     assert not os.path.exists(os.path.join(run, "last.pt"))
@@ -231,9 +206,6 @@ def test_eval_refuses_a_model_that_is_not_finite(reference, voc_root, tmp_path):
 def test_a_full_disk_during_training_is_one_line(pristine, tmp_path, monkeypatch):
     import errno
 
-    from click.testing import CliRunner
-
-    from cdul.cli.train import main as train_main
     from cdul.trainer import checkpoint as ckpt_io
 
     def full(state, path):
@@ -242,7 +214,7 @@ def test_a_full_disk_during_training_is_one_line(pristine, tmp_path, monkeypatch
     monkeypatch.setattr(ckpt_io, "save_checkpoint", full)
     store = str(tmp_path / "voc.zarr")
     shutil.copytree(pristine, store)
-    r = CliRunner().invoke(train_main, ["--store", store, "--out-dir", str(tmp_path / "run"), *ARGS, "--epochs", "1"])
+    r = train_runs.train(store, str(tmp_path / "run"), **{**RUN, "epochs": 1})
     assert r.exit_code == 1, repr(r.exception)
     lines = [line for line in r.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], r.output
@@ -254,14 +226,14 @@ def test_rounds_of_an_attempt_killed_before_its_first_checkpoint_are_redone(pris
     attempt started from, not from the round that attempt wrote."""
     ref_store, ref_out = str(tmp_path / "ref.zarr"), str(tmp_path / "ref")
     shutil.copytree(pristine, ref_store)
-    assert train(ref_store, ref_out, "--epochs", "2").returncode == 0
+    assert train(ref_store, ref_out, epochs=2).returncode == 0
     store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
     shutil.copytree(pristine, store)
     s = Store.open(store, mode="r+")
     orphan = s.begin_round(1, {"source": "cdul-train", "run": os.path.abspath(out), "from_round": 0, "epoch": 1})
     orphan[:] = np.clip(s.read(layout.round_name(0)) + 0.2, 0, 1)
     s.finish_round(1)
-    r = train(store, out, "--epochs", "2")
+    r = train(store, out, epochs=2)
     assert r.returncode == 0, r.stderr
     a = torch.load(os.path.join(ref_out, "last.pt"), weights_only=True)
     b = torch.load(os.path.join(out, "last.pt"), weights_only=True)

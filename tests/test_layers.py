@@ -145,10 +145,6 @@ def test_checks_catch_violations():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-# Files over the limit that still have to be split; each is checked on its own (xfail).
-TO_SPLIT = ("cdul/report.py",)
-
-
 def _lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
@@ -156,17 +152,8 @@ def _lines(path: Path) -> int:
 @pytest.mark.parametrize("folder", ["cdul", *PARTS, "tests"])
 def test_no_source_file_over_the_limit(folder):
     long = {
-        rel: n
+        str(p.relative_to(ROOT)): n
         for p in sorted((ROOT / folder).rglob("*.py"))
-        if "__pycache__" not in p.parts
-        and (rel := str(p.relative_to(ROOT))) not in TO_SPLIT
-        and (n := _lines(p)) > MAX_LINES
+        if "__pycache__" not in p.parts and (n := _lines(p)) > MAX_LINES
     }
     assert long == {}, f"files over {MAX_LINES} lines (split them): {long}"
-
-
-@pytest.mark.parametrize(
-    "rel", [pytest.param(r, marks=pytest.mark.xfail(reason="still to be split", strict=True)) for r in TO_SPLIT]
-)
-def test_long_files_still_to_split(rel):
-    assert _lines(ROOT / rel) <= MAX_LINES

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from cdul.metrics import average_precision, f1_scores, mean_ap, per_class_ap, streamed_per_class_ap
+from cdul.metrics import (
+    average_precision,
+    f1_scores,
+    mean_ap,
+    per_class_ap,
+    pseudo_label_map,
+    streamed_per_class_ap,
+)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -69,3 +76,16 @@ def test_streamed_ap_equals_in_memory_ap_in_class_blocks():
     want = per_class_ap(scores, targets, rows=rows)
     for max_bytes in (1, 3000 * 3, 1 << 30):  # one class a block, a few, all at once
         np.testing.assert_allclose(streamed_per_class_ap(chunks, 300, 7, max_bytes=max_bytes), want, atol=1e-12)
+
+
+def test_pseudo_label_map_is_mean_ap_in_percent_streamed_or_not():
+    rng = np.random.default_rng(12)
+    scores = rng.random((50, 4)).astype(np.float32)
+    targets = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(50, 4))
+    rows = rng.random(50) > 0.2
+    want = 100 * mean_ap(scores, targets, rows=rows)
+    assert pseudo_label_map(lambda: [(scores, targets, rows)], 50, 4) == want
+    halves = lambda: [(scores[:25], targets[:25], rows[:25]), (scores[25:], targets[25:], rows[25:])]
+    assert pseudo_label_map(halves, 50, 4, max_bytes=1) == want
+    no_positive = np.full((50, 4), -1, np.int8)
+    assert np.isnan(pseudo_label_map(lambda: [(scores, no_positive, rows)], 50, 4))

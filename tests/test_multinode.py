@@ -16,6 +16,7 @@ import pytest
 import zarr
 from test_extract_cli import base_args, reference_store, same_arrays  # noqa: F401 (reference_store: a fixture)
 from test_trainer_cli import extract
+from train_runs import CDUL_TRAIN, two_rank_args
 
 from cdul.store import Store, layout
 
@@ -98,44 +99,13 @@ def test_two_nodes_extract_the_single_process_store(voc_root, reference_store, t
     same_arrays(zarr.open_group(out, mode="r"), zarr.open_group(reference_store[0], mode="r"))
 
 
-def train_command(store: str, out: str, voc_root: str) -> list[str]:
-    return [
-        os.path.join(BIN, "cdul-train"),
-        "--store",
-        store,
-        "--out-dir",
-        out,
-        "--arch",
-        "resnet18",
-        "--weights",
-        "none",
-        "--img-size",
-        "32",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "3",
-        "--lr",
-        "1e-3",
-        "--epochs",
-        "2",
-        "--workers",
-        "0",
-        "--val-data",
-        voc_root,
-        "--val-split",
-        "train",
-        "--quiet",
-    ]
-
-
 def test_two_nodes_train_as_one_node_with_two_processes(voc_root, tmp_path):
     pristine = extract(voc_root, str(tmp_path / "voc.zarr"))
     stores = {}
     for how in ("one-node", "two-nodes"):
         store = str(tmp_path / f"{how}.zarr")
         subprocess.run(["cp", "-r", pristine, store], check=True)
-        command = train_command(store, str(tmp_path / how), voc_root)
+        command = [CDUL_TRAIN, *two_rank_args(store, str(tmp_path / how), voc_root)]
         if how == "one-node":
             assert_ok(
                 finish(

@@ -11,12 +11,12 @@ import zarr
 from cdul.store import Store, StoreError, StoreLock, StoreLockedError, layout, remove_store
 
 
-def small_store(path, n=7, chunk_len=3):
+def small_store(path, n=7, chunk_len=3, **arrays):
     return Store.create(
         str(path),
         ids=[f"img{i}.jpg" for i in range(n)],
         classes=["a", "b"],
-        specs=layout.result_specs(2),
+        specs=layout.result_specs(2, **arrays),
         targets=np.ones((n, 2), np.int8),
         chunk_len=chunk_len,
         attrs={"config_hash": "x"},
@@ -33,6 +33,27 @@ def test_chunks_flags_and_reads(tmp_path):
     with pytest.raises(ValueError):
         s.write_chunk(0, {layout.SIM_GLOBAL: np.zeros((2, 2), np.float32)})
     assert Store.open(str(tmp_path / "s.zarr")).ids() == [f"img{i}.jpg" for i in range(7)]
+
+
+def test_chunks_yield_bounds_and_the_rows_asked_for(tmp_path):
+    s = small_store(tmp_path / "s.zarr", bank=2, text_dim=4)
+    sims = np.arange(14, dtype=np.float32).reshape(7, 2)
+    for chunk in s.chunks():
+        assert chunk.arrays == {} and len(chunk) == chunk.stop - chunk.start
+        score = np.full((2, 2), float(chunk.k), np.float32)
+        s.write_chunk(chunk.k, {layout.SIM_GLOBAL: sims[chunk.start : chunk.stop], layout.BANK_CHUNK_SCORE: score})
+    chunks = list(s.chunks(layout.SIM_GLOBAL, layout.IDS, layout.BANK_CHUNK_SCORE))
+    assert [(c.k, c.start, c.stop) for c in chunks] == [(0, 0, 3), (1, 3, 6), (2, 6, 7)]
+    for c in chunks:
+        assert set(c.arrays) == {layout.SIM_GLOBAL, layout.IDS, layout.BANK_CHUNK_SCORE}
+        np.testing.assert_array_equal(c[layout.SIM_GLOBAL], sims[c.start : c.stop])
+        assert list(c[layout.IDS]) == [f"img{i}.jpg" for i in range(c.start, c.stop)]
+        assert c[layout.BANK_CHUNK_SCORE].shape == (2, 2) and (c[layout.BANK_CHUNK_SCORE] == c.k).all()
+    assert s.pending_chunks() == []
+    one = s.chunk(1, layout.SIM_GLOBAL)
+    assert (one.k, one.start, one.stop) == (1, 3, 6) and set(one.arrays) == {layout.SIM_GLOBAL}
+    with pytest.raises(IndexError):
+        s.chunk(3)
 
 
 def test_rounds_become_visible_when_finished(tmp_path):

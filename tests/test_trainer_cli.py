@@ -11,30 +11,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from datasets import make_label_store
+from train_runs import train
+from voc_fixtures import make_label_store
 
 from cdul.cli.eval import main as eval_main
-from cdul.cli.train import main as train_main
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer.model import new_model
 
 BIN = os.path.dirname(sys.executable)
-SMALL = [
-    "--arch",
-    "resnet18",
-    "--weights",
-    "none",
-    "--img-size",
-    "32",
-    "--device",
-    "cpu",
-    "--batch-size",
-    "4",
-    "--lr",
-    "1e-3",
-    "--quiet",
-]
 
 
 def extract(voc_root: str, out: str) -> str:
@@ -77,10 +62,6 @@ def store_copy(pristine_store, tmp_path) -> str:
     return dst
 
 
-def train(*args: str):
-    return CliRunner().invoke(train_main, list(args), catch_exceptions=True)
-
-
 @pytest.fixture(scope="module")
 def trained(pristine_store, voc_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
@@ -88,24 +69,7 @@ def trained(pristine_store, voc_root, tmp_path_factory):
     shutil.copytree(pristine_store, store)
     run = str(tmp / "run")
     result = train(
-        "--store",
-        store,
-        "--out-dir",
-        run,
-        "--val-data",
-        voc_root,
-        "--val-split",
-        "train",
-        "--epochs",
-        "2",
-        "--warmup",
-        "0",
-        "--update-every",
-        "1",
-        "--workers",
-        "1",
-        "--augment",
-        *SMALL,
+        store, run, val_data=voc_root, val_split="train", epochs=2, warmup=0, update_every=1, workers=1, augment=True
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return store, run
@@ -207,7 +171,7 @@ def test_non_finite_loss_skips_the_step_and_keeps_the_labels(store_copy, tmp_pat
 
     monkeypatch.setattr(labels, "per_sample_loss", first_batch_nan)
     run = str(tmp_path / "run")
-    result = train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", *SMALL)
+    result = train(store_copy, run, epochs=1, workers=0)
     assert result.exit_code == 0, result.output + repr(result.exception)
     record = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))][-1]
     assert record["skipped_steps"] == 1 and record["steps"] == 5
@@ -226,8 +190,8 @@ def test_refusals_are_one_line(store_copy, voc_root, tmp_path, monkeypatch):
             assert w in lines[0], lines[0]
 
     run = str(tmp_path / "run")
-    refused(train("--store", str(tmp_path / "nope.zarr"), "--out-dir", run, *SMALL), "no cdul store")
-    refused(train("--store", store_copy, "--out-dir", run, "--val-data", str(tmp_path), *SMALL), "--val-data")
+    refused(train(tmp_path / "nope.zarr", run), "no cdul store")
+    refused(train(store_copy, run, val_data=tmp_path), "--val-data")
 
     import torch.hub
 
@@ -236,31 +200,15 @@ def test_refusals_are_one_line(store_copy, voc_root, tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    args = [a for a in SMALL if a not in ("none",)]
-    args[args.index("--weights") + 1 : args.index("--weights") + 1] = ["imagenet"]
-    refused(train("--store", store_copy, "--out-dir", run, *args), "--weights PATH")
+    refused(train(store_copy, run, weights="imagenet"), "--weights PATH")
 
     empty = make_label_store(str(tmp_path / "empty.zarr"), ["a.png", "b.png"], ["x", "y"], np.full((2, 2), 0.5))
     empty.drop_rounds_after(-1)
-    refused(train("--store", empty.url, "--out-dir", run, *SMALL), "no complete label round")
+    refused(train(empty.url, run), "no complete label round")
 
-    assert train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", *SMALL).exit_code == 0
-    refused(train("--store", store_copy, "--out-dir", run, "--epochs", "1", "--workers", "0", *SMALL), "--resume")
-    refused(
-        train(
-            "--store",
-            store_copy,
-            "--out-dir",
-            run,
-            "--epochs",
-            "1",
-            "--workers",
-            "0",
-            "--resume",
-            *[a if a != "1e-3" else "1e-2" for a in SMALL],
-        ),
-        "--lr",
-    )
+    assert train(store_copy, run, epochs=1, workers=0).exit_code == 0
+    refused(train(store_copy, run, epochs=1, workers=0), "--resume")
+    refused(train(store_copy, run, epochs=1, workers=0, resume=True, lr="1e-2"), "--lr")
 
 
 def test_images_from_an_fsspec_url(store_copy, voc_root, tmp_path):
@@ -271,9 +219,7 @@ def test_images_from_an_fsspec_url(store_copy, voc_root, tmp_path):
     for name in os.listdir(base):
         fs.pipe_file(f"/vocmem/JPEGImages/{name}", open(os.path.join(base, name), "rb").read())
     run = str(tmp_path / "run")
-    result = train(
-        "--store", store_copy, "--out-dir", run, "--data", "memory://vocmem", "--epochs", "1", "--workers", "0", *SMALL
-    )
+    result = train(store_copy, run, data="memory://vocmem", epochs=1, workers=0)
     assert result.exit_code == 0, result.output + repr(result.exception)
     record = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))][-1]
     assert record["images"] == 20 and record["unreadable"] == 0
@@ -285,7 +231,7 @@ def test_early_stop_after_three_rounds_below_round_zero(store_copy, tmp_path, mo
 
     monkeypatch.setattr(loop, "pseudo_label_map", lambda store, k, difficult="ignore": 50.0 if k == 0 else 40.0)
     run = str(tmp_path / "run")
-    result = train("--store", store_copy, "--out-dir", run, "--epochs", "6", "--early-stop", "--workers", "0", *SMALL)
+    result = train(store_copy, run, epochs=6, early_stop=True, workers=0)
     assert result.exit_code == 0, result.output + repr(result.exception)
     rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3] and rows[-1]["rounds_below_initial"] == 3

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from test_trainer_cli import extract
+from train_runs import CDUL_TRAIN, two_rank_args
 
 from cdul.store import Store, layout
 
@@ -27,32 +28,8 @@ def test_two_ranks_write_each_round_once(voc_root, tmp_path):
         "--standalone",
         "--nproc_per_node",
         "2",
-        os.path.join(BIN, "cdul-train"),
-        "--store",
-        store,
-        "--out-dir",
-        out,
-        "--arch",
-        "resnet18",
-        "--weights",
-        "none",
-        "--img-size",
-        "32",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "3",
-        "--lr",
-        "1e-3",
-        "--epochs",
-        "2",
-        "--workers",
-        "0",
-        "--val-data",
-        voc_root,
-        "--val-split",
-        "train",
-        "--quiet",
+        CDUL_TRAIN,
+        *two_rank_args(store, out, voc_root),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

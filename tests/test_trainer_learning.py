@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from datasets import make_label_store
 from PIL import Image
+from voc_fixtures import make_label_store
 
 from cdul.cli.train import main as train_main
 from cdul.metrics import mean_ap

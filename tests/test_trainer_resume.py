@@ -11,42 +11,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from test_trainer_cli import extract
+from train_runs import train
 
-from cdul.cli.train import main as train_main
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer import stream as stream_mod
 
 pytestmark = pytest.mark.slow  # whole training runs, interrupted and resumed
 
-ARGS = [
-    "--arch",
-    "resnet18",
-    "--weights",
-    "none",
-    "--img-size",
-    "32",
-    "--device",
-    "cpu",
-    "--batch-size",
-    "4",
-    "--lr",
-    "1e-3",
-    "--epochs",
-    "3",
-    "--warmup",
-    "1",
-    "--update-every",
-    "1",
-    "--augment",
-    "--workers",
-    "0",
-    "--seed",
-    "7",
-    "--quiet",
-]
+RUN = {"epochs": 3, "warmup": 1, "update_every": 1, "augment": True, "workers": 0, "seed": 7}
 TIMING = {"seconds", "images_per_s"}
 
 
@@ -59,8 +33,8 @@ def pristine(voc_root, tmp_path_factory):
     return extract(voc_root, str(tmp_path_factory.mktemp("resume") / "voc.zarr"))
 
 
-def run(store, out, *extra):
-    return CliRunner().invoke(train_main, ["--store", store, "--out-dir", out, *ARGS, *extra])
+def run(store, out, **options):
+    return train(store, out, **RUN, **options)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +42,7 @@ def reference(pristine, voc_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("uninterrupted")
     store = str(tmp / "voc.zarr")
     shutil.copytree(pristine, store)
-    result = run(store, str(tmp / "run"), "--val-data", voc_root, "--val-split", "train")
+    result = run(store, str(tmp / "run"), val_data=voc_root, val_split="train")
     assert result.exit_code == 0, result.output + repr(result.exception)
     return store, str(tmp / "run")
 
@@ -99,10 +73,10 @@ def crash_mid_round(monkeypatch, epoch):
 def test_resume_reproduces_the_uninterrupted_run(interrupt, pristine, reference, voc_root, tmp_path, monkeypatch):
     store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
     shutil.copytree(pristine, store)
-    val = ["--val-data", voc_root, "--val-split", "train"]
+    val = {"val_data": voc_root, "val_split": "train"}
     with monkeypatch.context() as patch:
         interrupt(patch, 2)
-        result = run(store, out, *val)
+        result = run(store, out, **val)
     assert isinstance(result.exception, Crash), result.output + repr(result.exception)
     assert torch.load(os.path.join(out, "last.pt"), weights_only=True)["epoch"] == 1
     crashed = Store.open(store)
@@ -110,7 +84,7 @@ def test_resume_reproduces_the_uninterrupted_run(interrupt, pristine, reference,
     assert crashed.has(layout.round_name(1))
     assert (1 in crashed.label_rounds()) == (interrupt is crash_before_checkpoint)
 
-    resumed = run(store, out, "--resume", *val)
+    resumed = run(store, out, resume=True, **val)
     assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
 
     ref_store, ref_out = reference

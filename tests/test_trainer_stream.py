@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from datasets import make_label_store
+from voc_fixtures import make_label_store
 
 from cdul.store import Store, layout
 from cdul.trainer.stream import LabelStream, chunk_order, count_rows, row_order

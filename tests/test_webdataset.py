@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from datasets import odd_images
 from PIL import Image
+from voc_fixtures import odd_images
 
 CLI = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -168,39 +168,12 @@ def test_train_reads_its_images_from_the_shards(layouts, shard_store, tmp_path):
     import json
     import shutil
 
-    from cdul.cli.train import main
+    from train_runs import train
 
     base, items = layouts
     store = str(tmp_path / "s.zarr")
     shutil.copytree(shard_store, store)
-    result = CliRunner().invoke(
-        main,
-        [
-            "--store",
-            store,
-            "--out-dir",
-            str(tmp_path / "run"),
-            "--val-data",
-            str(base / "shards"),
-            "--val-split",
-            "all",
-            "--epochs",
-            "1",
-            "--workers",
-            "0",
-            "--arch",
-            "resnet18",
-            "--weights",
-            "none",
-            "--img-size",
-            "32",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "4",
-            "--quiet",
-        ],
-    )
+    result = train(store, tmp_path / "run", val_data=base / "shards", val_split="all", epochs=1, workers=0, lr=None)
     assert result.exit_code == 0, result.output + result.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["images"] == len(items) - 2 and rows[-1]["val_images"] == len(items) - 2, rows[-1]

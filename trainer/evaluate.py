@@ -16,7 +16,8 @@ import contextlib
 import numpy as np
 import torch
 
-from cdul.metrics import f1_scores, mean_of, per_class_ap, streamed_per_class_ap
+from cdul import metrics
+from cdul.metrics import f1_scores, mean_of, per_class_ap
 from cdul.store import Store, layout
 
 from . import labels as L
@@ -106,20 +107,15 @@ def pseudo_label_map(
     store: Store, round_k: int, *, difficult: str = "ignore", max_bytes: int = 256 << 20
 ) -> float | None:
     """mAP (percent) of label round ``round_k`` against the store's ground truth, or None
-    when the store has none. Reads chunk by chunk (see streamed_per_class_ap), so it needs
-    at most about ``max_bytes`` whatever N is."""
+    when the store has none (or no class has a positive). Reads chunk by chunk (see
+    cdul.metrics.pseudo_label_map), so it needs at most about ``max_bytes`` whatever N is."""
     if not store.has(layout.TARGETS):
         return None
     name = layout.round_name(round_k)
 
     def chunks():
-        for k in range(store.n_chunks):
-            a, b = store.chunk_bounds(k)
-            yield (
-                store.read(name, a, b),
-                store.read(layout.TARGETS, a, b),
-                store.read(layout.STATUS, a, b) == layout.OK,
-            )
+        for chunk in store.chunks(name, layout.TARGETS, layout.STATUS):
+            yield chunk[name], chunk[layout.TARGETS], chunk[layout.STATUS] == layout.OK
 
-    m = mean_of(streamed_per_class_ap(chunks, store.n, len(store.classes), difficult, max_bytes))
-    return None if np.isnan(m) else 100 * m
+    m = metrics.pseudo_label_map(chunks, store.n, len(store.classes), difficult, max_bytes)
+    return None if np.isnan(m) else m

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,15 +23,51 @@ def pr_curve(scores: np.ndarray, targets: np.ndarray, difficult: str = "ignore")
     return precision_recall(scores[valid], pos[valid])
 
 
-def write_plots(
-    folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict, difficult: str = "ignore"
-) -> list[str]:
-    """pr_curves.png (one panel per class) and per_class_ap.png; returns the paths."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str, caveat: str | None = None, dpi: int = 110) -> str:
+    """Lay out, write and close a figure; a caveat (random weights) goes under it in red.
+    Returns the path."""
+    if caveat:
+        fig.text(0.5, 0.01, caveat, ha="center", va="bottom", color="#b00020", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.08 if caveat else 0, 1, 1))
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def ap_chart(path: str, ap: Mapping[str, float | None], mean: float, title: str = "", caveat: str | None = None) -> str:
+    """The per-class AP chart (per_class_ap.png): a bar for each class with a positive (AP in
+    percent, highest first; classes without one have AP None and are left out) and the mAP
+    as a dashed line. Returns the path."""
+    kept = {n: float(v) for n, v in ap.items() if v is not None}
+    names, values = list(kept), list(kept.values())
+    order = np.argsort(values)[::-1]
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
+    ax.bar(range(len(names)), [values[j] for j in order], color="#4c72b0")
+    ax.axhline(mean, color="#c44e52", ls="--", lw=1, label=f"mAP {mean:.2f}")
+    ax.set_xticks(range(len(names)), [names[j] for j in order], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("AP (%)")
+    ax.set_ylim(0, 100)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, caveat)
+
+
+def write_plots(
+    folder: str, scores: np.ndarray, targets: np.ndarray, classes: list[str], report: dict, difficult: str = "ignore"
+) -> list[str]:
+    """pr_curves.png (one panel per class) and per_class_ap.png; returns the paths."""
+    plt = pyplot()
     os.makedirs(folder, exist_ok=True)
     c = len(classes)
     cols = math.ceil(math.sqrt(c))
@@ -51,26 +88,9 @@ def write_plots(
     fig.suptitle(f"precision-recall per class (AP in brackets); mAP {report['map']:.2f}", fontsize=10)
     fig.supxlabel("recall", fontsize=8)
     fig.supylabel("precision", fontsize=8)
-    fig.tight_layout()
-    pr_path = os.path.join(folder, "pr_curves.png")
-    fig.savefig(pr_path, dpi=110)
-    plt.close(fig)
-
-    names = [n for n in classes if report["ap"].get(n) is not None]
-    values = [report["ap"][n] for n in names]
-    order = np.argsort(values)[::-1]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
-    ax.bar(range(len(names)), [values[j] for j in order], color="#4c72b0")
-    ax.axhline(report["map"], color="#c44e52", ls="--", lw=1, label=f"mAP {report['map']:.2f}")
-    ax.set_xticks(range(len(names)), [names[j] for j in order], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("AP (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    bar_path = os.path.join(folder, "per_class_ap.png")
-    fig.savefig(bar_path, dpi=110)
-    plt.close(fig)
-    return [pr_path, bar_path]
+    pr_path = save_figure(fig, os.path.join(folder, "pr_curves.png"))
+    ap = {c: report["ap"].get(c) for c in classes}
+    return [pr_path, ap_chart(os.path.join(folder, "per_class_ap.png"), ap, report["map"])]
 
 
 def write_json(path: str, report: dict) -> None:

@@ -57,11 +57,10 @@ def scan_round(store: Store, round_k: int) -> RoundScan:
     (a pass over the round, one chunk at a time)."""
     name = layout.round_name(round_k)
     scan = RoundScan(np.zeros(store.n_chunks, dtype=np.int64))
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        status, labels = store.read(layout.STATUS, a, b), store.read(name, a, b)
+    for chunk in store.chunks(layout.STATUS, name):
+        status, labels, a = chunk[layout.STATUS], chunk[name], chunk.start
         ok, usable = status == layout.OK, usable_rows(status, labels)
-        scan.rows[k] = usable.sum()
+        scan.rows[chunk.k] = usable.sum()
         scan.ok += int(ok.sum())
         bad = ok & ~usable
         outside = usable & ((labels < 0) | (labels > 1)).any(axis=1)
@@ -121,10 +120,10 @@ class LabelStream:
 
     # -- the batch sampler --------------------------------------------------------------------
     def _load(self, k: int) -> list[tuple[int, str]]:
-        start, stop = self.store.chunk_bounds(k)
-        ids = self.store.read(layout.IDS, start, stop)
-        labels = np.array(self.store.read(self.source, start, stop), dtype=np.float32)
-        ok = usable_rows(self.store.read(layout.STATUS, start, stop), labels)
+        chunk = self.store.chunk(k, layout.IDS, self.source, layout.STATUS)
+        start, stop, ids = chunk.start, chunk.stop, chunk[layout.IDS]
+        labels = np.array(chunk[self.source], dtype=np.float32)
+        ok = usable_rows(chunk[layout.STATUS], labels)
         labels[ok] = np.clip(labels[ok], 0.0, 1.0)
         order = row_order(stop - start, self.seed, self.epoch, k)
         rows = order[ok[order]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -15,6 +16,30 @@ follow_symlinks_option = click.option(
     is_flag=True,
     help="Read images through symbolic links that lead outside the dataset root (refused otherwise).",
 )
+
+# Options cdul-train and cdul-eval both take: declared once (name, type, default); where the
+# help says something about the command, each command gives its own.
+device_option = click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
+
+
+def difficult_option(help: str):
+    return click.option("--difficult", type=click.Choice(["ignore", "positive"]), default="ignore", help=help)
+
+
+def threshold_option(help: str):
+    return click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, help=help)
+
+
+def batch_size_option(default: int, help: str):
+    return click.option("--batch-size", "-b", type=click.IntRange(min=1), default=default, help=help)
+
+
+def workers_option(help: str):
+    return click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), help=help)
+
+
+def amp_option(help: str):
+    return click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help=help)
 
 
 def warn(message: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from cdul.data import DATASETS
 
+from . import common
 from .common import CONTEXT, fail, follow_symlinks_option, table
 
 HELP = """Score the classifier of CHECKPOINT (last.pt or best.pt of a cdul-train run) on a labelled
@@ -35,27 +34,12 @@ Example:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
 @click.option("--out", "-o", "out", default=None, help="Write the report (mAP, per-class AP, F1 scores) as JSON here.")
 @click.option("--plots", default=None, help="Write pr_curves.png and per_class_ap.png into this folder.")
-@click.option(
-    "--difficult",
-    type=click.Choice(["ignore", "positive"]),
-    default="ignore",
-    help="VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.5,
-    help="Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).",
-)
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, help="Images per forward pass.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=min(4, os.cpu_count() or 1),
-    help="DataLoader processes decoding images.",
-)
-@click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
-@click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help="Mixed precision on CUDA.")
+@common.difficult_option("VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.")
+@common.threshold_option("Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
+@common.batch_size_option(32, "Images per forward pass.")
+@common.workers_option("DataLoader processes decoding images.")
+@common.device_option
+@common.amp_option("Mixed precision on CUDA.")
 @follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the mAP line.")
 def main(

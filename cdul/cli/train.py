@@ -9,6 +9,7 @@ import click
 
 from cdul.data import DATASETS
 
+from . import common
 from .common import CONTEXT, fail, follow_symlinks_option
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
@@ -114,40 +115,24 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 )
 @click.option("--lr-step", type=click.IntRange(min=1), default=10, help="Epochs between decays of --schedule step.")
 @click.option("--lr-gamma", type=click.FloatRange(min=0.0), default=0.1, help="Decay factor of --schedule step.")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=8, help="Images per batch and per process.")
+@common.batch_size_option(8, "Images per batch and per process.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=20, help="Epochs in all (a resumed run counts the done ones)."
 )
 @click.option(
     "--clip-grad", type=click.FloatRange(min=0.0), default=0.0, help="Clip the gradient norm at this (0: off)."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=min(4, os.cpu_count() or 1),
-    help="DataLoader processes reading and decoding images (0: in the main process).",
-)
+@common.workers_option("DataLoader processes reading and decoding images (0: in the main process).")
 @click.option(
     "--seed", type=int, default=0, help="Seeds the initialisation, the chunk and row order and the augmentation."
 )
-@click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
-@click.option(
-    "--amp",
-    type=click.Choice(["bf16", "fp16", "none"]),
-    default="bf16",
-    help="Mixed precision on CUDA (fp16 adds a gradient scaler); CPU runs in fp32.",
+@common.device_option
+@common.amp_option("Mixed precision on CUDA (fp16 adds a gradient scaler); CPU runs in fp32.")
+@common.difficult_option(
+    "VOC 'difficult' labels in mAP: left out for that class (VOC protocol) or counted as positives."
 )
-@click.option(
-    "--difficult",
-    type=click.Choice(["ignore", "positive"]),
-    default="ignore",
-    help="VOC 'difficult' labels in mAP: left out for that class (VOC protocol) or counted as positives.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.5,
-    help="Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), sigmoid under bce.",
+@common.threshold_option(
+    "Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), sigmoid under bce."
 )
 @click.option(
     "--early-stop",

@@ -49,11 +49,10 @@ def require_embeddings(store: Store) -> None:
 def embedding_chunks(store: Store):
     """(start, rows, embeddings) per chunk: float32, only rows with a finite embedding of an OK image."""
     require_embeddings(store)
-    for k in range(store.n_chunks):
-        a, b = store.chunk_bounds(k)
-        emb = store.read(layout.EMB_GLOBAL, a, b).astype(np.float32)
-        ok = (store.read(layout.STATUS, a, b) == layout.OK) & np.isfinite(emb).all(1)
-        yield a, np.flatnonzero(ok) + a, np.ascontiguousarray(emb[ok])
+    for chunk in store.chunks(layout.EMB_GLOBAL, layout.STATUS):
+        emb = chunk[layout.EMB_GLOBAL].astype(np.float32)
+        ok = (chunk[layout.STATUS] == layout.OK) & np.isfinite(emb).all(1)
+        yield chunk.start, np.flatnonzero(ok) + chunk.start, np.ascontiguousarray(emb[ok])
 
 
 def _training_sample(store: Store, size: int) -> np.ndarray:

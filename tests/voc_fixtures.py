@@ -48,27 +48,8 @@ def make_voc(
 
 
 def make_label_store(
-    url: str,
-    ids: list[str],
-    classes: list[str],
-    labels: np.ndarray,
-    *,
-    targets=None,
-    status=None,
-    chunk_len: int = 8,
-    root: str = "",
-    kind: str = "folder",
+    url: str, ids: list[str], classes: list[str], labels: np.ndarray, *, chunk_len: int = 8, **options
 ):
-    """A finished store as the trainer reads it, written directly (small chunks for tests)."""
-    return labels_store(
-        url,
-        ids,
-        classes,
-        labels,
-        targets=targets,
-        status=status,
-        chunk_len=chunk_len,
-        root=root,
-        kind=kind,
-        source="test",
-    )
+    """A finished store as the trainer reads it, written directly (small chunks for tests);
+    ``options`` as cdul.sample.labels_store takes them (targets, status, root, kind)."""
+    return labels_store(url, ids, classes, labels, chunk_len=chunk_len, source="test", **options)

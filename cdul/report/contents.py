@@ -1,0 +1,100 @@
+"""What the report shows, as plain data: the store's scores and their pseudo-label mAP, the
+zeta sweep, per-image top classes, and the training and evaluation records."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from cdul.kernels import aggregate_local, initial_labels
+from cdul.metrics import pseudo_label_map
+from cdul.store import layout, open_verified
+
+ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
+
+
+def top_classes(row: np.ndarray, classes: list[str], k: int = 3) -> list[tuple[str, float]]:
+    order = np.argsort(-row)[:k]
+    return [(classes[i], float(row[i])) for i in order]
+
+
+def _map(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray) -> float:
+    """Pseudo-label mAP (percent) of scores held in memory, over ``rows``."""
+    return pseudo_label_map(lambda: [(scores, targets, rows)], len(rows), scores.shape[1])
+
+
+def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list[dict]:
+    """Pseudo-label mAP of S_ag and y0 for every zeta: cheap, from the stored alpha and beta."""
+    out = []
+    for z in zetas:
+        out.append(
+            {
+                "zeta": z,
+                "aggregated": _map(aggregate_local(alpha, beta, z), targets, rows),
+                "y0": _map(initial_labels(s_g, alpha, beta, z, lam), targets, rows),
+            }
+        )
+    return out
+
+
+def gather(
+    store_url: str,
+    run_dir: str | None = None,
+    eval_json: str | None = None,
+    max_images: int = 24,
+    sources: Mapping[str, str] | None = None,
+) -> dict:
+    """Everything the report shows, as plain data (also written as report.json). ``sources``
+    (image id -> what it is, e.g. photo or filler) adds a column to the per-image table."""
+    store = open_verified(store_url)
+    classes = store.classes
+    status = store.read(layout.STATUS)
+    ok = status == layout.OK
+    s_g, alpha, beta = (store.read(n) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA))
+    r0 = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
+    zeta, lam = float(r0.get("zeta", 0.5)), float(r0.get("lam", 0.0))
+    y0 = initial_labels(s_g, alpha, beta, zeta, lam)
+    s_ag = aggregate_local(alpha, beta, zeta)
+    targets = store.read(layout.TARGETS) if store.has(layout.TARGETS) else None
+    data = {
+        "store": store.url,
+        "classes": classes,
+        "model": store.attrs.get("model", {}),
+        "tiling": store.attrs.get("tiling", {}),
+        "summary": store.attrs.get("summary", {}),
+        "zeta": zeta,
+        "lam": lam,
+        "images": [],
+    }
+    if targets is not None and ok.any():
+        data["pseudo_label_map"] = {
+            "global": _map(s_g, targets, ok),
+            "aggregated": _map(s_ag, targets, ok),
+            "y0": _map(y0, targets, ok),
+        }
+        data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok)
+        data["max_alpha"] = float(np.nanmax(alpha[ok]))
+    ids = store.ids()
+    for i in np.flatnonzero(ok)[:max_images]:
+        truth = [classes[c] for c in np.flatnonzero(targets[i] == 1)] if targets is not None else None
+        data["images"].append(
+            {
+                "row": int(i),
+                "id": ids[i],
+                "truth": truth,
+                "S_g": top_classes(s_g[i], classes),
+                "S_ag": top_classes(s_ag[i], classes),
+                "y0": top_classes(y0[i], classes),
+                **({"source": sources.get(ids[i], "?")} if sources else {}),
+            }
+        )
+    if run_dir and os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            data["training"] = [json.loads(line) for line in f if line.strip()]
+    if eval_json and os.path.exists(eval_json):
+        with open(eval_json) as f:
+            data["eval"] = json.load(f)
+    return data
