@@ -45,7 +45,7 @@ def loader_rate(cfg: WorkerConfig, spec: ViewSpec, device: torch.device) -> dict
     """Iterate the decoding workers over the whole store once, doing nothing with the batches."""
     store = Store.open(cfg.store)
     chunks = list(range(store.n_chunks))
-    loader = make_loader(cfg, chunks, [store.chunk_bounds(k) for k in chunks], spec, cfg.config.tiling, device)
+    loader = make_loader(cfg, store, chunks, spec, cfg.config.tiling, device)
     t0 = time.perf_counter()
     first = None
     n = n_first = 0
@@ -88,8 +88,7 @@ class LoaderLoad:
     def __init__(self, cfg: WorkerConfig, spec: ViewSpec, device: torch.device):
         store = Store.open(cfg.store)
         chunks = list(range(store.n_chunks))
-        bounds = [store.chunk_bounds(k) for k in chunks]
-        self.make = lambda: make_loader(cfg, chunks, bounds, spec, cfg.config.tiling, device)
+        self.make = lambda: make_loader(cfg, store, chunks, spec, cfg.config.tiling, device)
         self.stop = threading.Event()
         self.batches = 0
         self.thread = threading.Thread(target=self._run, daemon=True)

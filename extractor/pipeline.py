@@ -207,18 +207,20 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
 
 
 def make_loader(
-    cfg: WorkerConfig, chunks: list[int], bounds: list, spec: ViewSpec, tiling: Tiling | None, device: torch.device
+    cfg: WorkerConfig, store: Store, chunks: list[int], spec: ViewSpec, tiling: Tiling | None, device: torch.device
 ) -> DataLoader:
-    """The decoding workers: packed batches of the given chunks, in order (pinned on CUDA)."""
+    """The decoding workers: packed batches of the given chunks of ``store``, in order
+    (pinned on CUDA). The chunks' image ids are read here, one chunk at a time."""
     reader = BatchReader(
-        cfg.store,
         sample_reader(cfg.kind, cfg.root),
         spec,
         tiling,
         exif=cfg.config.exif,
         max_pixels=cfg.config.max_pixels,
     )
-    sampler = BatchSampler(chunks, bounds, images_per_batch(tiling, cfg.run.batch_size))
+    bounds = [store.chunk_bounds(k) for k in chunks]
+    per_batch = images_per_batch(tiling, cfg.run.batch_size)
+    sampler = BatchSampler(chunks, bounds, per_batch, lambda k: store.chunk(k, layout.IDS)[layout.IDS])
     return DataLoader(
         reader,
         batch_size=None,
@@ -272,14 +274,14 @@ def extract_chunks(
     early = early_view_spec(cfg)
     batches = None
     if early is not None:  # the decoding workers start now and fill their queue while the model loads
-        batches = iter(make_loader(cfg, chunks, bounds, *early, device))
+        batches = iter(make_loader(cfg, store, chunks, *early, device))
     bundle, tower = _loaded(cfg, list(store.classes), device)
     tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
     stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
     if early is not None and early != (stages.spec, stages.tiling):
         raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
     if batches is None:
-        batches = iter(make_loader(cfg, chunks, bounds, stages.spec, stages.tiling, device))
+        batches = iter(make_loader(cfg, store, chunks, stages.spec, stages.tiling, device))
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
     dense = cfg.config.local == "dense"
     if store.has(layout.TEXT):  # the same numbers from every worker

@@ -1,16 +1,16 @@
 """Decoding and packing in DataLoader workers. Each item is one batch: a fixed group of
-whole images of one chunk, decoded and packed into one buffer (``packing.pack``). Image
-ids are read lazily from the store, one chunk at a time, so a worker's memory does not
-grow with the dataset."""
+whole images of one chunk, decoded and packed into one buffer (``packing.pack``). The
+sampler hands each batch its image ids with its rows; it takes them from the caller one
+chunk at a time (the pipeline reads them from the store), so neither it nor the workers
+hold the whole dataset's ids, and the workers never open the store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch.utils.data import Dataset, Sampler
 
 from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
-from cdul.store import Store, layout
 
 from .packing import PackedBatch, ViewSpec, pack
 from .tiling import Tiling
@@ -32,11 +32,11 @@ def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels
 
 
 class BatchReader(Dataset):
-    """``reader[(k, start, stop)]`` -> the PackedBatch of store rows [start, stop) of chunk k."""
+    """``reader[(k, start, stop, ids)]`` -> the PackedBatch of store rows [start, stop) of
+    chunk k, whose image ids are ``ids``."""
 
     def __init__(
         self,
-        store_url: str,
         read: Callable[[str], bytes],
         spec: ViewSpec,
         tiling: Tiling | None,
@@ -44,41 +44,36 @@ class BatchReader(Dataset):
         exif: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
-        self.store_url, self.read, self.spec, self.tiling = store_url, read, spec, tiling
+        self.read, self.spec, self.tiling = read, spec, tiling
         self.exif, self.max_pixels = exif, max_pixels
-        self._store = None
-        self._chunk = (-1, None)
 
-    def _ids(self, k: int):
-        if self._store is None:  # opened in the DataLoader worker, not pickled into it
-            self._store = Store.open(self.store_url)
-        if self._chunk[0] != k:
-            start, stop = self._store.chunk_bounds(k)
-            self._chunk = (k, self._store.read(layout.IDS, start, stop))
-        return self._chunk[1]
-
-    def __getitem__(self, item: tuple[int, int, int]) -> PackedBatch:
-        k, start, stop = item
-        ids = self._ids(k)
-        first = k * self._store.chunk_len
-        decoded = [
-            read_image(self.read, str(ids[i - first]), exif=self.exif, max_pixels=self.max_pixels)
-            for i in range(start, stop)
-        ]
+    def __getitem__(self, item: tuple[int, int, int, tuple[str, ...]]) -> PackedBatch:
+        k, start, stop, ids = item
+        decoded = [read_image(self.read, rel, exif=self.exif, max_pixels=self.max_pixels) for rel in ids]
         return pack(k, range(start, stop), decoded, self.spec, self.tiling)
 
 
 class BatchSampler(Sampler):
-    """(chunk, start, stop) of every batch: each chunk cut into groups of ``per_batch``
-    images, chunk after chunk, in order. The cut depends only on the chunk."""
+    """(chunk, start, stop, ids) of every batch: each chunk cut into groups of ``per_batch``
+    images, chunk after chunk, in order. The cut depends only on the chunk. ``ids_of(k)``
+    gives chunk k's image ids (called once per chunk, when its first batch is due)."""
 
-    def __init__(self, chunks: list[int], bounds: list[tuple[int, int]], per_batch: int):
+    def __init__(
+        self,
+        chunks: list[int],
+        bounds: list[tuple[int, int]],
+        per_batch: int,
+        ids_of: Callable[[int], Sequence[str]],
+    ):
         self.chunks, self.bounds, self.per_batch = chunks, bounds, max(1, int(per_batch))
+        self.ids_of = ids_of
 
     def __iter__(self):
         for k, (start, stop) in zip(self.chunks, self.bounds):
+            ids = [str(i) for i in self.ids_of(k)]
             for a in range(start, stop, self.per_batch):
-                yield k, a, min(a + self.per_batch, stop)
+                b = min(a + self.per_batch, stop)
+                yield k, a, b, tuple(ids[a - start : b - start])
 
     def __len__(self) -> int:
         return sum(-(-(stop - start) // self.per_batch) for start, stop in self.bounds)

@@ -28,10 +28,18 @@ def _batch(sizes, rows=None, failed=(), tiling=None, size=16, seed=0):
 
 
 def test_batches_are_whole_images_of_one_chunk():
-    s = BatchSampler([2, 5], [(20, 30), (50, 53)], 4)
-    assert list(s) == [(2, 20, 24), (2, 24, 28), (2, 28, 30), (5, 50, 53)] and len(s) == 4
+    asked = []
+
+    def ids_of(k):  # chunk k's ids, read once when its first batch is due
+        asked.append(k)
+        return {2: [f"a{i}" for i in range(10)], 5: ["x", "y", "z"]}[k]
+
+    s = BatchSampler([2, 5], [(20, 30), (50, 53)], 4, ids_of)
+    got = list(s)
+    assert [g[:3] for g in got] == [(2, 20, 24), (2, 24, 28), (2, 28, 30), (5, 50, 53)] and len(s) == 4
+    assert got[1][3] == ("a4", "a5", "a6", "a7") and got[3][3] == ("x", "y", "z") and asked == [2, 5]
     # the cut of a chunk does not depend on which other chunks the worker has
-    assert list(BatchSampler([5], [(50, 53)], 4)) == [(5, 50, 53)]
+    assert [g[:3] for g in BatchSampler([5], [(50, 53)], 4, ids_of)] == [(5, 50, 53)]
     assert images_per_batch(Tiling.grid(3), 64) == 6 and images_per_batch(Tiling.grid(3), 8) == 4
     assert images_per_batch(Tiling.grid(1), 64) == 64 and images_per_batch(Tiling.pixel(32), 64) == 4
 
@@ -50,7 +58,8 @@ def test_reader_packs_a_batch_and_records_failures(tmp_path):
     data = load_dataset("voc2012", root, "train")
     cfg = WorkerConfig(str(tmp_path / "s.zarr"), data.root, ExtractConfig("m", "none"))
     store = prepare_store(cfg.store, cfg, data, chunk_len=8, overwrite=False)
-    batch = BatchReader(cfg.store, sample_reader(data.kind, data.root), ViewSpec(16), Tiling.grid(2))[(0, 0, store.n)]
+    ids = tuple(str(i) for i in store.chunk(0, layout.IDS)[layout.IDS])
+    batch = BatchReader(sample_reader(data.kind, data.root), ViewSpec(16), Tiling.grid(2))[(0, 0, store.n, ids)]
     assert batch.n_views.tolist() == [5, 0] and batch.hw[0].tolist() == [20, 30]
     assert "not found" in batch.errors[1]
     img = batch.image(0)
