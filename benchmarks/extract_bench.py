@@ -35,7 +35,7 @@ from cdul.data import load_dataset
 from cdul.extractor import pipeline
 from cdul.extractor.clip_model import load_clip, model_config
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
-from cdul.extractor.dense import dense_grid
+from cdul.extractor.dense import DenseTower, dense_grid
 from cdul.extractor.encoder import Encoder
 from cdul.extractor.job import extract
 from cdul.extractor.pipeline import resolve_precision
@@ -53,7 +53,7 @@ def parse_tiling(spec: str) -> Tiling:
 
 
 def run_ours(
-    root, model, tiling, device, batch_size, workers, views="auto", compile_mode="none", local="tiles"
+    root, model, tiling, device, batch_size, workers, views="auto", compile_mode="auto", local="tiles"
 ) -> dict:
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "ours.zarr")
@@ -95,12 +95,14 @@ def run_naive(root, model, tiling, device, limit: int) -> dict:
     return naive.run(paths, out, net, preprocess, text, scale, device, snippet=snippet, tile_px=tile_px)
 
 
-def run_limit(bundle, device, batch_size, crops: int, max_batches: int, compile_mode: str = "none") -> dict:
+def run_limit(
+    bundle, device, batch_size, crops: int, max_batches: int, compile_mode: str = "none", visual=None
+) -> dict:
     """The encoder stage alone on one ready batch, called back to back: as many calls as
     ``crops`` need, at most ``max_batches`` and about a second's worth per timing."""
     dev = torch.device(device)
     precision = resolve_precision("auto", dev)
-    tower = pipeline._tower(bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
+    tower = pipeline._tower(visual or bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
     enc = Encoder(tower, batch_size, dev, precision, compile_mode != "none", graph=compile_mode == "cuda-graph")
     enc.capture(bundle.input_size)
     x = torch.randn(batch_size, 3, bundle.input_size, bundle.input_size, device=dev).to(enc.in_dtype)
@@ -118,24 +120,32 @@ def run_limit(bundle, device, batch_size, crops: int, max_batches: int, compile_
     return {"crops_per_s": n * batch_size / seconds}
 
 
-def run_dense(root, model, params: dict, workers: int, tiles_ips: float | None) -> float:
-    """Ours with --local dense; with snippet 3's img/s of the same run, their ratio."""
+def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: list, tiles_ips: float | None):
+    """Ours with --local dense against the dense tower alone (its limit, best of ``modes``),
+    on at least ``seconds`` of work at that limit; with snippet 3's img/s of the same run,
+    their ratio."""
     try:
         dense_grid(model_config(model), 1 << 12)
     except ValueError as exc:
         click.echo(f"{model:10s} dense skipped: {exc}")
         return 0.0
-    ours = run_ours(
-        root, model, Tiling.grid(1), params["device"], params["batch_size"], workers, params["views"], local="dense"
-    )
+    device, batch_size = params["device"], params["batch_size"]
+    tower = DenseTower(bundle.visual)
+    limits = {m: run_limit(bundle, device, batch_size, batch_size * 24, 24, m, tower)["crops_per_s"] for m in modes}
+    best = max(limits, key=limits.get)
+    n = min(MOST_IMAGES, max(params["images"], math.ceil(seconds * limits[best])))
+    ours = run_ours(jpeg_dataset(n), model, Tiling.grid(1), device, batch_size, workers, params["views"], best, "dense")
     ips = ours["images"] / ours["seconds"]
-    params = {**params, "images": ours["images"]}
+    params = {**params, "images": ours["images"], "compile": best}
     record("extract", "dense", params, {"images_per_s": (ips, "img/s")})
-    line = f"{model:10s} dense ours {ips:8.2f} img/s"
+    record("extract", "dense-limit", params, {"images_per_s": (limits[best], "img/s")})
+    record("extract", "ratio", params, {"ours_over_limit": (ips / limits[best], "x")})
+    line = f"{model:10s} dense ours {ips:8.2f} img/s  limit {limits[best]:8.2f} ({best})"
+    line += f"  ours/limit {ips / limits[best]:5.2f}"
     if tiles_ips:
         record("extract", "ratio", {**params, "tiling": "dense/3"}, {"dense_over_snippet3": (ips / tiles_ips, "x")})
         line += f"  dense/snippet-3 {ips / tiles_ips:5.2f}x"
-    click.echo(line)
+    click.echo(line + f"  ({n} images, {ours['seconds']:.1f} s)")
     return ips
 
 
@@ -183,7 +193,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     root = jpeg_dataset(images)
     rows = []
     for model in models:
-        snippet3, snippet3_root, bundle = None, None, None
+        snippet3, bundle = None, None
         for spec in tilings:
             if spec == "dense":
                 params = {
@@ -194,7 +204,9 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
                     "device": device,
                     "views": views,
                 }
-                run_dense(snippet3_root or root, model, params, workers, snippet3)
+                bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
+                modes = list(dict.fromkeys(["none"] + (["cuda-graph"] if on_gpu else []) + [compile_mode]))
+                run_dense(bundle, model, params, workers, seconds, modes, snippet3)
                 continue
             tiling = parse_tiling(spec)
             params = {
@@ -221,7 +233,6 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             ours = run_ours(jpeg_dataset(n), model, tiling, device, batch_size, workers, views, best)
             if spec == tilings[-1] or (tilings[-1] == "dense" and spec == tilings[-2]):
                 bundle = None  # the model's last use here: its memory goes back before the next model
-            snippet3_root = jpeg_dataset(n) if spec == "3" else snippet3_root
             views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
             nv = run_naive(root, model, tiling, device, naive_images)
             ips = {
