@@ -232,7 +232,7 @@ def eval_preprocess(model: str, pretrained: str) -> tuple[int, str, str]:
     import open_clip
 
     arch = register_model(model)
-    tag_cfg = {}
+    tag_cfg: dict = {}
     if pretrained.lower() not in RANDOM and not os.path.isfile(pretrained):
         tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
     with _quiet(), torch.device("meta"):

@@ -25,9 +25,13 @@ the global embedding comes from a normal pass at R instead.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from open_clip.transformer import VisionTransformer
 
 REFUSAL = "--local dense needs a ViT image tower of open_clip"
 
@@ -91,11 +95,13 @@ def last_block(blk, z: torch.Tensor) -> torch.Tensor:
 class DenseTower(torch.nn.Module):
     """[B, 3, S, S] views -> [B, 1 + P, D]: the class token's embedding, then every patch's."""
 
+    visual: VisionTransformer  # what check_dense_tower lets through
+
     def __init__(self, visual: torch.nn.Module):
         super().__init__()
         check_dense_tower(visual)
         self.visual = visual
-        self.patch = visual.patch_size[0]
+        self.patch = self.visual.patch_size[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = self.visual

@@ -16,6 +16,7 @@ one grey level (two where a side of 3 pixels or less is upscaled to R).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -131,6 +132,13 @@ def _to_levels(x: torch.Tensor) -> torch.Tensor:
 STRIP_BYTES = 64 << 20  # working memory of one resize pass, at most (a strip of rows)
 
 
+class _Placement(TypedDict):
+    """The ``device`` and ``dtype`` keywords of a tensor factory, passed on with ``**``."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+
 def exact_dtype(device: torch.device) -> torch.dtype:
     """float64 on the CPU (bit-exact PIL at a few per cent of the encoder's cost); float32 on
     GPUs, where float64 resizing was measured on an H100 to take about as much device time as
@@ -172,7 +180,7 @@ class ViewMaker:
             new_h, new_w, top, left = output_geometry(h, w, self.size, self.resize_mode)
             r0, my = resample_matrix(h, new_h, top, self.size, self.interpolation)
             c0, mx = resample_matrix(w, new_w, left, self.size, self.interpolation)
-            f = dict(device=self.device, dtype=self.work_dtype)
+            f: _Placement = dict(device=self.device, dtype=self.work_dtype)
             self._mats[key] = (r0, torch.as_tensor(my, **f), c0, torch.as_tensor(mx.T.copy(), **f))
             if len(self._mats) > 512:
                 self._mats.pop(next(iter(self._mats)))

@@ -81,10 +81,10 @@ def _busy(url: str, holder: dict, hint: str) -> StoreLockedError:
 class StoreLock:
     def __init__(self, url: str):
         self.url = normalise(url)
-        self.token = None
-        self._fd = None
-        self._path = None
-        self._remote = None
+        self.token: str | None = None
+        self._fd: int | None = None  # local lock: the locked file's descriptor and its path
+        self._path: str | None = None
+        self._remote: tuple[fsspec.AbstractFileSystem, str] | None = None  # remote lock: (fs, lock object path)
 
     def __enter__(self) -> StoreLock:
         self.acquire()
@@ -149,6 +149,7 @@ class StoreLock:
 
     def release(self) -> None:
         if self._fd is not None:
+            assert self._path is not None  # set together with _fd
             import fcntl
 
             with contextlib.suppress(FileNotFoundError):

@@ -109,6 +109,9 @@ class Normalise(torch.nn.Module):
     """uint8 [B, H, W, 3] -> float [B, 3, H, W] (channels_last strides), ImageNet mean and
     std, on whatever device the batch is. With ``contiguous`` the result is plain NCHW."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)

@@ -39,6 +39,7 @@ from .prepare import (
     TrainError,
     check_finite,
     check_round,
+    dataset_attr,
     load_val,
     make_optimizer,
     make_scheduler,
@@ -53,14 +54,18 @@ from .stream import LabelStream, chunk_order, scan_round
 
 
 class Trainer:
+    loader: torch.utils.data.DataLoader | None  # from setup() until the end of fit()
+    runlog: RunLog | None  # rank 0's
+
     def __init__(self, cfg: TrainConfig, env: Dist, log=None):
         self.cfg, self.env = cfg, env
         self.log = log if (log is not None and env.main) else (lambda *_: None)
         self.store = open_store(cfg.store)
         self.classes = list(self.store.classes)
-        self.root = cfg.data or self.store.attrs.get("dataset", {}).get("root")
-        if not self.root:
+        root = cfg.data or dataset_attr(self.store, "root")
+        if not root:
             raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
+        self.root = root
         self.val = load_val(cfg, self.store)
         self.last_path = os.path.join(cfg.out_dir, "last.pt")
         self.best_path = os.path.join(cfg.out_dir, "best.pt")
@@ -128,7 +133,7 @@ class Trainer:
             ImageSet(
                 self.root,
                 cfg.img_size,
-                kind=self.store.attrs.get("dataset", {}).get("kind", "folder"),
+                kind=dataset_attr(self.store, "kind", "folder"),
                 augment=cfg.augment,
                 seed=cfg.seed,
             ),
@@ -148,6 +153,7 @@ class Trainer:
             if env.main:
                 for r in sorted({0, self.round}):
                     self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
+                assert self.runlog is not None  # rank 0 has one
                 self.runlog.append(
                     {
                         "epoch": 0,
@@ -188,6 +194,7 @@ class Trainer:
         self.model.train()
         started = time.time()
         joined = self.model.join() if isinstance(self.model, DistributedDataParallel) else contextlib.nullcontext()
+        assert self.loader is not None  # made by setup()
         with joined:
             for images, index, ok in self.loader:
                 idx = index.numpy()
@@ -222,6 +229,7 @@ class Trainer:
         }
         if update:
             record["label_change"] = change / max(n_loss * len(self.classes), 1)
+            assert new_round is not None  # begun above in an update epoch
             self._finish_round(new_round)
         record["pseudo_map"] = self.history["pseudo_map"].get(self.round)
         return record
@@ -255,6 +263,7 @@ class Trainer:
             if best:
                 self.history.update(best_map=val, best_epoch=epoch)
             record["best"] = best
+            assert self.runlog is not None  # rank 0 has one
             self.runlog.append(record)
             state = self.state(epoch)
             ckpt_io.save_checkpoint(state, self.last_path)
@@ -297,7 +306,7 @@ class Trainer:
             "std": list(IMAGENET_STD),
             "history": self.history,
             "store_n": self.store.n,
-            "dataset": self.store.attrs.get("dataset", {}).get("kind"),
+            "dataset": dataset_attr(self.store, "kind"),
         }
 
     def summary(self) -> dict:

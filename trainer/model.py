@@ -124,4 +124,6 @@ def build_classifier(arch: str, n_classes: int, weights: str = "none") -> tuple[
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module under DistributedDataParallel."""
-    return model.module if hasattr(model, "module") else model
+    inner = model.module if hasattr(model, "module") else model
+    assert isinstance(inner, nn.Module)
+    return inner

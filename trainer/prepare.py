@@ -7,7 +7,9 @@ Every refusal is a :class:`TrainError` whose message is one line saying what to 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -78,15 +80,30 @@ def open_store(url: str) -> Store:
     return store
 
 
+@overload
+def dataset_attr(store: Store, key: str) -> str | None: ...
+@overload
+def dataset_attr(store: Store, key: str, default: str) -> str: ...
+def dataset_attr(store: Store, key: str, default: str | None = None) -> str | None:
+    """A field of the store's ``dataset`` attribute (``kind``: how its images are read,
+    ``root``: where they are), or ``default`` where it has none."""
+    dataset = store.attrs.get("dataset", {})
+    assert isinstance(dataset, Mapping)
+    value = dataset.get(key, default)
+    assert isinstance(value, str) or (value is None and default is None)
+    return value
+
+
 def load_val(cfg: TrainConfig, store: Store) -> ValSplit | None:
     """The labelled split the classifier is scored on each epoch, or None without --val-data."""
     if not cfg.val_data:
         return None
-    kind = cfg.val_dataset or store.attrs.get("dataset", {}).get("kind", "voc2012")
+    kind = cfg.val_dataset or dataset_attr(store, "kind", "voc2012")
     try:
         ds = load_labelled(kind, cfg.val_data, cfg.val_split, list(store.classes), cfg.val_limit)
     except DatasetError as exc:
         raise TrainError(f"--val-data: {exc}") from None
+    assert ds.targets is not None  # load_labelled refuses a split without ground truth
     return ValSplit(ds.root, list(ds.ids), ds.targets, ds.kind)
 
 
@@ -94,12 +111,12 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, device: torch.devic
     """On CUDA the fused implementations (one kernel for all parameters); their state dicts
     are the same as the plain ones', so a checkpoint moves between devices."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = True if device.type == "cuda" else None  # None: the optimizers' default
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):

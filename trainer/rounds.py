@@ -41,7 +41,9 @@ def _before_orphans(cfg: TrainConfig, store: Store, latest: int, log) -> int:
         attrs = store.round_array(k).attrs.asdict()
         if attrs.get("source") != "cdul-train" or attrs.get("run") != run:
             break
-        k = int(attrs.get("from_round", k - 1))
+        from_round = attrs.get("from_round", k - 1)
+        assert isinstance(from_round, int)  # a round number, as begin_round writes it
+        k = from_round
     if k != latest:
         log(
             f"label rounds after {k} were written by an attempt of this run that stopped before its first "

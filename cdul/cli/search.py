@@ -79,6 +79,7 @@ def encode_query(store, text: str | None, image_path: str | None, cache_dir=None
     bundle = load_clip(info["name"], weights, [text or "x"], cache_dir=cache_dir, template=template)
     if text is not None:
         return bundle.text[0].numpy().astype(np.float32)
+    assert image_path is not None  # a text or an image: main() refuses neither
     with open(image_path, "rb") as f:
         image = torch.tensor(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
     maker = ViewMaker(

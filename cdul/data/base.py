@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,7 @@ def safe_relpath(rel: str, where: str) -> str:
     return norm
 
 
-def label_matrix(rows: list[list[str] | None], classes: list[str], where: list[str]) -> np.ndarray:
+def label_matrix(rows: Sequence[list[str] | None], classes: list[str], where: list[str]) -> np.ndarray:
     """[N, C] int8 targets from each image's class names (None: no positives); 1 where
     named, -1 elsewhere. ``where[i]`` names row i in the error about an unknown class."""
     index = {n: i for i, n in enumerate(classes)}

@@ -35,14 +35,15 @@ def load_coco(root: str, split: str, year: str = "2014") -> Dataset:
     images = _need(data, "images", ann)
     annotations = _need(data, "annotations", ann)
     cats = sorted(cats, key=lambda c: _need(c, "id", f"{ann}: categories[]"))
-    cat_index = {}
+    cat_index: dict[int, int] = {}  # category id -> column
     for c in cats:
         cid = c["id"]
         if cid in cat_index:
             raise DatasetError(f"{ann}: category id {cid} appears twice")
         cat_index[cid] = len(cat_index)
     names = [str(_need(c, "name", f"{ann}: category {c['id']}")) for c in cats]
-    img_index, ids = {}, []
+    img_index: dict[int, int] = {}  # image id -> row
+    ids: list[str] = []
     for i, im in enumerate(images):
         where = f"{ann}: images[{i}]"
         iid = _need(im, "id", where)

@@ -37,7 +37,7 @@ def decode_image(data: bytes, *, exif: bool = True, max_pixels: int = DEFAULT_MA
             previous = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # our own limit below, checked before decoding
             try:
-                im = Image.open(io.BytesIO(data))
+                im: Image.Image = Image.open(io.BytesIO(data))
                 w, h = im.size
                 if w * h > max_pixels:
                     raise DecodeError(

@@ -41,14 +41,16 @@ def _read_csv(path: str) -> tuple[list[str], list[list[str]] | None, list[int]]:
     if not header or header[0].strip() != "path":
         raise DatasetError(f"{path}:1: expected a header row 'path,labels' (or just 'path')")
     has_labels = len(header) > 1 and header[1].strip() == "labels"
-    paths, labels, lines = [], [] if has_labels else None, []
+    paths: list[str] = []
+    labels: list[list[str]] | None = [] if has_labels else None
+    lines: list[int] = []
     for row in reader:
         lineno = reader.line_num
         if not row or not any(cell.strip() for cell in row):
             continue
         paths.append(safe_relpath(row[0], f"{path}:{lineno}"))
         lines.append(lineno)
-        if has_labels:
+        if labels is not None:
             cell = row[1] if len(row) > 1 else ""
             labels.append([n.strip() for n in cell.split(";") if n.strip()])
     return paths, labels, lines

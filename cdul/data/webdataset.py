@@ -77,6 +77,7 @@ def scan(url: str, keep: tuple[str, ...] = ()) -> tuple[Members, int, dict]:
                 key, ext = base_plus_ext(info.name) if info.isfile() else (None, None)
                 if key is None or _META.match(posixpath.basename(key)):
                     continue
+                assert ext is not None  # base_plus_ext gives both parts or neither
                 ext = ext.lower()
                 sample = members.setdefault(key, {})
                 if ext in sample:
@@ -192,10 +193,13 @@ def parse_labels(data: bytes | None) -> list[str] | None:
     return [x.strip() for x in labels if x.strip()]
 
 
-def _list(urls: list[str], rels: list[str]):
+def _list(urls: list[str], rels: list[str]) -> tuple[list[str], list[list[str] | None], list[str], set[int]]:
     """Over every shard: the ids, each sample's labels (None: none given), where each came
     from, and the rows of samples cut short by the end of their shard."""
-    ids, labels, where, cut = [], [], [], set()
+    ids: list[str] = []
+    labels: list[list[str] | None] = []
+    where: list[str] = []
+    cut: set[int] = set()
     for url, rel in zip(urls, rels):
         try:
             members, size, kept = scan(url, keep=(LABEL_EXT,))

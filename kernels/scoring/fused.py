@@ -24,6 +24,8 @@ exercise this path without a GPU.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 import triton
 import triton.language as tl
@@ -36,6 +38,13 @@ __all__ = ["FUSED_MAX_CLASSES", "LOG2E", "Blocks", "pick_blocks", "score_segment
 
 LOG2E = 1.4426950408889634
 _TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
+
+
+class _Placement(TypedDict):
+    """The ``device`` and ``dtype`` keywords of a tensor factory, passed on with ``**``."""
+
+    device: torch.device
+    dtype: torch.dtype
 
 
 def _is_interpreted() -> bool:
@@ -82,7 +91,7 @@ def score_segments_triton(
     cfg = pick_blocks(m, b, c, d, dot_dtype, emb.device, blocks)
     scale = float(logit_scale) * LOG2E
     dev = emb.device
-    f32 = dict(device=dev, dtype=torch.float32)
+    f32: _Placement = dict(device=dev, dtype=torch.float32)
 
     colscale = torch.empty(c, **f32)
     inv_norm_kernel[(triton.cdiv(c, 16),)](
