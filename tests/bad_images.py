@@ -22,7 +22,7 @@ def bomb_png(width: int = 40_000, height: int = 40_000) -> bytes:
 
 def jpeg_bytes(im: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=90, **kw)
+    im.save(buf, format="JPEG", **{"quality": 90, **kw})
     return buf.getvalue()
 
 
