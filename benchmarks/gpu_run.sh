@@ -2,7 +2,8 @@
 # The GPU checks in one go (about 6 minutes on one H100): the GPU-only tests of the encoder
 # and the view kernel, the extraction benchmark (ours / naive / encoder limit for RN50x64 at
 # 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3; --local dense for the ViTs, with its
-# ratio to snippet 3) and the bottleneck breakdown for ViT-B-32. Every step has its own
+# ratio to snippet 3), JPEG decoding on the CPU and with nvjpeg, and the bottleneck
+# breakdown for ViT-B-32. Every step has its own
 # time limit; logs and a results CSV land in $OUT as the steps finish. Further checks, one
 # at a time: tests/test_kernel_scoring.py -m gpu, kernel_bench, profile_extract,
 # gpu_bottleneck.sh (the breakdown under py-spy).
@@ -43,5 +44,7 @@ step gpu_tests 75 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tes
 # ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph
 step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
   --naive-images "$NV" --seconds "$SEC"
+# JPEG decoding: the CPU workers' rate, and nvjpeg's rate and distance to PIL's pixels
+step decode_bench 30 $PY -m cdul.benchmarks.decode_bench --images 512
 # the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode
 step bottleneck 60 $PY -m cdul.benchmarks.bottleneck --model "$PM" --images $((N * 4))
