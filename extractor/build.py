@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
     return config
 
 
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _diff(old: Mapping[str, object], new: Mapping[str, object], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -77,7 +78,7 @@ def prepare_store(
         if store.attrs.get("config_hash") == digest:
             return store
         if store.done_flags().any():  # with nothing extracted yet, the store is simply made again
-            changes = _diff(store.attrs.get("config", {}), config)
+            changes = _diff(store.section("config"), config)
             raise StoreError(
                 f"{url} was built with another configuration ({'; '.join(changes[:4]) or 'unknown'}); "
                 "rerun with the same options to resume, or pass --overwrite to start over"
@@ -159,7 +160,7 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
 def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
     """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
     counts = {"images": int(store.n), "ok": 0, "failed": 0, "no_tiles": 0, "tiles": 0}
-    failures = {}
+    failures: dict[str, str] = {}
     for rows in store.chunks(layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS):
         ok, failed = rows[layout.STATUS] == layout.OK, rows[layout.STATUS] == layout.FAILED
         counts["ok"] += int(ok.sum())
@@ -168,9 +169,10 @@ def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> 
         counts["tiles"] += int(rows[layout.N_TILES][ok].sum())
         for i in np.flatnonzero(failed)[: max(0, max_listed - len(failures))]:
             failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
+    summary: dict[str, object] = dict(counts)
     if store.has(layout.TARGETS) and counts["ok"]:
-        counts["pseudo_label_map"] = initial_label_maps(store, zeta, lam)
-    return {"summary": counts, "failures": failures}
+        summary["pseudo_label_map"] = initial_label_maps(store, zeta, lam)
+    return {"summary": summary, "failures": failures}
 
 
 def initial_label_maps(store: Store, zeta: float, lam: float) -> dict:

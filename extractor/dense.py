@@ -33,6 +33,8 @@ import torch.nn.functional as F
 if TYPE_CHECKING:
     from open_clip.transformer import VisionTransformer
 
+    from .encoder import Encoder
+
 REFUSAL = "--local dense needs a ViT image tower of open_clip"
 
 
@@ -140,7 +142,7 @@ class DenseEncoder:
     -> [n * (1 + P), D] rows, each image's class token (or, with ``global_tower``, its
     embedding from a normal pass on the global views) first, then its P patches."""
 
-    def __init__(self, dense, global_encoder=None):
+    def __init__(self, dense: Encoder, global_encoder: Encoder | None = None):
         self.dense, self.glob = dense, global_encoder
         self.in_dtype = dense.in_dtype
         self.rows_per_image = 0

@@ -44,7 +44,8 @@ class Encoder:
         self.fixed_shape = fixed_shape or graph
         self.calls = self.rows = 0
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._in = self._out = None
+        self._in: torch.Tensor | None = None  # the graph's static input and output
+        self._out: torch.Tensor | None = None
         self.note = ""  # why the graph was given up, if it was
 
     def _amp(self, cache: bool = True):
@@ -78,18 +79,18 @@ class Encoder:
     def _capture(self, x: torch.Tensor) -> None:
         """Record the tower on a static input shaped like ``x`` (warmed up on a side stream
         first, as CUDA graphs need; autocast's weight cache off, as capture needs)."""
-        self._in = torch.empty_like(x)
-        self._in.copy_(x)
+        self._in = static_in = torch.empty_like(x)
+        static_in.copy_(x)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side), self._amp(cache=False):
             for _ in range(2):
-                self.visual(self._in)
+                self.visual(static_in)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: CUDA calls of other threads (pinning) do not invalidate the capture
         with self._amp(cache=False), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self._out = self.visual(self._in)
+            self._out = self.visual(static_in)
         self._graph = graph
 
     def _piece(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +103,9 @@ class Encoder:
         if self._graph is None:
             self._capture(x)
         else:
+            assert self._in is not None  # captured with the graph
             self._in.copy_(x)
+        assert self._graph is not None and self._out is not None  # set by _capture
         self._graph.replay()
         return self._out
 

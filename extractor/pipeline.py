@@ -30,7 +30,7 @@ from .config import WorkerConfig
 from .dense import DenseEncoder, DenseTower
 from .encoder import PRECISIONS, Encoder
 from .options import COMPILE_MODES, VIEW_MODES
-from .packing import ViewSpec
+from .packing import PackedBatch, ViewSpec
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
     ChunkResults,
@@ -101,7 +101,9 @@ def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn
     if device.type == "cuda":
         visual = visual.to(memory_format=torch.channels_last)
     if mode not in ("none", "cuda-graph"):  # a CUDA graph is captured by the Encoder
-        visual = torch.compile(visual, mode=None if mode == "default" else mode, dynamic=False)
+        compiled = torch.compile(visual, mode=None if mode == "default" else mode, dynamic=False)
+        assert isinstance(compiled, torch.nn.Module)  # a module compiles to a module (OptimizedModule)
+        visual = compiled
     return visual
 
 
@@ -141,8 +143,8 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
 
 @dataclass
 class Stages:
-    views: Callable
-    encoder: Callable
+    views: Callable[[PackedBatch], object]  # views for the encoder: a tensor, in dense mode a pair
+    encoder: Encoder | DenseEncoder
     scorer: Scorer
     spec: ViewSpec
     tiling: Tiling | None
@@ -157,8 +159,9 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     tiling = None if dense else cfg.config.tiling
     mode = resolve_compile(cfg.run.compile, device)
     fixed = mode != "none"
-    encoder = Encoder(tower, cfg.run.batch_size, device, cfg.config.precision, fixed, graph=mode == "cuda-graph")
-    encoder.capture(size)
+    tower_encoder = Encoder(tower, cfg.run.batch_size, device, cfg.config.precision, fixed, graph=mode == "cuda-graph")
+    tower_encoder.capture(size)
+    encoder: Encoder | DenseEncoder = tower_encoder
     pad = cfg.run.batch_size if fixed else 0
 
     def view_maker(px: int) -> ViewMaker:
@@ -172,22 +175,27 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
             dtype=encoder.in_dtype,
         )
 
+    tower_views: KernelViews | ExactViews
     if views_mode == "kernel":
-        make_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
+        tower_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
     else:
-        make_views = ExactViews(view_maker(size), tiling, pad)
+        tower_views = ExactViews(view_maker(size), tiling, pad)
+    make_views: Callable[[PackedBatch], object] = tower_views
     extras = None
     if dense:
         glob = None
         if size != bundle.input_size:
             glob = ExactViews(view_maker(bundle.input_size), None, pad)
-            encoder = DenseEncoder(encoder, Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision))
+            encoder = DenseEncoder(
+                tower_encoder, Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision)
+            )
         else:
-            encoder = DenseEncoder(encoder)
-        dense_views = make_views
+            encoder = DenseEncoder(tower_encoder)
 
-        def make_views(batch):
-            return glob(batch) if glob else None, dense_views(batch)
+        def dense_views(batch: PackedBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
+            return glob(batch) if glob else None, tower_views(batch)
+
+        make_views = dense_views
 
         if cfg.config.keep_patches or cfg.config.keep_patch_embeddings:
 
@@ -293,7 +301,7 @@ def extract_chunks(
     writer = ChunkWriter(store)
     times = StageTimes(sync=cfg.run.sync_stages)
     report = progress or (lambda images, tiles: None)
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     in_flight: collections.deque = collections.deque()
     lag = 2 if device.type == "cuda" else 0  # the host reads a batch's scores two batches later
 
@@ -328,7 +336,7 @@ def extract_chunks(
                 batch = times.run("copy", to_device, batch)
                 views = times.run("views", make_views, batch)
                 emb = times.run("encode", encoder, views, batch.n_view_rows)
-                rows = encoder.rows_per_image if dense else 0
+                rows = encoder.rows_per_image if isinstance(encoder, DenseEncoder) else 0
                 if dense:  # the store counts an image's patches as its local views
                     batch.n_tiles[batch.n_views > 0] = rows - 1
                 in_flight.append(times.run("score", scorer, emb, batch, rows))
@@ -346,13 +354,15 @@ def extract_chunks(
         torch.cuda.synchronize(device)
     counts["crops"] = encoder.rows
     counts["encoder_calls"] = encoder.calls
-    counts["load_seconds"] = ready - started  # loader start, model, text embeddings, graph capture
-    counts["work_seconds"] = time.perf_counter() - ready
+    out: dict[str, object] = {
+        **counts,
+        "load_seconds": ready - started,  # loader start, model, text embeddings, graph capture
+        "work_seconds": time.perf_counter() - ready,
+    }
     del batches  # the decoding workers exit now, their work done
-    out: dict = dict(counts)
-    notes = [e.note for e in (encoder, getattr(encoder, "dense", None)) if getattr(e, "note", "")]
-    if notes:
-        out["notes"] = notes
+    tower_encoder = encoder.dense if isinstance(encoder, DenseEncoder) else encoder  # the one a graph may run
+    if tower_encoder.note:
+        out["notes"] = [tower_encoder.note]
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
     out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
     return out

@@ -6,7 +6,7 @@ hold the whole dataset's ids, and the workers never open the store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 from torch.utils.data import Dataset, Sampler
 
@@ -63,7 +63,7 @@ class BatchSampler(Sampler):
         chunks: list[int],
         bounds: list[tuple[int, int]],
         per_batch: int,
-        ids_of: Callable[[int], Sequence[str]],
+        ids_of: Callable[[int], Iterable[str]],
     ):
         self.chunks, self.bounds, self.per_batch = chunks, bounds, max(1, int(per_batch))
         self.ids_of = ids_of

@@ -62,7 +62,7 @@ class _Grown:
     Reuse is safe: every stage runs on one stream, so a batch's kernels finish reading a
     buffer before the next batch's kernels write it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf: torch.Tensor | None = None
 
     def get(self, n: int, make) -> torch.Tensor:
@@ -111,7 +111,7 @@ class ExactViews:
         self.maker, self.tiling, self.min_rows = maker, tiling, min_rows
 
     def __call__(self, batch: PackedBatch) -> torch.Tensor:
-        views = [self.maker.make(batch.image(i), self.tiling)[0] for i in np.flatnonzero(batch.n_views)]
+        views = [self.maker.make(batch.image(int(i)), self.tiling)[0] for i in np.flatnonzero(batch.n_views)]
         pad = self.min_rows - batch.n_view_rows
         if pad > 0:
             views.append(torch.zeros(pad, *views[0].shape[1:], dtype=views[0].dtype, device=views[0].device))
@@ -127,7 +127,7 @@ class HostScores:
     scores: torch.Tensor  # [3, B, C] float32: S_g, alpha, beta
     tiles: torch.Tensor | None  # [V - B, C] float16
     emb: torch.Tensor | None  # [B, D] float16
-    event: object = None
+    event: torch.cuda.Event | None = None  # recorded after the copies to the host
     extra: dict = field(default_factory=dict)  # dense mode: patch embeddings, bank candidates
 
     def wait(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -217,7 +217,7 @@ class ChunkResults:
         n, c = stop - start, n_classes
         self.bank = ChunkBank(c, bank, text_dim) if bank else None
         self.start, self.left = start, n
-        self.arrays = {
+        self.arrays: dict[str, np.ndarray] = {
             layout.HW: np.zeros((n, 2), np.int32),
             layout.N_TILES: np.zeros(n, np.int32),
             layout.STATUS: np.full(n, layout.PENDING, np.uint8),

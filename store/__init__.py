@@ -1,6 +1,7 @@
 """Chunked Zarr v3 store of similarities and pseudo-label rounds (SPEC section 2)."""
 
 from . import layout
+from .attrs import attr_float
 from .lock import StoreLock, StoreLockedError, lock_token
 from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
@@ -13,6 +14,7 @@ __all__ = [
     "StoreError",
     "StoreLock",
     "StoreLockedError",
+    "attr_float",
     "check_location",
     "is_url",
     "layout",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 FORMAT = "cdul-store"
 FORMAT_VERSION = 1
@@ -54,7 +55,7 @@ class ArraySpec:
 
     name: str
     trailing: tuple[int, ...]
-    dtype: object
+    dtype: npt.DTypeLike
     fill: object
     dims: tuple[str, ...]
     lead: str = "image"  # the first axis: "image" (N, chunked as the store), "chunk" (one each) or "none"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layout as L
-from .zstore import Store, StoreError
+from .zstore import OpenMode, Store, StoreError
 
 # arrays whose rows must be finite where the image is ok
 _FINITE = (L.SIM_GLOBAL, L.SIM_ALPHA, L.SIM_BETA, L.EMB_GLOBAL, L.round_name(0))
@@ -125,7 +125,7 @@ def refuse_damaged(store: Store) -> None:
         )
 
 
-def open_verified(url: str, mode: str = "r") -> Store:
+def open_verified(url: str, mode: OpenMode = "r") -> Store:
     store = Store.open(url, mode=mode)
     refuse_damaged(store)
     return store

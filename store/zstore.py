@@ -13,12 +13,14 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import fsspec
 import numpy as np
 import zarr
 
 from . import layout as L
+from .attrs import attr_int, attr_ints, attr_strs
 from .lock import LOCK_NAME, lock_token
 from .url import is_url, normalise
 
@@ -34,6 +36,9 @@ def _fs_path(url: str):
 
 def _zarr_store(url: str):
     return str(url) if is_url(url) else os.fspath(url)
+
+
+OpenMode = Literal["r", "r+"]  # read, or read and write an existing store
 
 
 READ_ONLY = ("http", "https", "ftp", "zip", "tar", "github", "hf")
@@ -98,7 +103,10 @@ def _dims_attrs(dims: Sequence[str]) -> dict:
 def _write_coords(group, ids: np.ndarray, classes: Sequence[str], chunk_len: int) -> None:
     """Coordinate variables at the root: image ids (a copy of images/id), class names and,
     where the store keeps tiles, the tile index."""
-    coords = {L.IMAGE: (ids, str, chunk_len), L.CLASS: (np.asarray(list(classes), dtype=object), str, len(classes))}
+    coords: dict[str, tuple[np.ndarray, type, int]] = {
+        L.IMAGE: (ids, str, chunk_len),
+        L.CLASS: (np.asarray(list(classes), dtype=object), str, len(classes)),
+    }
     if L.SIM_TILES in group:
         t = group[L.SIM_TILES].shape[1]
         coords[L.TILE] = (np.arange(t, dtype=np.int32), np.int32, max(t, 1))
@@ -134,9 +142,9 @@ class Store:
         self.url = normalise(url)
         attrs = group.attrs.asdict()
         self.attrs = attrs
-        self.n = int(attrs["n_images"])
-        self.chunk_len = int(attrs["chunk_len"])
-        self.classes: list[str] = list(attrs["classes"])
+        self.n = attr_int(attrs["n_images"])
+        self.chunk_len = attr_int(attrs["chunk_len"])
+        self.classes = attr_strs(attrs["classes"])
         self.n_chunks = (self.n + self.chunk_len - 1) // self.chunk_len
         self.run_token = lock_token(self.url)  # the run this process writes chunks for
 
@@ -190,18 +198,18 @@ class Store:
             L.DONE, shape=(n_chunks,), chunks=(1,), dtype=bool, fill_value=False, dimension_names=["chunk"]
         )
         done.attrs.update(_dims_attrs(["chunk"]))
-        ids = np.asarray(list(ids), dtype=object)
+        id_values = np.asarray(list(ids), dtype=object)
         for start in range(0, n, chunk_len):
             stop = min(start + chunk_len, n)
-            ids_arr[start:stop] = ids[start:stop].astype(str)
-            if tgt_arr is not None:
+            ids_arr[start:stop] = id_values[start:stop].astype(str)
+            if tgt_arr is not None and targets is not None:
                 tgt_arr[start:stop] = targets[start:stop]
-        _write_coords(group, ids, classes, chunk_len)
+        _write_coords(group, id_values, classes, chunk_len)
         group.attrs.update({**root, "creating": False})
         return cls(group, url)
 
     @staticmethod
-    def _new_array(group, spec: L.ArraySpec, n: int, chunk_len: int):
+    def _new_array(group: zarr.Group, spec: L.ArraySpec, n: int, chunk_len: int) -> zarr.Array:
         if spec.lead == "image":
             shape, chunks = (n, *spec.trailing), (chunk_len, *spec.trailing)
         elif spec.lead == "chunk":
@@ -231,7 +239,7 @@ class Store:
             raise StoreError(f"cannot open {url} as a Zarr v3 group: {exc}") from exc
 
     @classmethod
-    def open(cls, url: str, mode: str = "r") -> Store:
+    def open(cls, url: str, mode: OpenMode = "r") -> Store:
         url = normalise(url)
         if not store_exists(url):
             if url.startswith("memory://"):
@@ -281,7 +289,7 @@ class Store:
             yield self.chunk(k, *names)
 
     def done_flags(self) -> np.ndarray:
-        return np.asarray(self.group[L.DONE][:], dtype=bool)
+        return np.asarray(self.array(L.DONE)[:], dtype=bool)
 
     def pending_chunks(self) -> list[int]:
         return [int(k) for k in np.flatnonzero(~self.done_flags())]
@@ -297,11 +305,11 @@ class Store:
         self.check_owner(k)
         for name, value in arrays.items():
             if name in L.PER_CHUNK:
-                self.group[name][k] = np.asarray(value)
+                self.array(name)[k] = np.asarray(value)
             else:
-                self.group[name][start:stop] = np.asarray(value)
+                self.array(name)[start:stop] = np.asarray(value)
         self.check_owner(k)
-        self.group[L.DONE][k] = True
+        self.array(L.DONE)[k] = True
 
     def check_owner(self, k: int) -> None:
         """Refuse to write chunk k unless the run this store was opened for still holds the
@@ -314,13 +322,22 @@ class Store:
         return name in self.group
 
     def array(self, name: str) -> zarr.Array:
-        return self.group[name]
+        node = self.group[name]
+        assert isinstance(node, zarr.Array), f"{self.url}: {name} is a group, not an array"
+        return node
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self.group[name][start : self.n if stop is None else stop])
+        return np.asarray(self.array(name)[start : self.n if stop is None else stop])
 
     def ids(self) -> list[str]:
         return [str(s) for s in self.read(L.IDS)]
+
+    def section(self, key: str) -> Mapping[str, object]:
+        """A root attribute that is a mapping (``model``, ``dataset``, ``config``, ``tiling``,
+        ``summary``), or {} where the store has none."""
+        value = self.attrs.get(key, {})
+        assert isinstance(value, Mapping), f"{self.url}: attribute {key!r} is not a mapping"
+        return value
 
     def set_attrs(self, **values) -> None:
         self.group.attrs.update(values)
@@ -339,7 +356,7 @@ class Store:
     # -- label rounds ------------------------------------------------------------------------
     def label_rounds(self) -> list[int]:
         """Complete rounds, oldest first. A round is listed only after all its rows are written."""
-        return sorted(int(k) for k in self.group.attrs.get("label_rounds", []))
+        return sorted(attr_ints(self.group.attrs.get("label_rounds", [])))
 
     def latest_round(self) -> int:
         rounds = self.label_rounds()
@@ -348,7 +365,7 @@ class Store:
         return rounds[-1]
 
     def round_array(self, k: int) -> zarr.Array:
-        return self.group[L.round_name(k)]
+        return self.array(L.round_name(k))
 
     def begin_round(self, k: int, attrs: Mapping) -> zarr.Array:
         """Create (or recreate) round k, invisible to readers until finish_round(k)."""
@@ -373,7 +390,9 @@ class Store:
         keep = [r for r in self.label_rounds() if r <= k]
         self.set_attrs(label_rounds=keep)
         if L.LABELS in self.group:
-            for name in list(self.group[L.LABELS].array_keys()):
+            labels = self.group[L.LABELS]
+            assert isinstance(labels, zarr.Group), f"{self.url}: {L.LABELS} is an array, not a group"
+            for name in list(labels.array_keys()):
                 if int(name.split("_")[-1]) > k:
-                    del self.group[L.LABELS][name]
+                    del labels[name]
         self._consolidate_if_complete()

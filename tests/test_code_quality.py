@@ -40,7 +40,6 @@ def test_ruff_format():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the library still has type errors to fix", strict=True)
 def test_mypy(tmp_path):
     mypy = tool("mypy")
     package = tmp_path / "cdul"

@@ -7,7 +7,6 @@ Every refusal is a :class:`TrainError` whose message is one line saying what to 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import overload
 
@@ -87,9 +86,7 @@ def dataset_attr(store: Store, key: str, default: str) -> str: ...
 def dataset_attr(store: Store, key: str, default: str | None = None) -> str | None:
     """A field of the store's ``dataset`` attribute (``kind``: how its images are read,
     ``root``: where they are), or ``default`` where it has none."""
-    dataset = store.attrs.get("dataset", {})
-    assert isinstance(dataset, Mapping)
-    value = dataset.get(key, default)
+    value = store.section("dataset").get(key, default)
     assert isinstance(value, str) or (value is None and default is None)
     return value
 

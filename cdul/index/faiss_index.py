@@ -70,17 +70,19 @@ def build_index(store: Store, spec: IndexSpec, gpu: bool | None = None):
     import faiss
 
     dim = store.array(layout.EMB_GLOBAL).shape[1]
+    index: faiss.Index
     if spec.kind == "flat":
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     else:
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
         sample = _training_sample(store, max(256 * spec.nlist, 10_000))
         if len(sample) < spec.nlist:
             raise ValueError(f"{len(sample)} embeddings cannot train {spec.nlist} lists; use --index flat")
-        index.train(sample)
-        index.nprobe = spec.nprobe
-        index.quantizer_trains_alone = 0
+        ivf.train(sample)
+        ivf.nprobe = spec.nprobe
+        ivf.quantizer_trains_alone = "\x00"  # a C char; 0: k-means over the quantizer as its index
+        index = ivf
     for _, rows, emb in embedding_chunks(store):
         if len(rows):
             index.add_with_ids(emb, rows.astype(np.int64))
@@ -119,6 +121,7 @@ def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
             if json.load(f) == json.loads(json.dumps(want)):
                 index = faiss.read_index(path)
                 if spec.kind == "ivf":
+                    assert isinstance(index, faiss.IndexIVF)  # read_index gives the saved index's own class
                     index.nprobe = spec.nprobe
                 return to_gpu(index) if gpu is not False else index
     index = build_index(store, spec, gpu=False)

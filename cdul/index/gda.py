@@ -29,14 +29,14 @@ S_cls comes from the stored S_g: log S_g = s cos - log Z, and the constant cance
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cdul.store import Store, StoreError, layout
+from cdul.store import Store, StoreError, attr_float, layout
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,6 @@ def score(
     return opts.weight * s_cls + (1.0 - opts.weight) * s_patch
 
 
-def _number(value: object) -> float:
-    """A number from a store's attributes (JSON), as a float."""
-    assert isinstance(value, (int, float))
-    return float(value)
-
-
 def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(bank entries [M, D], class embeddings [C, D]) in float64, and the bank's scale."""
     if not store.attrs.get("complete"):
@@ -122,7 +116,7 @@ def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
     score_ = np.asarray(store.array(layout.BANK_SCORE)[...])
     entries = emb[np.isfinite(score_)]
     text = np.asarray(store.array(layout.TEXT)[...], np.float64)
-    return torch.from_numpy(entries), torch.from_numpy(text), _number(store.array(layout.BANK_EMB).attrs["scale"])
+    return torch.from_numpy(entries), torch.from_numpy(text), attr_float(store.array(layout.BANK_EMB).attrs["scale"])
 
 
 def refine_gda(
@@ -134,9 +128,7 @@ def refine_gda(
         raise ValueError("the weight of S_cls must be in [0, 1]")
     bank, text, bank_scale = read_bank(store)
     w, b = learn(bank, text, opts.fit_scale, bank_scale)
-    model = store.attrs["model"]
-    assert isinstance(model, Mapping)  # what cdul-extract records of its CLIP model
-    logit_scale = _number(model["logit_scale"])
+    logit_scale = attr_float(store.section("model")["logit_scale"])
     new_k = store.label_rounds()[-1] + 1 if store.label_rounds() else 0
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
     out = store.begin_round(

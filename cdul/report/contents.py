@@ -11,7 +11,7 @@ import numpy as np
 
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import pseudo_label_map
-from cdul.store import layout, open_verified
+from cdul.store import attr_float, layout, open_verified
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
 
@@ -55,10 +55,11 @@ def gather(
     ok = status == layout.OK
     s_g, alpha, beta = (store.read(n) for n in (layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA))
     r0 = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
-    zeta, lam = float(r0.get("zeta", 0.5)), float(r0.get("lam", 0.0))
+    zeta, lam = attr_float(r0.get("zeta", 0.5)), attr_float(r0.get("lam", 0.0))
     y0 = initial_labels(s_g, alpha, beta, zeta, lam)
     s_ag = aggregate_local(alpha, beta, zeta)
     targets = store.read(layout.TARGETS) if store.has(layout.TARGETS) else None
+    images: list[dict[str, object]] = []
     data = {
         "store": store.url,
         "classes": classes,
@@ -67,7 +68,7 @@ def gather(
         "summary": store.attrs.get("summary", {}),
         "zeta": zeta,
         "lam": lam,
-        "images": [],
+        "images": images,
     }
     if targets is not None and ok.any():
         data["pseudo_label_map"] = {
@@ -80,7 +81,7 @@ def gather(
     ids = store.ids()
     for i in np.flatnonzero(ok)[:max_images]:
         truth = [classes[c] for c in np.flatnonzero(targets[i] == 1)] if targets is not None else None
-        data["images"].append(
+        images.append(
             {
                 "row": int(i),
                 "id": ids[i],

@@ -67,7 +67,8 @@ def write_report(
     if note:
         data["note"] = note
     store = Store.open(store_url)
-    root = store.attrs.get("dataset", {}).get("root", "")
+    root = store.section("dataset").get("root", "")
+    assert isinstance(root, str), root  # where cdul-extract read the images
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)

@@ -152,7 +152,7 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
             row = candidates[0]
             image = _load_image(root, store.ids()[row])
             if image is not None:
-                tiles = store.array(layout.SIM_TILES)[row]
+                tiles = np.asarray(store.array(layout.SIM_TILES)[row])
                 tiles_figure(
                     image,
                     tiles,
