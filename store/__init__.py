@@ -1,7 +1,7 @@
 """Chunked Zarr v3 store of similarities and pseudo-label rounds (SPEC section 2)."""
 
 from . import layout
-from .attrs import attr_float
+from .attrs import attr_float, attr_int
 from .lock import StoreLock, StoreLockedError, lock_token
 from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
@@ -15,6 +15,7 @@ __all__ = [
     "StoreLock",
     "StoreLockedError",
     "attr_float",
+    "attr_int",
     "check_location",
     "is_url",
     "layout",

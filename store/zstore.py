@@ -20,13 +20,9 @@ import numpy as np
 import zarr
 
 from . import layout as L
-from .attrs import attr_int, attr_ints, attr_strs
+from .attrs import StoreError, attr_int, attr_ints, attr_strs
 from .lock import LOCK_NAME, lock_token
 from .url import is_url, normalise
-
-
-class StoreError(Exception):
-    """A store that cannot be used as asked; the message says what to do."""
 
 
 def _fs_path(url: str):
@@ -323,7 +319,8 @@ class Store:
 
     def array(self, name: str) -> zarr.Array:
         node = self.group[name]
-        assert isinstance(node, zarr.Array), f"{self.url}: {name} is a group, not an array"
+        if not isinstance(node, zarr.Array):
+            raise StoreError(f"{self.url}: {name} is a group where an array belongs: extract the store again")
         return node
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -336,7 +333,8 @@ class Store:
         """A root attribute that is a mapping (``model``, ``dataset``, ``config``, ``tiling``,
         ``summary``), or {} where the store has none."""
         value = self.attrs.get(key, {})
-        assert isinstance(value, Mapping), f"{self.url}: attribute {key!r} is not a mapping"
+        if not isinstance(value, Mapping):
+            raise StoreError(f"{self.url}: attribute {key!r} is not a mapping: extract the store again")
         return value
 
     def set_attrs(self, **values) -> None:
@@ -391,7 +389,8 @@ class Store:
         self.set_attrs(label_rounds=keep)
         if L.LABELS in self.group:
             labels = self.group[L.LABELS]
-            assert isinstance(labels, zarr.Group), f"{self.url}: {L.LABELS} is an array, not a group"
+            if not isinstance(labels, zarr.Group):
+                raise StoreError(f"{self.url}: {L.LABELS} is an array where a group belongs: extract the store again")
             for name in list(labels.array_keys()):
                 if int(name.split("_")[-1]) > k:
                     del labels[name]

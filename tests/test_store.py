@@ -79,6 +79,17 @@ def test_unknown_format_version_is_refused(tmp_path):
         Store.open(str(path))
 
 
+@pytest.mark.parametrize(
+    "key, value", [("chunk_len", "3"), ("n_images", True), ("classes", ["a", 2]), ("dataset", [1])]
+)
+def test_an_edited_attribute_is_a_store_error_that_says_so(tmp_path, key, value):
+    path = tmp_path / "s.zarr"
+    small_store(path)
+    zarr.open_group(str(path), mode="r+").attrs[key] = value
+    with pytest.raises(StoreError, match="extract"):
+        Store.open(str(path)).section("dataset")
+
+
 def test_remove_refuses_what_is_not_a_store(tmp_path):
     (tmp_path / "important").mkdir()
     (tmp_path / "important" / "thesis.tex").write_text("x")

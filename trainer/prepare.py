@@ -87,7 +87,8 @@ def dataset_attr(store: Store, key: str, default: str | None = None) -> str | No
     """A field of the store's ``dataset`` attribute (``kind``: how its images are read,
     ``root``: where they are), or ``default`` where it has none."""
     value = store.section("dataset").get(key, default)
-    assert isinstance(value, str) or (value is None and default is None)
+    if value is not None and not isinstance(value, str):
+        raise StoreError(f"{store.url}: dataset attribute {key!r} is {value!r}, not a string: extract the store again")
     return value
 
 

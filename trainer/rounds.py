@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from cdul.store import Store, layout
+from cdul.store import Store, attr_int, layout
 
 from .config import TrainConfig
 from .distributed import Dist
@@ -41,9 +41,7 @@ def _before_orphans(cfg: TrainConfig, store: Store, latest: int, log) -> int:
         attrs = store.round_array(k).attrs.asdict()
         if attrs.get("source") != "cdul-train" or attrs.get("run") != run:
             break
-        from_round = attrs.get("from_round", k - 1)
-        assert isinstance(from_round, int)  # a round number, as begin_round writes it
-        k = from_round
+        k = attr_int(attrs.get("from_round", k - 1))  # a round number, as begin_round writes it
     if k != latest:
         log(
             f"label rounds after {k} were written by an attempt of this run that stopped before its first "

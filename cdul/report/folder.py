@@ -67,8 +67,7 @@ def write_report(
     if note:
         data["note"] = note
     store = Store.open(store_url)
-    root = store.section("dataset").get("root", "")
-    assert isinstance(root, str), root  # where cdul-extract read the images
+    root = str(store.section("dataset").get("root", ""))  # where cdul-extract read the images
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
