@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from .dense import DenseEncoder, DenseTower
 from .encoder import PRECISIONS, Encoder
 from .options import COMPILE_MODES, VIEW_MODES
 from .packing import PackedBatch, ViewSpec
+from .parent import decoding_worker_init
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
     ChunkResults,
@@ -238,6 +240,7 @@ def make_loader(
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.run.loader_workers else None,
         persistent_workers=False,
+        worker_init_fn=functools.partial(decoding_worker_init, os.getpid()) if cfg.run.loader_workers else None,
     )
 
 
@@ -283,11 +286,15 @@ def extract_chunks(
     batches = None
     if early is not None:  # the decoding workers start now and fill their queue while the model loads
         batches = iter(make_loader(cfg, store, chunks, *early, device))
-    bundle, tower = _loaded(cfg, list(store.classes), device)
-    tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
-    stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
-    if early is not None and early != (stages.spec, stages.tiling):
-        raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
+    try:
+        bundle, tower = _loaded(cfg, list(store.classes), device)
+        tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
+        stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
+        if early is not None and early != (stages.spec, stages.tiling):
+            raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
+    except BaseException:
+        del batches  # the workers started early are shut down before the error goes up
+        raise
     if batches is None:
         batches = iter(make_loader(cfg, store, chunks, stages.spec, stages.tiling, device))
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from .config import WorkerConfig
+from .parent import die_with_parent
 from .pipeline import extract_chunks
 
 
@@ -63,28 +64,6 @@ def _threads_for(devices: list[str], index: int, asked: int | None) -> int | Non
     if devices[index] != "cpu" or not n_cpu:
         return None
     return max(1, (os.cpu_count() or 1) // n_cpu)
-
-
-def die_with_parent(parent: int) -> None:
-    """End this process when ``parent`` dies, however it dies (``kill -9`` included): a worker
-    left running would go on filling a store that its run no longer owns. Linux delivers
-    SIGKILL on the parent's death (PR_SET_PDEATHSIG); elsewhere a thread watches the parent."""
-    try:
-        import ctypes
-
-        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0:  # 1: PR_SET_PDEATHSIG
-            raise OSError
-    except (OSError, AttributeError):
-        import threading
-
-        def watch():
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
 
 
 def _worker_main(rank: int, cfg: WorkerConfig, chunks: list[int], device: str, q, parent: int) -> None:

@@ -177,3 +177,18 @@ def test_a_damaged_store_is_reported_then_repaired(voc_root, reference, tmp_path
     assert_same(out, reference)
     again = subprocess.run([CLI, *args(voc_root, out), "--verify"], capture_output=True, text=True, env=ENV)
     assert again.returncode == 0 and "healthy" in again.stdout
+
+
+def test_a_decoding_worker_whose_parent_died_before_it_started_exits():
+    """The DataLoader's own watchdog takes the parent at the worker's start: a worker that
+    starts after its parent died would watch init and live on. Ours checks the pid given."""
+    code = (
+        "import os, sys\n"
+        "from cdul.extractor.parent import decoding_worker_init\n"
+        "decoding_worker_init(int(sys.argv[1]), 0)\n"
+        "print('still alive')\n"
+    )
+    gone = subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True, timeout=120)
+    assert gone.returncode == 1 and "still alive" not in gone.stdout  # its parent is not pid 1
+    alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, timeout=120)
+    assert alive.returncode == 0 and "still alive" in alive.stdout

@@ -72,9 +72,9 @@ def print_summary(store, result: dict, speed: dict) -> None:
         work = max(secs - speed.get("load_seconds", 0.0), 1e-9)
         rows += [
             ("this run: seconds", f"{speed['seconds']:.1f}"),
-            ("  of which model loading", f"{speed.get('load_seconds', 0.0):.1f}"),
-            ("images/s (after loading)", f"{speed['images'] / work:.2f}"),
-            ("tiles/s (after loading)", f"{speed['tiles'] / work:.1f}"),
+            ("  of which start-up (model, workers)", f"{speed.get('load_seconds', 0.0):.1f}"),
+            ("images/s (after start-up)", f"{speed['images'] / work:.2f}"),
+            ("tiles/s (after start-up)", f"{speed['tiles'] / work:.1f}"),
         ]
     click.echo(table(rows, ("store " + store.url, "")))
     m = s.get("pseudo_label_map")
