@@ -8,6 +8,7 @@ import pytest
 import zarr
 from bad_images import UNDECODABLE, bad_files, exif_rotated, gray16
 from click.testing import CliRunner
+from extract_runs import extract_args
 from PIL import Image
 
 from cdul.cli.extract import main as extract
@@ -65,23 +66,7 @@ def _bad_voc(root):
 
 
 def _run(root, out, *extra):
-    args = [
-        str(root),
-        "--out",
-        str(out),
-        "--model",
-        "cdul-tiny-rn",
-        "--pretrained",
-        "none",
-        "--gpus",
-        "cpu",
-        "--chunk-len",
-        "4",
-        "-q",
-        "--workers",
-        "1",
-        *extra,
-    ]
+    args = extract_args(root, out, *extra, chunk_len=4, quiet=True, workers=1)
     return CliRunner().invoke(extract, args, catch_exceptions=False)
 
 

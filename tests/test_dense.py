@@ -11,6 +11,7 @@ import zarr
 from click.testing import CliRunner
 from clip_reference import make_checkpoint
 from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine
@@ -36,23 +37,7 @@ def vit(tmp_path_factory):
 
 
 def run_extract(root, out, vit, *extra, code=0):
-    args = [
-        root,
-        "--out",
-        out,
-        "--model",
-        vit[0],
-        "--pretrained",
-        vit[1],
-        "--gpus",
-        "cpu",
-        "--chunk-len",
-        "8",
-        "--workers",
-        "0",
-        "-q",
-        *extra,
-    ]
+    args = extract_args(root, out, *extra, model=vit[0], pretrained=vit[1], chunk_len=8, workers=0, quiet=True)
     result = CliRunner().invoke(extract, args, catch_exceptions=False)
     assert result.exit_code == code, result.output
     return zarr.open_group(out, mode="r") if code == 0 else result

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import zarr
+from extract_runs import extract_args
 
 from cdul.store import StoreLock
 
@@ -24,27 +25,7 @@ def cli(*args, env=None, timeout=300):
 
 
 def base_args(root, out, *extra):
-    return [
-        root,
-        "--dataset",
-        "voc2012",
-        "--split",
-        "train",
-        "--out",
-        out,
-        "--model",
-        "cdul-tiny-rn",
-        "--pretrained",
-        "none",
-        "--gpus",
-        "cpu",
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "-q",
-        *extra,
-    ]
+    return extract_args(root, out, *extra, dataset="voc2012", split="train", workers=1, threads=1, quiet=True)
 
 
 def same_arrays(a, b):

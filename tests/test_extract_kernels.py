@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 
@@ -13,23 +14,7 @@ def _extract(root, out, backend, monkeypatch):
     monkeypatch.setenv("CDUL_KERNELS", backend)
     r = CliRunner().invoke(
         extract,
-        [
-            root,
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-vit",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "-q",
-            "--workers",
-            "0",
-            "--limit",
-            "8",
-            "--keep-tiles",
-        ],
+        extract_args(root, out, model="cdul-tiny-vit", quiet=True, workers=0, limit=8, keep_tiles=True),
     )
     assert r.exit_code == 0, r.output
     return zarr.open_group(out, mode="r")

@@ -8,6 +8,7 @@ import pytest
 import zarr
 from click.testing import CliRunner
 from clip_reference import Reference, make_checkpoint, y0
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 
@@ -18,27 +19,18 @@ ATOL = 1e-5
 
 
 def run_extract(root, out, ckpt, *extra):
-    args = [
+    args = extract_args(
         root,
-        "--dataset",
-        "voc2012",
-        "--split",
-        "train",
-        "--out",
         out,
-        "--model",
-        ARCH,
-        "--pretrained",
-        ckpt,
-        "--gpus",
-        "cpu",
-        "--chunk-len",
-        "4",
-        "--workers",
-        "1",
-        "-q",
         *extra,
-    ]
+        dataset="voc2012",
+        split="train",
+        model=ARCH,
+        pretrained=ckpt,
+        chunk_len=4,
+        workers=1,
+        quiet=True,
+    )
     result = CliRunner().invoke(extract, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return zarr.open_group(out, mode="r")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.sample import generated_images, write_voc_layout
@@ -24,21 +25,7 @@ def small_voc(tmp_path_factory):
 def _run(root, out, *extra):
     r = CliRunner().invoke(
         extract,
-        [
-            root,
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-vit",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "-q",
-            "--batch-size",
-            "24",
-            *extra,
-        ],
+        extract_args(root, out, *extra, model="cdul-tiny-vit", quiet=True, batch_size=24),
     )
     return r
 
@@ -98,20 +85,9 @@ def test_gpu_kernel_and_exact_views_give_close_stores(small_voc, tmp_path):
     for views in ("kernel", "exact"):
         r = CliRunner().invoke(
             extract,
-            [
-                small_voc,
-                "--out",
-                str(tmp_path / f"{views}.zarr"),
-                "--model",
-                "cdul-tiny-vit",
-                "--pretrained",
-                "none",
-                "--gpus",
-                "0",
-                "-q",
-                "--views",
-                views,
-            ],
+            extract_args(
+                small_voc, tmp_path / f"{views}.zarr", model="cdul-tiny-vit", gpus="0", quiet=True, views=views
+            ),
         )
         assert r.exit_code == 0, r.output
         out[views] = zarr.open_group(str(tmp_path / f"{views}.zarr"), mode="r")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from extract_runs import extract_args
 
 pytestmark = pytest.mark.slow  # extractions killed and resumed
 
@@ -23,26 +24,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def args(root, out):
-    return [
-        str(root),
-        "--out",
-        str(out),
-        "--model",
-        "cdul-tiny-rn",
-        "--pretrained",
-        "none",
-        "--gpus",
-        "cpu",
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "--chunk-len",
-        "2",
-        "--snippet",
-        "4",
-        "-q",
-    ]
+    return extract_args(root, out, workers=1, threads=1, chunk_len=2, snippet=4, quiet=True)
 
 
 @pytest.fixture(scope="module")

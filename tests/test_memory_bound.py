@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from extract_runs import extract_args
 from PIL import Image
 
 from cdul.sample import write_voc_layout
@@ -22,21 +23,8 @@ def test_a_huge_image_is_extracted_in_bounded_memory(tmp_path):
     del big
     size = os.path.getsize(os.path.join(root, "JPEGImages", "huge.jpg"))
     assert size < 2_000_000
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "cdul-extract"),
-        root,
-        "--out",
-        str(tmp_path / "s.zarr"),
-        "--model",
-        "cdul-tiny-rn",
-        "--pretrained",
-        "none",
-        "--gpus",
-        "cpu",
-        "--snippet",
-        "1",
-        "-q",
-    ]
+    cli = os.path.join(os.path.dirname(sys.executable), "cdul-extract")
+    cmd = [cli, *extract_args(root, tmp_path / "s.zarr", snippet=1, quiet=True)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

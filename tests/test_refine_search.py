@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from embedding_stores import clustered, embedding_store
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine_cli
@@ -80,22 +81,7 @@ def test_refine_needs_embeddings(voc_root, tmp_path):
     out = str(tmp_path / "noemb.zarr")
     r = CliRunner().invoke(
         extract,
-        [
-            voc_root,
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-vit",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "-q",
-            "--workers",
-            "0",
-            "--limit",
-            "3",
-        ],
+        extract_args(voc_root, out, model="cdul-tiny-vit", quiet=True, workers=0, limit=3),
     )
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(refine_cli, ["--store", out])
@@ -108,23 +94,7 @@ def search_store(voc_root, tmp_path_factory):
     # the small random ViT tells images apart (the small random ResNet maps them all alike)
     r = CliRunner().invoke(
         extract,
-        [
-            voc_root,
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-vit",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "-q",
-            "--workers",
-            "0",
-            "--keep-embeddings",
-            "--snippet",
-            "1",
-        ],
+        extract_args(voc_root, out, model="cdul-tiny-vit", quiet=True, workers=0, keep_embeddings=True, snippet=1),
     )
     assert r.exit_code == 0, r.output
     return out

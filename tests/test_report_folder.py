@@ -5,6 +5,7 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.cli.report import main as report
@@ -15,24 +16,7 @@ def store(voc_root, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rep") / "s.zarr")
     r = CliRunner().invoke(
         extract,
-        [
-            voc_root,
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-rn",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "--workers",
-            "0",
-            "--limit",
-            "4",
-            "--chunk-len",
-            "2",
-            "-q",
-        ],
+        extract_args(voc_root, out, workers=0, limit=4, chunk_len=2, quiet=True),
     )
     assert r.exit_code == 0, r.output
     return out

@@ -14,6 +14,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from clip_reference import Reference
+from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.extractor.clip_model import load_clip, register_model
@@ -105,20 +106,7 @@ def test_end_to_end_planted_image_is_recognised(voc_root, tmp_path):
     out = str(tmp_path / "s.zarr")
     result = CliRunner().invoke(
         extract,
-        [
-            voc_root,
-            "--out",
-            out,
-            "--model",
-            ARCH,
-            "--pretrained",
-            str(tmp_path / "planted.pt"),
-            "--gpus",
-            "cpu",
-            "-q",
-            "--workers",
-            "0",
-        ],
+        extract_args(voc_root, out, model=ARCH, pretrained=tmp_path / "planted.pt", quiet=True, workers=0),
     )
     assert result.exit_code == 0, result.output
     store = zarr.open_group(out, mode="r")

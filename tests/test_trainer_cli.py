@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from extract_runs import extract_args
 from train_runs import train
 from voc_fixtures import make_label_store
 
@@ -26,22 +27,7 @@ def extract(voc_root: str, out: str) -> str:
     subprocess.run(
         [
             os.path.join(BIN, "cdul-extract"),
-            voc_root,
-            "--dataset",
-            "voc2012",
-            "--split",
-            "train",
-            "--out",
-            out,
-            "--model",
-            "cdul-tiny-rn",
-            "--pretrained",
-            "none",
-            "--gpus",
-            "cpu",
-            "--chunk-len",
-            "8",
-            "-q",
+            *extract_args(voc_root, out, dataset="voc2012", split="train", chunk_len=8, quiet=True),
         ],
         check=True,
         capture_output=True,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from extract_runs import extract_args
 from PIL import Image
 from voc_fixtures import odd_images
 
@@ -85,31 +86,18 @@ def write_folder(folder: str, items) -> None:
 
 
 def args(root, out, dataset, *extra):
-    return [
-        str(root),
-        "--dataset",
-        dataset,
-        "--out",
-        str(out),
-        "--model",
-        "cdul-tiny-rn",
-        "--pretrained",
-        "none",
-        "--gpus",
-        "cpu",
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "--chunk-len",
-        "3",
-        "--snippet",
-        "2",
-        "--max-failures",
-        "100%",
-        "-q",
+    return extract_args(
+        root,
+        out,
         *extra,
-    ]
+        dataset=dataset,
+        workers=1,
+        threads=1,
+        chunk_len=3,
+        snippet=2,
+        max_failures="100%",
+        quiet=True,
+    )
 
 
 def extract(*argv, timeout=300):

@@ -23,8 +23,14 @@ def train_args(store, out_dir, **options) -> list[str]:
     """The arguments of a cdul-train run of ``store`` into ``out_dir``: the SMALL settings as
     ``options`` change them (underscores for dashes; True gives a flag, None or False leaves
     the option out, to cdul-train's default)."""
-    args = ["--store", str(store), "--out-dir", str(out_dir)]
-    for name, value in {**SMALL, **options}.items():
+    return ["--store", str(store), "--out-dir", str(out_dir), *option_args({**SMALL, **options})]
+
+
+def option_args(options: dict) -> list[str]:
+    """Command-line options from keywords: underscores for dashes; True gives a flag, None or
+    False leaves the option out, to the command's default."""
+    args = []
+    for name, value in options.items():
         if value is None or value is False:
             continue
         args.append("--" + name.replace("_", "-"))
