@@ -192,23 +192,10 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     seconds = (4.0 if on_gpu else 0.0) if seconds is None else seconds
     root = jpeg_dataset(images)
     rows = []
+    modes = list(dict.fromkeys(["none"] + (["cuda-graph"] if on_gpu else []) + [compile_mode]))  # for the limits
     for model in models:
         snippet3, bundle = None, None
         for spec in tilings:
-            if spec == "dense":
-                params = {
-                    "model": model,
-                    "tiling": spec,
-                    "images": images,
-                    "batch_size": batch_size,
-                    "device": device,
-                    "views": views,
-                }
-                bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
-                modes = list(dict.fromkeys(["none"] + (["cuda-graph"] if on_gpu else []) + [compile_mode]))
-                run_dense(bundle, model, params, workers, seconds, modes, snippet3)
-                continue
-            tiling = parse_tiling(spec)
             params = {
                 "model": model,
                 "tiling": spec,
@@ -217,14 +204,15 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
                 "device": device,
                 "views": views,
             }
+            bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
+            if spec == "dense":
+                run_dense(bundle, model, params, workers, seconds, modes, snippet3)
+                continue
+            tiling = parse_tiling(spec)
             views_per_image = 1 + (tiling.size**2 if tiling.mode == "grid" and not tiling.whole_image else 0)
             crops = views_per_image * images
             most = 4 if not on_gpu else 24
-            modes = ["none"] + (["cuda-graph"] if on_gpu else []) + [compile_mode]
-            bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
-            limits = {
-                m: run_limit(bundle, device, batch_size, crops, most, m)["crops_per_s"] for m in dict.fromkeys(modes)
-            }
+            limits = {m: run_limit(bundle, device, batch_size, crops, most, m)["crops_per_s"] for m in modes}
             best = max(limits, key=limits.get)
             # enough images for `seconds` of encoder work at the limit: a throughput is measured
             # where the start-up (workers, first batches) weighs what it does on a real dataset

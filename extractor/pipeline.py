@@ -93,9 +93,15 @@ def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
         size, interpolation, resize_mode = eval_preprocess(cfg.config.model, cfg.config.pretrained)
     except Exception:  # the model load that follows reports the problem
         return None
-    dense = cfg.config.local == "dense"
-    spec = ViewSpec((cfg.config.dense_size or size) if dense else size, interpolation, resize_mode)
-    return spec, None if dense else cfg.config.tiling
+    return view_spec(cfg, size, interpolation, resize_mode)
+
+
+def view_spec(cfg: WorkerConfig, size: int, interpolation: str, resize_mode: str) -> tuple[ViewSpec, Tiling | None]:
+    """The views a worker cuts, for a model of input ``size``: the global view and the tiles,
+    or in dense mode one view at ``--dense-size`` (the model's size where none is given)."""
+    if cfg.config.local == "dense":
+        return ViewSpec(cfg.config.dense_size or size, interpolation, resize_mode), None
+    return ViewSpec(size, interpolation, resize_mode), cfg.config.tiling
 
 
 def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
@@ -157,8 +163,8 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     embedding each) or dense (one pass per image, class token and patches; a separate
     normal pass at the model's size for the global view when the dense pass has another)."""
     dense = cfg.config.local == "dense"
-    size = (cfg.config.dense_size or bundle.input_size) if dense else bundle.input_size
-    tiling = None if dense else cfg.config.tiling
+    spec, tiling = view_spec(cfg, bundle.input_size, bundle.interpolation, bundle.resize_mode)
+    size = spec.size
     mode = resolve_compile(cfg.run.compile, device)
     fixed = mode != "none"
     tower_encoder = Encoder(tower, cfg.run.batch_size, device, cfg.config.precision, fixed, graph=mode == "cuda-graph")
@@ -212,7 +218,6 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
         keep_embeddings=cfg.config.keep_embeddings,
         extras=extras,
     )
-    spec = ViewSpec(size, bundle.interpolation, bundle.resize_mode)
     return Stages(make_views, encoder, scorer, spec, tiling)
 
 
