@@ -6,7 +6,8 @@ On a GPU every dispatched op is a kernel launch plus Python work; at the thousan
 images per second a small tower encodes, a few dozen of them per image cost more than
 the whole budget. This counts them on any machine (the view and scoring kernels run
 through Triton's interpreter on the CPU, so the counts are the GPU path's): the ops
-dispatched while no ``nn.Module`` forward is running, in two runs of different sizes,
+dispatched while no ``nn.Module`` forward is running and no batch is being decoded and
+packed (the loader's worker processes do that on a GPU), in two runs of different sizes,
 and reports the marginal count per image (fixed costs such as loading cancel out).
 """
 
@@ -101,6 +102,35 @@ class LaunchCounter:
             cls.run = orig
 
 
+class WorkerWork:
+    """Pauses the op counter while a batch is read, decoded and packed: on a GPU that runs in
+    the DataLoader's worker processes, not in the process that drives the device (here, with
+    no workers, it runs in this one)."""
+
+    def __init__(self, ops: OpCounter):
+        self.ops = ops
+
+    def __enter__(self):
+        from cdul.extractor.reader import BatchReader
+
+        self._orig = orig = BatchReader.__getitem__
+
+        def getitem(reader, item):
+            paused, self.ops.paused = self.ops.paused, True
+            try:
+                return orig(reader, item)
+            finally:
+                self.ops.paused = paused
+
+        BatchReader.__getitem__ = getitem
+        return self
+
+    def __exit__(self, *exc):
+        from cdul.extractor.reader import BatchReader
+
+        BatchReader.__getitem__ = self._orig
+
+
 def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: int) -> dict:
     data = load_dataset("voc2012", root, "train").head(n)
     out = os.path.join(work_dir(), f"ops-{views}-{n}.zarr")
@@ -112,7 +142,7 @@ def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: i
     )
     counter = OpCounter()
     t = time.perf_counter()
-    with LaunchCounter(counter) as launches, counter:
+    with LaunchCounter(counter) as launches, WorkerWork(counter), counter:
         counts = extract(cfg, data, ["cpu"], chunk_len=max(n, 1), overwrite=True).counts
     return {
         "ops": counter.total,
