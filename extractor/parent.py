@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -29,8 +30,15 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def decoding_worker_init(parent: int, worker_id: int) -> None:
+def decoding_worker_init(parent: int, worker_id: int, nice: int = 0) -> None:
     """The DataLoader's ``worker_init_fn``: a decoding worker ends with the process that
     started it, even when that one died before this one finished starting (the DataLoader's
-    own check would then watch the wrong parent and wait forever)."""
+    own check would then watch the wrong parent and wait forever).
+
+    ``nice`` > 0 lowers the worker's scheduling priority by that much: a process that feeds a
+    GPU then gets a core as soon as it wakes, instead of waiting for a decoding worker's time
+    slice to end (``benchmarks/priority_bench.py`` measures both sides of this)."""
     die_with_parent(parent)
+    if nice > 0:
+        with contextlib.suppress(OSError):  # where not allowed, the worker keeps its parent's priority
+            os.nice(nice)

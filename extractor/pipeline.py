@@ -48,6 +48,16 @@ from .tiling import Tiling
 from .views import ViewMaker
 
 STAGES = ("load", "copy", "views", "encode", "score", "collect")
+# Batches the host may issue before it reads the oldest one's scores back (on CUDA): the
+# device has that much queued work to go on with while the host waits for a packed batch,
+# a chunk's bookkeeping or a core. Each costs one packed batch of device memory.
+IN_FLIGHT = 4
+# How much lower the decoding workers' scheduling priority is when they feed a GPU: the
+# process that issues the device's work wins a core on waking, the workers lose nothing
+# measurable (benchmarks/priority_bench.py). On the CPU the encoder needs the cores
+# itself, and the workers keep their priority.
+WORKER_NICE = 5
+COPY_STREAM = True  # the host-to-device copy on its own stream (stages.ToDevice)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -245,7 +255,11 @@ def make_loader(
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.run.loader_workers else None,
         persistent_workers=False,
-        worker_init_fn=functools.partial(decoding_worker_init, os.getpid()) if cfg.run.loader_workers else None,
+        worker_init_fn=(
+            functools.partial(decoding_worker_init, os.getpid(), nice=WORKER_NICE if device.type == "cuda" else 0)
+            if cfg.run.loader_workers
+            else None
+        ),
     )
 
 
@@ -307,7 +321,7 @@ def extract_chunks(
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
     patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.config.keep_patch_embeddings else 0
-    to_device = ToDevice(device)
+    to_device = ToDevice(device, side_stream=COPY_STREAM)
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
     writer = ChunkWriter(store)
@@ -315,7 +329,7 @@ def extract_chunks(
     report = progress or (lambda images, tiles: None)
     counts: collections.Counter[str] = collections.Counter()
     in_flight: collections.deque = collections.deque()
-    lag = 2 if device.type == "cuda" else 0  # the host reads a batch's scores two batches later
+    lag = IN_FLIGHT if device.type == "cuda" else 0  # the host reads a batch's scores that many batches later
 
     def collect(host) -> None:
         batch = host.batch

@@ -5,9 +5,10 @@
 
 A batch is a fixed group of whole images of one chunk (``images_per_batch``), so what the
 encoder sees depends only on the chunk, never on how chunks were shared out or resumed.
-On a GPU the whole path is per batch: one host-to-device copy, two launches that cut and
-resize every view (``--views kernel``), the encoder, one scorer launch, one copy back;
-the host reads a batch's scores one batch later, and the store is written by a thread.
+On a GPU the whole path is per batch: one host-to-device copy (on its own stream), two
+launches that cut and resize every view (``--views kernel``), the encoder, one scorer
+launch, one copy back; the host reads a batch's scores a few batches later
+(``pipeline.IN_FLIGHT``), and the store is written by a thread.
 """
 
 from __future__ import annotations
@@ -46,14 +47,29 @@ def images_per_batch(tiling: Tiling | None, batch_size: int) -> int:
 
 
 class ToDevice:
-    """One host-to-device copy of the packed buffer (from pinned memory: asynchronous)."""
+    """One host-to-device copy of the packed buffer (from pinned memory: asynchronous).
 
-    def __init__(self, device: torch.device):
+    On CUDA the copy runs on its own stream, so a batch's copy overlaps the previous
+    batches' kernels instead of queueing behind them; the compute stream waits for the copy
+    before the batch's first kernel, and the buffer's memory is not reused before the
+    compute stream is done with it (``record_stream``)."""
+
+    def __init__(self, device: torch.device, side_stream: bool = True):
         self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" and side_stream else None
 
     def __call__(self, batch: PackedBatch) -> PackedBatch:
-        if batch.data.device != self.device:
+        if batch.data.device == self.device:
+            return batch
+        if self.stream is None:
             batch.data = batch.data.to(self.device, non_blocking=True)
+            return batch
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.stream):
+            data = batch.data.to(self.device, non_blocking=True)
+        compute.wait_stream(self.stream)
+        data.record_stream(compute)
+        batch.data = data
         return batch
 
 

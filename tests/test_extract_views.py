@@ -126,3 +126,34 @@ def test_following_symlinks_is_part_of_the_configuration(small_voc, tmp_path):
     assert _run(small_voc, out, "--limit", "3").exit_code == 0
     r = _run(small_voc, out, "--limit", "3", "--follow-symlinks")
     assert r.exit_code == 1 and "follow_symlinks: False -> True" in r.output
+
+
+@pytest.mark.gpu
+def test_gpu_copy_stream_and_queue_depth_leave_the_store_unchanged(small_voc, tmp_path, monkeypatch):
+    """The copy on its own stream, more batches in flight and lower-priority decoding
+    workers change when the device works, never what it computes: the stores are equal."""
+    from cdul.extractor import pipeline
+
+    out = {}
+    for name, (depth, nice, side) in {"now": (4, 5, True), "before": (2, 0, False), "deep": (16, 5, True)}.items():
+        monkeypatch.setattr(pipeline, "IN_FLIGHT", depth)
+        monkeypatch.setattr(pipeline, "WORKER_NICE", nice)
+        monkeypatch.setattr(pipeline, "COPY_STREAM", side)
+        r = CliRunner().invoke(
+            extract,
+            extract_args(
+                small_voc,
+                tmp_path / f"{name}.zarr",
+                model="cdul-tiny-vit",
+                gpus="0",
+                quiet=True,
+                batch_size=8,
+                workers=2,
+            ),
+        )
+        assert r.exit_code == 0, r.output
+        out[name] = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r")
+    for name in ("sim/global", "sim/alpha", "sim/beta", "sim/tiles"):
+        if name in out["now"]:
+            for other in ("before", "deep"):
+                np.testing.assert_array_equal(out["now"][name][:], out[other][name][:], err_msg=f"{name} {other}")

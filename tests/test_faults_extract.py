@@ -174,3 +174,18 @@ def test_a_decoding_worker_whose_parent_died_before_it_started_exits():
     assert gone.returncode == 1 and "still alive" not in gone.stdout  # its parent is not pid 1
     alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, timeout=120)
     assert alive.returncode == 0 and "still alive" in alive.stdout
+
+
+def test_a_decoding_worker_lowers_its_priority_when_asked():
+    """Feeding a GPU, the workers yield the CPUs to the process that issues the device's
+    work (``pipeline.WORKER_NICE``); without ``nice`` they keep their parent's priority."""
+    code = (
+        "import os, sys\n"
+        "from cdul.extractor.parent import decoding_worker_init\n"
+        "before = os.nice(0)\n"
+        "decoding_worker_init(os.getppid(), 0, nice=int(sys.argv[1]))\n"
+        "print(os.nice(0) - before)\n"
+    )
+    for nice, change in ((3, "3"), (0, "0")):
+        r = subprocess.run([sys.executable, "-c", code, str(nice)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.split() == [change], r.stderr
