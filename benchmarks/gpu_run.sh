@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The GPU checks in one go (about 6 minutes on one H100): the GPU-only tests of the encoder
+# The GPU checks in one go (about 6-7 minutes on one H100): the GPU-only tests of the encoder
 # and the view kernel, the extraction benchmark (ours / naive / encoder limit for RN50x64 at
 # 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3; --local dense for the ViTs, with its
-# ratio to snippet 3), JPEG decoding on the CPU and with nvjpeg, and the bottleneck
-# breakdown for ViT-B-32. Every step has its own
+# ratio to snippet 3), JPEG decoding on the CPU and with nvjpeg, the bottleneck
+# breakdown for ViT-B-32, and the device timeline of ours (ViT-B-32 and RN50: device time
+# by kind of work, idle time by host stage, the pipeline now and as it was; ViT-B-16 dense). Every step has its own
 # time limit; logs and a results CSV land in $OUT as the steps finish. Further checks, one
 # at a time: tests/test_kernel_scoring.py -m gpu, kernel_bench, profile_extract,
 # gpu_bottleneck.sh (the breakdown under py-spy).
@@ -33,13 +34,13 @@ step() {  # step NAME SECONDS COMMAND...
 
 Q=${QUICK:-0}
 if [ "$Q" = 1 ]; then
-  M=cdul-tiny-vit,cdul-tiny-rn; N=24; NV=4; PM=cdul-tiny-vit; SEC=0
+  M=cdul-tiny-vit,cdul-tiny-rn; N=24; NV=4; PM=cdul-tiny-vit; TM=cdul-tiny-vit; DM=cdul-tiny-vit; SEC=0
 else
-  M=RN50x64,RN50,ViT-B-32,ViT-B-16; N=512; NV=32; PM=ViT-B-32; SEC=4  # the paper's model first
+  M=RN50x64,RN50,ViT-B-32,ViT-B-16; N=512; NV=32; PM=ViT-B-32; TM=ViT-B-32,RN50; DM=ViT-B-16; SEC=4  # the paper's model first
 fi
 # the encoder's graph tests and the view kernel's first: the scorer's 39 cases compile many
 # variants and can use the whole limit (its GPU tests: tests/test_kernel_scoring.py -m gpu)
-step gpu_tests 75 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
+step gpu_tests 90 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
   tests/test_extract_views.py -q -p no:cacheprovider -m gpu
 # ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph
 step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
@@ -48,3 +49,6 @@ step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tili
 step decode_bench 30 $PY -m cdul.benchmarks.decode_bench --images 512
 # the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode
 step bottleneck 60 $PY -m cdul.benchmarks.bottleneck --model "$PM" --images $((N * 4))
+# where the device's time goes in ours, and where it waits; the pipeline now and as it was
+step timeline 90 $PY -m cdul.benchmarks.timeline --models "$TM" --images $((N * 4)) --settings now,before
+step timeline_dense 45 $PY -m cdul.benchmarks.timeline --models "$DM" --local dense --images $((N * 8)) --settings now

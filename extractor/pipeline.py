@@ -272,7 +272,11 @@ class StageTimes:
 
     def run(self, name: str, fn, *args):
         t = time.perf_counter()
-        out = fn(*args)
+        if torch._C._autograd._profiler_enabled():  # a named range per stage in profiles
+            with torch.profiler.record_function(f"stage:{name}"):
+                out = fn(*args)
+        else:
+            out = fn(*args)
         if self.sync and torch.cuda.is_available():
             torch.cuda.synchronize()
         self.seconds[name] += time.perf_counter() - t
