@@ -188,18 +188,21 @@ def settings(name: str):
 @click.option("--device", default="auto")
 @click.option("--workers", type=int, default=None)
 @click.option("--batch-size", type=int, default=None, help="Default 256 on CUDA, 8 on the CPU.")
+@click.option(
+    "--compile", "compile_mode", default="auto", help="The tower's --compile mode (auto: a CUDA graph on CUDA)."
+)
 @click.option("--settings", "names", default="now,before", help=f"Comma-separated, from: {', '.join(SETTINGS)}.")
 @click.option("--trace-dir", default=None, help="Keep each run's Chrome trace here (otherwise deleted).")
-def main(models, images, snippet, local, device, workers, batch_size, names, trace_dir):
+def main(models, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir):
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
     workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     for model in [m.strip() for m in models.split(",") if m.strip()]:
-        run_model(model, data, images, snippet, local, device, workers, batch_size, names, trace_dir)
+        run_model(model, data, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir)
 
 
-def run_model(model, data, images, snippet, local, device, workers, batch_size, names, trace_dir) -> None:
+def run_model(model, data, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir) -> None:
     """The runs of one model: a warm-up, then for each setting a plain and a profiled run."""
     cuda = device.startswith("cuda")
     out = os.path.join(work_dir(), "timeline.zarr")
@@ -207,7 +210,7 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
         store=out,
         root=data.root,
         config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet), local=local),
-        run=RunOptions(batch_size=batch_size or (256 if cuda else 8), loader_workers=workers),
+        run=RunOptions(batch_size=batch_size or (256 if cuda else 8), loader_workers=workers, compile=compile_mode),
     )
     params = {
         "model": model,
@@ -238,6 +241,8 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
             summary = summarize(_trace_events(prof, trace_dir, f"{model}-{local}-{name}"))
             for line in format_summary(summary):
                 click.echo(line)
+            if summary["device_ms"]["encoder"] < 0.1 * summary["loop_ms"]:
+                click.echo("  (the tower's kernels are missing from the trace: rerun with --compile none to see them)")
             loop = summary["loop_ms"]
             metrics = {f"{k}_share": (v / loop, "") for k, v in summary["device_ms"].items()}
             metrics["idle_share"] = (summary["idle_ms"] / loop, "")
