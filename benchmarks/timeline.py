@@ -171,7 +171,7 @@ def format_summary(s: dict) -> list[str]:
 def settings(name: str):
     """The pipeline's module settings for one run, restored after."""
     if name not in SETTINGS:
-        raise click.BadParameter(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
+        raise ValueError(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
     saved = (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM)
     pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM = SETTINGS[name]
     try:
@@ -194,6 +194,12 @@ def settings(name: str):
 @click.option("--settings", "names", default="now,before", help=f"Comma-separated, from: {', '.join(SETTINGS)}.")
 @click.option("--trace-dir", default=None, help="Keep each run's Chrome trace here (otherwise deleted).")
 def main(models, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir):
+    names = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'none given'}; choose from {', '.join(SETTINGS)}", param_hint="--settings"
+        )
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
     workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if cuda else 0) if workers is None else workers
@@ -223,7 +229,7 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
     pipeline.REUSE_LOADED = True  # one model load and graph capture for every run
     try:
         extract(cfg, data.head(max(32, 2 * workers)), [device], chunk_len=256, overwrite=True)
-        for name in [n.strip() for n in names.split(",") if n.strip()]:
+        for name in names:
             with settings(name):
                 plain = extract(cfg, data, [device], chunk_len=256, overwrite=True).counts
                 rate = plain["images"] / plain["work_seconds"]
