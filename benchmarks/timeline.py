@@ -12,7 +12,8 @@ trace is read back and the device's work in the timed loop is summed by kind:
 
 For each ``--settings`` entry the same run is also timed without the profiler (img/s).
 ``before`` is the pipeline as it was: the copy on the compute stream, two batches in
-flight, decoding workers at their parent's priority; ``now`` is the current default.
+flight, decoding workers at their parent's priority, the host spinning while it waits for
+scores; ``now`` is the current default.
 
     python -m cdul.benchmarks.timeline --models ViT-B-32,RN50 --images 2048 --settings now,before
 
@@ -32,7 +33,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cdul.data import load_dataset
-from cdul.extractor import pipeline
+from cdul.extractor import pipeline, stages
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
 from cdul.extractor.tiling import Tiling
@@ -44,9 +45,9 @@ DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 KINDS = ("encoder", "views", "score", "copy in", "copy out", "copy on device")
 VIEW_KERNELS = ("_rows_kernel", "_cols_kernel")
 SCORE_KERNELS = ("segment_scores_kernel", "inv_norm_kernel", "row_stats_kernel")
-SETTINGS = {  # name: (IN_FLIGHT, WORKER_NICE, COPY_STREAM)
-    "now": (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM),
-    "before": (2, 0, False),
+SETTINGS = {  # name: (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT)
+    "now": (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT),
+    "before": (2, 0, False, False),
 }
 
 
@@ -172,12 +173,12 @@ def settings(name: str):
     """The pipeline's module settings for one run, restored after."""
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
-    saved = (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM)
-    pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM = SETTINGS[name]
+    saved = (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT)
+    pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT = SETTINGS[name]
     try:
         yield
     finally:
-        pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM = saved
+        pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT = saved
 
 
 @click.command()

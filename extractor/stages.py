@@ -204,6 +204,12 @@ class Scorer:
         return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra))
 
 
+# The host sleeps while it waits for a batch's scores, rather than spinning on a core (what
+# CUDA does for an event made without cudaEventBlockingSync) that a decoding worker could
+# use; the device has the other batches in flight to go on with meanwhile.
+BLOCKING_WAIT = True
+
+
 def _to_host(h: HostScores) -> HostScores:
     if not h.scores.is_cuda:
         return h
@@ -211,7 +217,7 @@ def _to_host(h: HostScores) -> HostScores:
     h.tiles = h.tiles.to("cpu", non_blocking=True) if h.tiles is not None else None
     h.emb = h.emb.to("cpu", non_blocking=True) if h.emb is not None else None
     h.extra = {k: v.to("cpu", non_blocking=True) for k, v in h.extra.items()}
-    h.event = torch.cuda.Event()
+    h.event = torch.cuda.Event(blocking=BLOCKING_WAIT)
     h.event.record()
     return h
 

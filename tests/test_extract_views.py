@@ -130,15 +130,18 @@ def test_following_symlinks_is_part_of_the_configuration(small_voc, tmp_path):
 
 @pytest.mark.gpu
 def test_gpu_copy_stream_and_queue_depth_leave_the_store_unchanged(small_voc, tmp_path, monkeypatch):
-    """The copy on its own stream, more batches in flight and lower-priority decoding
-    workers change when the device works, never what it computes: the stores are equal."""
-    from cdul.extractor import pipeline
+    """The copy on its own stream, more batches in flight, lower-priority decoding workers
+    and a sleeping wait change when the device works, never what it computes: the stores
+    are equal."""
+    from cdul.extractor import pipeline, stages
 
     out = {}
-    for name, (depth, nice, side) in {"now": (4, 5, True), "before": (2, 0, False), "deep": (16, 5, True)}.items():
+    runs = {"now": (4, 5, True, True), "before": (2, 0, False, False), "deep": (16, 5, True, True)}
+    for name, (depth, nice, side, blocking) in runs.items():
         monkeypatch.setattr(pipeline, "IN_FLIGHT", depth)
         monkeypatch.setattr(pipeline, "WORKER_NICE", nice)
         monkeypatch.setattr(pipeline, "COPY_STREAM", side)
+        monkeypatch.setattr(stages, "BLOCKING_WAIT", blocking)
         r = CliRunner().invoke(
             extract,
             extract_args(

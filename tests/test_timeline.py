@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cdul.benchmarks.timeline import kind_of, settings, summarize
-from cdul.extractor import pipeline
+from cdul.extractor import pipeline, stages
 
 
 def _x(cat, name, ts, dur, **kw):
@@ -64,11 +64,11 @@ def test_kinds_and_a_trace_without_stages():
 
 def test_settings_are_restored():
     def current():
-        return pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM
+        return pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT
 
     saved = current()
     with settings("before"):
-        assert current() == (2, 0, False)
+        assert current() == (2, 0, False, False)
     assert current() == saved
 
 
