@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from cdul.data import load_dataset
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import STAGES
+from cdul.extractor.stages import STAGES
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cdul.data.transfer import worker_tensor
 from cdul.kernels.resample import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_SCR, F_XT, F_YT, N_FIELDS
 
 from .tiling import Tiling
@@ -145,7 +146,7 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
     # the table's image field becomes the image's byte offset
     if len(views):
         views[:, F_IMG] = images[views[:, F_IMG], 0]
-    data = torch.empty(max(cursor, 16), dtype=torch.uint8)
+    data = worker_tensor((max(cursor, 16),), torch.uint8)  # shared memory in a worker: see transfer
     buf = data.numpy()
     buf[views_off:offsets_off] = views.view(np.uint8).ravel()
     buf[offsets_off:taps_off] = offsets.view(np.uint8)

@@ -17,12 +17,13 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
 
 from cdul.data import sample_reader
+from cdul.data.transfer import SharedMemoryFull, advice
 from cdul.store import Store, layout
 
 from .bank import dense_extras
@@ -41,13 +42,13 @@ from .stages import (
     HostScores,
     KernelViews,
     Scorer,
+    StageTimes,
     ToDevice,
     images_per_batch,
 )
 from .tiling import Tiling
 from .views import ViewMaker
 
-STAGES = ("load", "copy", "views", "encode", "score", "collect")
 # Batches the host may issue before it reads the oldest one's scores back (on CUDA): the
 # device has that much queued work to go on with while the host waits for a packed batch,
 # a chunk's bookkeeping or a core. Each costs one packed batch of device memory.
@@ -58,6 +59,7 @@ IN_FLIGHT = 4
 # itself, and the workers keep their priority.
 WORKER_NICE = 5
 COPY_STREAM = True  # the host-to-device copy on its own stream (stages.ToDevice)
+PREFETCH = 4  # packed batches each decoding worker keeps ready (in shared memory)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -253,7 +255,7 @@ def make_loader(
         num_workers=cfg.run.loader_workers,
         collate_fn=unbatched,
         pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.run.loader_workers else None,
+        prefetch_factor=PREFETCH if cfg.run.loader_workers else None,
         persistent_workers=False,
         worker_init_fn=(
             functools.partial(decoding_worker_init, os.getpid(), nice=WORKER_NICE if device.type == "cuda" else 0)
@@ -261,26 +263,6 @@ def make_loader(
             else None
         ),
     )
-
-
-@dataclass
-class StageTimes:
-    """Host seconds per stage; with ``sync`` each stage also waits for its device work."""
-
-    sync: bool = False
-    seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-
-    def run(self, name: str, fn, *args):
-        t = time.perf_counter()
-        if torch._C._autograd._profiler_enabled():  # a named range per stage in profiles
-            with torch.profiler.record_function(f"stage:{name}"):
-                out = fn(*args)
-        else:
-            out = fn(*args)
-        if self.sync and torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.seconds[name] += time.perf_counter() - t
-        return out
 
 
 def extract_chunks(
@@ -376,6 +358,8 @@ def extract_chunks(
                 times.run("collect", collect, in_flight.popleft())
         while in_flight:
             times.run("collect", collect, in_flight.popleft())
+    except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
+        raise SharedMemoryFull(advice(exc, cfg.run.loader_workers, PREFETCH, "packed batches")) from None
     finally:
         writer.close()  # chunks already complete are written even when a later batch failed
     if results or counts["chunks"] != len(chunks):

@@ -1,7 +1,9 @@
 """The extraction stages. Each takes one record and hands one record to the next:
 
     PackedBatch (loader) -> ToDevice -> views [V, 3, R, R] -> Encoder (encoder.py) -> emb [V, D]
-        -> Scorer -> HostScores -> ChunkAssembler -> ChunkWriter (a thread)
+        -> Scorer -> HostScores -> ChunkResults -> ChunkWriter (a thread)
+
+``StageTimes`` times each stage for the runner (``pipeline.extract_chunks``).
 
 A batch is a fixed group of whole images of one chunk (``images_per_batch``), so what the
 encoder sees depends only on the chunk, never on how chunks were shared out or resumed.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -309,6 +312,29 @@ class ChunkResults:
     def all_arrays(self) -> dict:
         """What the chunk writes: its rows, and its part of the patch bank."""
         return {**self.arrays, **(self.bank.arrays() if self.bank is not None else {})}
+
+
+STAGES = ("load", "copy", "views", "encode", "score", "collect")
+
+
+@dataclass
+class StageTimes:
+    """Host seconds per stage; with ``sync`` each stage also waits for its device work."""
+
+    sync: bool = False
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def run(self, name: str, fn, *args):
+        t = time.perf_counter()
+        if torch._C._autograd._profiler_enabled():  # a named range per stage in profiles
+            with torch.profiler.record_function(f"stage:{name}"):
+                out = fn(*args)
+        else:
+            out = fn(*args)
+        if self.sync and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds[name] += time.perf_counter() - t
+        return out
 
 
 class ChunkWriter:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from cdul.data import sample_reader
 from cdul.data.decode import DecodeError, decode_image
+from cdul.data.transfer import worker_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,9 +87,14 @@ class ImageSet(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(im, dtype=np.uint8)), index, True
 
 
+LOADER_PREFETCH = 2  # batches each DataLoader worker keeps ready (the DataLoader's default)
+
+
 def collate(items):
     images, index, ok = zip(*items)
-    return torch.stack(images), torch.tensor(index, dtype=torch.int64), torch.tensor(ok, dtype=torch.bool)
+    stacked = worker_tensor((len(images), *images[0].shape), torch.uint8)  # shared memory in a worker
+    torch.stack(images, out=stacked)
+    return stacked, torch.tensor(index, dtype=torch.int64), torch.tensor(ok, dtype=torch.bool)
 
 
 class EpochBatches:

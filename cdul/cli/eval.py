@@ -62,6 +62,7 @@ def main(
     import torch
 
     from cdul.data import DatasetError, fs, load_labelled
+    from cdul.data.transfer import SharedMemoryFull
     from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
     from cdul.trainer.distributed import pick_device
     from cdul.trainer.evaluate import classifier_report, predict
@@ -93,18 +94,21 @@ def main(
     model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    scores = predict(
-        model,
-        ds.root,
-        list(ds.ids),
-        kind=ds.kind,
-        size=int(ckpt["img_size"]),
-        loss=ckpt["loss"],
-        batch_size=batch_size,
-        workers=workers,
-        device=dev,
-        amp=amp,
-    )
+    try:
+        scores = predict(
+            model,
+            ds.root,
+            list(ds.ids),
+            kind=ds.kind,
+            size=int(ckpt["img_size"]),
+            loss=ckpt["loss"],
+            batch_size=batch_size,
+            workers=workers,
+            device=dev,
+            amp=amp,
+        )
+    except SharedMemoryFull as exc:
+        fail(str(exc))
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
     report = {
         "checkpoint": checkpoint,

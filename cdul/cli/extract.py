@@ -300,6 +300,7 @@ def main(
             compile=compile_mode,
         ),
     )
+    from cdul.data.transfer import SharedMemoryFull
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed
     from cdul.store import StoreLockedError
@@ -321,8 +322,12 @@ def main(
         )
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
+    except SharedMemoryFull as exc:
+        fail(f"{exc}; chunks finished so far are kept; rerun the same command to resume")
     except WorkerFailed as exc:
-        hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
+        hint = (
+            " (disk full? free some space)" if "No space left" in str(exc) and "shared memory" not in str(exc) else ""
+        )
         fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
     except KeyboardInterrupt:
         fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)

@@ -154,6 +154,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 @follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
+    from cdul.data.transfer import SharedMemoryFull
     from cdul.trainer import ConfigError, TrainConfig, TrainError, train
 
     quiet = options["quiet"]
@@ -167,6 +168,8 @@ def main(**options):
         result = train(cfg, log=log)
     except TrainError as exc:
         fail(str(exc))
+    except SharedMemoryFull as exc:
+        fail(f"{exc}; rerun with --resume to continue from the last checkpoint")
     except OSError as exc:
         hint = " (disk full? free some space)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
         fail(f"{exc}{hint}; rerun with --resume to continue from the last checkpoint")
