@@ -59,7 +59,12 @@ IN_FLIGHT = 4
 # itself, and the workers keep their priority.
 WORKER_NICE = 5
 COPY_STREAM = True  # the host-to-device copy on its own stream (stages.ToDevice)
-PREFETCH = 4  # packed batches each decoding worker keeps ready (in shared memory)
+PREFETCH = 4  # packed batches each decoding worker keeps ready (in shared memory)...
+PREFETCH_LARGE = 2  # ... or this many when a batch holds more than 64 images (dense mode's 256)
+
+
+def loader_prefetch(per_batch: int) -> int:
+    return PREFETCH if per_batch <= 64 else PREFETCH_LARGE
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -255,7 +260,7 @@ def make_loader(
         num_workers=cfg.run.loader_workers,
         collate_fn=unbatched,
         pin_memory=device.type == "cuda",
-        prefetch_factor=PREFETCH if cfg.run.loader_workers else None,
+        prefetch_factor=loader_prefetch(per_batch) if cfg.run.loader_workers else None,
         persistent_workers=False,
         worker_init_fn=(
             functools.partial(decoding_worker_init, os.getpid(), nice=WORKER_NICE if device.type == "cuda" else 0)
@@ -359,7 +364,8 @@ def extract_chunks(
         while in_flight:
             times.run("collect", collect, in_flight.popleft())
     except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
-        raise SharedMemoryFull(advice(exc, cfg.run.loader_workers, PREFETCH, "packed batches")) from None
+        prefetch = loader_prefetch(images_per_batch(stages.tiling, cfg.run.batch_size))
+        raise SharedMemoryFull(advice(exc, cfg.run.loader_workers, prefetch, "packed batches")) from None
     finally:
         writer.close()  # chunks already complete are written even when a later batch failed
     if results or counts["chunks"] != len(chunks):

@@ -88,3 +88,10 @@ def test_a_real_small_dev_shm(voc_root, tmp_path):
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("Error: the data loading workers ran out of shared memory")
     assert "Traceback" not in r.stderr
+
+
+def test_large_batches_keep_fewer_ready():
+    """Dense mode's batches hold 256 whole images: two ready per worker, not four."""
+    from cdul.extractor.pipeline import loader_prefetch
+
+    assert loader_prefetch(25) == 4 and loader_prefetch(64) == 4 and loader_prefetch(256) == 2
