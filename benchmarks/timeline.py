@@ -92,12 +92,13 @@ def summarize(events: list[dict], gap_us: float = 20.0) -> dict:
     device = [
         e for e in events if e.get("ph") == "X" and e.get("cat") in DEVICE_CATS and t0 <= e["ts"] and e["ts"] < t1
     ]
+    kinds = [kind_of(e) for e in device]
     by_kind: dict[str, float] = dict.fromkeys(KINDS, 0.0)
-    for e in device:
-        by_kind[kind_of(e)] += e["dur"] / 1000
+    for e, kind in zip(device, kinds):
+        by_kind[kind] += e["dur"] / 1000
     busy = _merge([(e["ts"], min(e["ts"] + e["dur"], t1)) for e in device])
-    compute = _merge([(e["ts"], e["ts"] + e["dur"]) for e in device if not kind_of(e).startswith("copy")])
-    copy_in = [(e["ts"], e["ts"] + e["dur"]) for e in device if kind_of(e) == "copy in"]
+    compute = _merge([(e["ts"], e["ts"] + e["dur"]) for e, k in zip(device, kinds) if not k.startswith("copy")])
+    copy_in = [(e["ts"], e["ts"] + e["dur"]) for e, k in zip(device, kinds) if k == "copy in"]
     idle_by_stage: dict[str, float] = defaultdict(float)
     gaps = []
     edges = [t0] + [x for span in busy for x in span] + [t1]

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cdul.data import sample_reader
-from cdul.data.transfer import SharedMemoryFull, advice
+from cdul.data.transfer import handed_over
 from cdul.store import Store, layout
 
 from .bank import dense_extras
@@ -293,9 +293,14 @@ def extract_chunks(
     store = Store.open(cfg.store, mode="r+")
     bounds = [store.chunk_bounds(k) for k in chunks]
     early = early_view_spec(cfg)
-    batches = None
+
+    def start_loader(spec: ViewSpec, tiling: Tiling | None):
+        loader = make_loader(cfg, store, chunks, spec, tiling, device)
+        return handed_over(loader, "packed batches"), len(loader)
+
+    batches, n_batches = None, 0
     if early is not None:  # the decoding workers start now and fill their queue while the model loads
-        batches = iter(make_loader(cfg, store, chunks, *early, device))
+        batches, n_batches = start_loader(*early)
     try:
         bundle, tower = _loaded(cfg, list(store.classes), device)
         tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
@@ -306,7 +311,7 @@ def extract_chunks(
         del batches  # the workers started early are shut down before the error goes up
         raise
     if batches is None:
-        batches = iter(make_loader(cfg, store, chunks, stages.spec, stages.tiling, device))
+        batches, n_batches = start_loader(stages.spec, stages.tiling)
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
     dense = cfg.config.local == "dense"
     if store.has(layout.TEXT):  # the same numbers from every worker
@@ -346,7 +351,7 @@ def extract_chunks(
 
     ready = time.perf_counter()
     try:
-        for _ in range(len(batches)):  # not one call past the last: that one waits for the workers to exit
+        for _ in range(n_batches):  # not one call past the last: that one waits for the workers to exit
             batch = times.run("load", next, batches)
             counts["batches"] += 1
             if batch.n_ok:
@@ -363,9 +368,6 @@ def extract_chunks(
                 times.run("collect", collect, in_flight.popleft())
         while in_flight:
             times.run("collect", collect, in_flight.popleft())
-    except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
-        prefetch = loader_prefetch(images_per_batch(stages.tiling, cfg.run.batch_size))
-        raise SharedMemoryFull(advice(exc, cfg.run.loader_workers, prefetch, "packed batches")) from None
     finally:
         writer.close()  # chunks already complete are written even when a later batch failed
     if results or counts["chunks"] != len(chunks):

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from cdul import metrics
-from cdul.data.transfer import SharedMemoryFull, advice
+from cdul.data.transfer import handed_over
 from cdul.metrics import f1_scores, mean_of, per_class_ap
 from cdul.store import Store, layout
 
 from . import labels as L
 from .distributed import Dist
-from .images import LOADER_PREFETCH, ImageSet, Normalise, collate
+from .images import ImageSet, Normalise, collate
 
 
 def autocast(device: torch.device, amp: str):
@@ -65,7 +65,7 @@ def predict(
     model.eval()
     rows, out = [], []
     try:
-        for images, index, ok in loader:
+        for images, index, ok in handed_over(loader, "batches of images"):
             x = norm(images.to(device, non_blocking=True), contiguous=device.type != "cuda")
             with autocast(device, amp):
                 logits = model(x)
@@ -73,8 +73,6 @@ def predict(
             s[~ok.numpy()] = np.nan
             rows.append(index.numpy())
             out.append(s)
-    except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
-        raise SharedMemoryFull(advice(exc, workers, LOADER_PREFETCH, "batches of images")) from None
     finally:
         model.train(was_training)
     n_classes = out[0].shape[1] if out else 0

@@ -87,9 +87,6 @@ class ImageSet(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(im, dtype=np.uint8)), index, True
 
 
-LOADER_PREFETCH = 2  # batches each DataLoader worker keeps ready (the DataLoader's default)
-
-
 def collate(items):
     images, index, ok = zip(*items)
     stacked = worker_tensor((len(images), *images[0].shape), torch.uint8)  # shared memory in a worker

@@ -27,14 +27,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cdul.data.transfer import SharedMemoryFull, advice
+from cdul.data.transfer import handed_over
 from cdul.store import StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
 from .distributed import Dist
 from .evaluate import pseudo_label_map
-from .images import IMAGENET_MEAN, IMAGENET_STD, LOADER_PREFETCH, EpochBatches, ImageSet, collate
+from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, collate
 from .model import WeightsError, build_classifier, unwrap
 from .prepare import (
     TrainError,
@@ -197,18 +197,15 @@ class Trainer:
         joined = self.model.join() if isinstance(self.model, DistributedDataParallel) else contextlib.nullcontext()
         assert self.loader is not None  # made by setup()
         with joined:
-            try:
-                for images, index, ok in self.loader:
-                    idx = index.numpy()
-                    y_host = stream.labels(idx)
-                    new, stats = self.step(images, torch.from_numpy(y_host), ok, update)
-                    stream.commit(idx, new)
-                    sums += stats
-                    bar.update(len(idx))
-                    if sums[1]:
-                        bar.set_postfix(loss=f"{sums[0] / sums[1]:.4f}", skipped=int(sums[4]), refresh=False)
-            except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
-                raise SharedMemoryFull(advice(exc, cfg.workers, LOADER_PREFETCH, "batches of images")) from None
+            for images, index, ok in handed_over(self.loader, "batches of images"):
+                idx = index.numpy()
+                y_host = stream.labels(idx)
+                new, stats = self.step(images, torch.from_numpy(y_host), ok, update)
+                stream.commit(idx, new)
+                sums += stats
+                bar.update(len(idx))
+                if sums[1]:
+                    bar.set_postfix(loss=f"{sums[0] / sums[1]:.4f}", skipped=int(sums[4]), refresh=False)
         stream.close()
         bar.close()
         seconds = time.time() - started

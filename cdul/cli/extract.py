@@ -15,6 +15,7 @@ from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
+RESUME = "chunks finished so far are kept; rerun the same command to resume"
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
 
@@ -323,17 +324,15 @@ def main(
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
     except SharedMemoryFull as exc:
-        fail(f"{exc}; chunks finished so far are kept; rerun the same command to resume")
+        fail(f"{exc}; {RESUME}")
     except WorkerFailed as exc:
-        hint = (
-            " (disk full? free some space)" if "No space left" in str(exc) and "shared memory" not in str(exc) else ""
-        )
-        fail(f"{exc}{hint}; chunks finished so far are kept; rerun the same command to resume")
+        hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
+        fail(f"{exc}{hint}; {RESUME}")
     except KeyboardInterrupt:
-        fail("interrupted; chunks finished so far are kept; rerun the same command to resume", code=130)
+        fail(f"interrupted; {RESUME}", code=130)
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
-        resume = "; chunks finished so far are kept; rerun the same command to resume" if store_exists(out) else ""
+        resume = f"; {RESUME}" if store_exists(out) else ""
         fail(f"{exc}{hint}{resume}")
     if summary.result is None:  # a torchrun rank other than 0
         return

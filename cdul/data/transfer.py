@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import get_worker_info
@@ -37,6 +38,19 @@ def worker_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
             n = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
             raise SharedMemoryFull(f"a batch of {n} bytes did not fit in shared memory: {exc}") from None
         raise
+
+
+def handed_over(loader: torch.utils.data.DataLoader, what: str = "batches") -> Iterator:
+    """Iterate ``loader`` (its workers start now, not at the first item): a worker's
+    SharedMemoryFull comes out as one line of advice with the loader's own sizes."""
+    return _translated(iter(loader), loader.num_workers, loader.prefetch_factor or 0, what)
+
+
+def _translated(batches: Iterator, workers: int, prefetch: int, what: str) -> Iterator:
+    try:
+        yield from batches
+    except SharedMemoryFull as exc:  # raised in a worker: its message ends in a traceback
+        raise SharedMemoryFull(advice(exc, workers, prefetch, what)) from None
 
 
 def advice(exc: BaseException, workers: int, prefetch: int, what: str = "batches") -> str:
