@@ -32,7 +32,7 @@ from cdul.extractor.tiling import Tiling
 from cdul.store import Store
 
 from .bench_data import jpeg_dataset, work_dir
-from .common import record
+from .common import decoding_workers, record
 from .extract_bench import run_ours
 
 
@@ -122,7 +122,7 @@ class LoaderLoad:
 def main(model, images, snippet, batch_size, workers, modes, calls):
     cuda = torch.cuda.is_available()
     device = torch.device("cuda:0" if cuda else "cpu")
-    workers = min(14, max(1, (os.cpu_count() or 1) - 2)) if workers is None else workers
+    workers = decoding_workers() if workers is None else workers
     modes = [m for m in modes.split(",") if cuda or m == "none"]
     root = jpeg_dataset(images)
     tiling = Tiling.grid(snippet)

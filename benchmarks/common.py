@@ -109,6 +109,11 @@ def record(
             )
 
 
+def decoding_workers() -> int:
+    """The decoding processes a GPU benchmark starts: the CPUs less two, at most 14."""
+    return min(14, max(1, (os.cpu_count() or 1) - 2))
+
+
 def timeit(fn, *, warmup: int = 1, repeat: int = 3, sync=None) -> float:
     """Median seconds of fn() over `repeat` runs after `warmup` runs."""
     for _ in range(warmup):

@@ -25,7 +25,7 @@ import torch
 from cdul.data.decode import DEFAULT_MAX_PIXELS, decode_image
 
 from .bench_data import jpeg_dataset
-from .common import record
+from .common import decoding_workers, record
 
 
 def _rate(fn, n: int, repeat: int = 3) -> float:
@@ -48,7 +48,7 @@ def main(images, batch):
     blobs = [Path(f).read_bytes() for f in files]
     torch.set_num_threads(1)
     params = {"images": len(blobs), "batch": batch}
-    workers = min(14, max(1, (os.cpu_count() or 1) - 2))
+    workers = decoding_workers()
     ref = [decode_image(b, exif=True, max_pixels=DEFAULT_MAX_PIXELS) for b in blobs]
     cpu = _rate(lambda: [decode_image(b, exif=True, max_pixels=DEFAULT_MAX_PIXELS) for b in blobs], len(blobs))
     raw = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]

@@ -43,7 +43,7 @@ from cdul.extractor.tiling import Tiling
 
 from . import naive
 from .bench_data import jpeg_dataset, work_dir
-from .common import record, timeit
+from .common import decoding_workers, record, timeit
 
 MOST_IMAGES = 16384
 
@@ -188,7 +188,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     images = images or (48 if quick else 512)
     naive_images = naive_images or (4 if quick else 64)
     batch_size = batch_size or (256 if on_gpu else 8)
-    workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if on_gpu else 0) if workers is None else workers
+    workers = (decoding_workers() if on_gpu else 0) if workers is None else workers
     seconds = (4.0 if on_gpu else 0.0) if seconds is None else seconds
     root = jpeg_dataset(images)
     rows = []

@@ -26,7 +26,7 @@ from cdul.extractor.stages import STAGES
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
-from .common import record
+from .common import decoding_workers, record
 
 
 @click.command()
@@ -40,7 +40,7 @@ from .common import record
 def main(model, images, snippet, device, workers, views, trace):
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
-    workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if cuda else 0) if workers is None else workers
+    workers = (decoding_workers() if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     out = os.path.join(work_dir(), "profile.zarr")
     cfg = WorkerConfig(

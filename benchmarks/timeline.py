@@ -39,7 +39,7 @@ from cdul.extractor.job import extract
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
-from .common import record
+from .common import decoding_workers, record
 
 DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 KINDS = ("encoder", "views", "score", "copy in", "copy out", "copy on device")
@@ -204,7 +204,7 @@ def main(models, images, snippet, local, device, workers, batch_size, compile_mo
         )
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
-    workers = (min(14, max(1, (os.cpu_count() or 1) - 2)) if cuda else 0) if workers is None else workers
+    workers = (decoding_workers() if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     for model in [m.strip() for m in models.split(",") if m.strip()]:
         run_model(model, data, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir)
