@@ -10,7 +10,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from clip_reference import make_checkpoint
-from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
+from dense_reference import DenseReference, clustered_bank, piaa_bank, piaa_learn, piaa_test
 from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
@@ -157,6 +157,42 @@ def test_gda_round_matches_piaa(dense_store, reference, tmp_path):
     want = piaa_test(cls, torch.from_numpy(store["emb/patches"][:].astype(np.float64)), text, W, b).numpy()
     close(got, want, "labels/round_001")
     assert store["labels/round_001"].attrs["source"] == "cdul-refine --gda"
+
+
+def saturated_copy(dense_store, url):
+    """The dense store with a synthetic bank whose first fit saturates whole classes, text
+    embeddings to match, and patches and global scores drawn around them."""
+    import shutil
+
+    shutil.copytree(dense_store.store.root, url)
+    g = zarr.open_group(url, mode="r+")
+    (c, k, d), (n, p) = g["bank/emb"].shape, g["emb/patches"].shape[:2]
+    bank, text = clustered_bank(0, c, k, d, 0.3)
+    g["bank/emb"][...], g["bank/score"][...], g["text/emb"][...] = bank, np.zeros((c, k), np.float32), text
+    r = np.random.default_rng(1)
+    patches = text[r.integers(0, c, (n, p))] + 0.3 * r.standard_normal((n, p, d))
+    g["emb/patches"][...] = (patches / np.linalg.norm(patches, axis=-1, keepdims=True)).astype(np.float16)
+    cls = text[r.integers(0, c, n)] + 0.5 * r.standard_normal((n, d))
+    cls = torch.from_numpy(cls / np.linalg.norm(cls, axis=-1, keepdims=True))
+    g["sim/global"][...] = torch.softmax(100.0 * cls @ torch.from_numpy(text).double().T, dim=-1).float().numpy()
+    return g, cls
+
+
+def test_gda_on_a_saturated_bank_matches_piaa_in_float32(dense_store, tmp_path):
+    url = str(tmp_path / "s.zarr")
+    g, cls = saturated_copy(dense_store, url)
+    result = CliRunner().invoke(refine, ["--store", url, "--gda", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text, kept = torch.from_numpy(g["text/emb"][:]), []
+    W, b = piaa_learn(torch.from_numpy(g["bank/emb"][:].reshape(-1, text.shape[1]).astype(np.float32)), text, kept=kept)
+    assert sum(k == n > 1 for _, n, k in kept) >= 10  # classes at probability 1 everywhere: all kept
+    want = piaa_test(cls, torch.from_numpy(g["emb/patches"][:].astype(np.float32)), text, W, b).numpy()
+    close(zarr.open_group(url, mode="r")["labels/round_001"][:], want, "labels/round_001", 2e-6)
+    lost = [dense_store.attrs["classes"][c] for c, n, k in kept if k == 0]
+    line = [ln for ln in result.output.splitlines() if "kept no bank entry" in ln]
+    assert len(line) == 1 and all(name in line[0] for name in lost), result.output
+    robust = CliRunner().invoke(refine, ["--store", url, "--gda", "--gda-keep", "robust", "-q"])
+    assert robust.exit_code == 0 and "kept no bank entry" not in robust.output, robust.output
 
 
 def one_line_error(result, needle):

@@ -78,6 +78,15 @@ The kNN options do not apply to it.
     help="Scale of the first fit's probabilities, which pick the bank entries of the second "
     "(PIAA: 100 for VOC, 0.01 for COCO).",
 )
+@click.option(
+    "--gda-keep",
+    "keep",
+    type=click.Choice(["piaa", "robust"]),
+    default="piaa",
+    help="Bank entries of the second fit, per class: piaa keeps those at or above mean + std of the first "
+    "fit's probabilities (a class can lose them all, e.g. a lone entry); robust caps the threshold at the "
+    "class's best, so each class keeps at least one. Example: --gda-keep robust.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(
     store_url,
@@ -95,6 +104,7 @@ def main(
     patch_scale,
     temperature,
     fit_scale,
+    keep,
     quiet,
 ):
     from tqdm import tqdm
@@ -107,9 +117,14 @@ def main(
         with StoreLock(store_url):
             store = open_verified(store_url, mode="r+")
             if gda:
-                opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale)
+                opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale, keep)
                 with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
-                    k = refine_gda(store, opts, progress=bar.update)
+                    k, empty = refine_gda(store, opts, progress=bar.update)
+                if empty:
+                    click.echo(
+                        f"the second fit kept no bank entry of {len(empty)} classes, whose means are their text "
+                        f"embeddings: {', '.join(empty)}"
+                    )
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
             spec = choose_index(store.n, kind, nlist, nprobe)
