@@ -74,6 +74,31 @@ def test_patch_features_and_scores_match_sclip(dense_store, reference):
             close(dense_store[arr][i], ref[key], f"{name} {arr}")
 
 
+def test_store_records_dense_mode_and_reads_an_older_record(voc_root, vit, dense_store, tmp_path):
+    import shutil
+
+    from cdul.cli.report import main as report
+
+    assert dense_store.attrs["tiling"] == {"mode": "dense", "size": 64, "grid": 4}  # no 3 x 3 grid was cut
+    assert dense_store.attrs["config"]["tiling"] == {"mode": "grid", "G": 3}  # hashed as the option was given
+    url = str(tmp_path / "old.zarr")
+    shutil.copytree(dense_store.store.root, url)
+    zarr.open_group(url, mode="r+").attrs["tiling"] = {"mode": "grid", "G": 3}  # as stores were written before
+    runner = CliRunner()
+    verified = runner.invoke(extract, [url, "--out", url, "--verify"])
+    assert verified.exit_code == 0 and "dense patches at 64 px" in verified.output, verified.output
+    shown = runner.invoke(report, ["--store", url, "--out", str(tmp_path / "rep")])
+    assert shown.exit_code == 0, shown.output
+    assert "dense patches at 64 px" in open(tmp_path / "rep" / "report.md").read()
+    again = run_extract(voc_root, url, vit, "--local", "dense", "--keep-patches", str(K), "--keep-patch-embeddings")
+    assert again.attrs["config_hash"] == dense_store.attrs["config_hash"]  # resumed, not refused
+    assert again.attrs["tiling"] == dense_store.attrs["tiling"]
+    patches = zarr.open_group(url, mode="r+")["images/n_tiles"]
+    patches[3] = 15  # an image's patch count that is not the 4 x 4 grid's
+    damaged = runner.invoke(extract, [url, "--out", url, "--verify"])
+    assert damaged.exit_code == 1 and "without 4^2 patches" in damaged.output, damaged.output
+
+
 def test_global_scores_equal_the_tiles_mode(voc_root, vit, dense_store, tmp_path):
     tiles = run_extract(voc_root, str(tmp_path / "tiles.zarr"), vit, "--snippet", "3")
     close(dense_store["sim/global"][:], tiles["sim/global"][:], "sim/global", 1e-6)
