@@ -220,6 +220,28 @@ def test_gda_on_a_saturated_bank_matches_piaa_in_float32(dense_store, tmp_path):
     assert robust.exit_code == 0 and "kept no bank entry" not in robust.output, robust.output
 
 
+def test_gda_bank_of_another_store_labels_this_one(voc_root, vit, dense_store, reference, tmp_path):
+    """PIAA's split: the bank of one store (train), the scores of another (val)."""
+    url = str(tmp_path / "val.zarr")
+    val = run_extract(voc_root, url, vit, "--local", "dense", "--limit", "6", "--keep-patch-embeddings")
+    assert "bank" not in val
+    bank_url = dense_store.store.root
+    runner = CliRunner()
+    result = runner.invoke(refine, ["--store", url, "--gda", "--gda-bank", str(bank_url), "-q"])
+    assert result.exit_code == 0, result.output
+    got = zarr.open_group(url, mode="r")["labels/round_001"]
+    assert got.attrs["bank_store"] == str(bank_url)
+    score = dense_store["bank/score"][:]
+    text = torch.from_numpy(dense_store["text/emb"][:])
+    W, b = piaa_learn(torch.from_numpy(dense_store["bank/emb"][:][np.isfinite(score)].astype(np.float32)), text)
+    cls = torch.from_numpy(np.stack([reference.embed(reference.open(p)) for p in paths(val)]))
+    want = piaa_test(cls, torch.from_numpy(val["emb/patches"][:].astype(np.float32)), text, W, b).numpy()
+    close(got[:], want, "labels/round_001")
+    zarr.open_group(url, mode="r+")["text/emb"][0, 0] += 0.01  # as another prompt or model would make them
+    one_line_error(runner.invoke(refine, ["--store", url, "--gda", "--gda-bank", str(bank_url)]), "class embeddings")
+    one_line_error(runner.invoke(refine, ["--store", str(bank_url), "--gda", "--gda-bank", url]), "--keep-patches")
+
+
 def one_line_error(result, needle):
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("Error")]

@@ -27,6 +27,12 @@ shared shrunk covariance) on the patch bank, and write as a new round
     y = W_CLS * softmax(CLS_SCALE * cos(image, T)) + (1 - W_CLS) * softmax(PATCH_SCALE * max_j P_j)
     P_j = softmax(GDA logits of patch j / TEMPERATURE)
 
+The fit and the logits run in float32, as PIAA's code. PIAA fits on the train split's bank
+and labels val: give the train store with --gda-bank, e.g.
+
+
+  cdul-refine --store voc12_val.zarr --gda --gda-bank voc12_train.zarr
+
 The kNN options do not apply to it.
 """
 
@@ -79,6 +85,13 @@ The kNN options do not apply to it.
     "(PIAA: 100 for VOC, 0.01 for COCO).",
 )
 @click.option(
+    "--gda-bank",
+    "bank_url",
+    default=None,
+    help="Store whose bank the fit uses, made with the same model and prompt (PIAA: the train split's, to "
+    "label val). Example: --gda-bank voc12_train.zarr.  [default: STORE's own bank]",
+)
+@click.option(
     "--gda-keep",
     "keep",
     type=click.Choice(["piaa", "robust"]),
@@ -104,6 +117,7 @@ def main(
     patch_scale,
     temperature,
     fit_scale,
+    bank_url,
     keep,
     quiet,
 ):
@@ -119,7 +133,8 @@ def main(
             if gda:
                 opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale, keep)
                 with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
-                    k, empty = refine_gda(store, opts, progress=bar.update)
+                    bank = open_verified(bank_url) if bank_url else None
+                    k, empty = refine_gda(store, opts, bank_store=bank, progress=bar.update)
                 if empty:
                     click.echo(
                         f"the second fit kept no bank entry of {len(empty)} classes, whose means are their text "

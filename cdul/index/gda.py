@@ -141,13 +141,16 @@ def score(
     return opts.weight * s_cls + (1.0 - opts.weight) * s_patch
 
 
-def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(bank entries [M, D], class embeddings [C, D]) in float32, and the bank's scale."""
+def _finished(store: Store) -> None:
     if not store.attrs.get("complete"):
         raise StoreError(f"{store.url} is not finished: rerun its cdul-extract command to complete it")
-    for name, how in [(layout.BANK_EMB, "--keep-patches K"), (layout.EMB_PATCHES, "--keep-patch-embeddings")]:
-        if not store.has(name):
-            raise StoreError(f"{store.url} has no {name}: extract it with --local dense {how}")
+
+
+def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(bank entries [M, D], class embeddings [C, D]) in float32, and the bank's scale."""
+    _finished(store)
+    if not store.has(layout.BANK_EMB):
+        raise StoreError(f"{store.url} has no {layout.BANK_EMB}: extract it with --local dense --keep-patches K")
     emb = np.asarray(store.array(layout.BANK_EMB)[...], np.float32)
     score_ = np.asarray(store.array(layout.BANK_SCORE)[...])
     entries = emb[np.isfinite(score_)]
@@ -155,14 +158,39 @@ def read_bank(store: Store) -> tuple[torch.Tensor, torch.Tensor, float]:
     return torch.from_numpy(entries), torch.from_numpy(text), attr_float(store.array(layout.BANK_EMB).attrs["scale"])
 
 
+def check_scored(store: Store, bank_store: Store, text: torch.Tensor) -> None:
+    """The scored store has patch embeddings, and the bank's classes and class embeddings
+    (PIAA: the bank of the train split, the scores of val, one model and prompt)."""
+    _finished(store)
+    if not store.has(layout.EMB_PATCHES):
+        raise StoreError(
+            f"{store.url} has no {layout.EMB_PATCHES}: extract it with --local dense --keep-patch-embeddings"
+        )
+    if list(store.classes) != list(bank_store.classes):
+        raise StoreError(f"{bank_store.url} and {store.url} have other classes: give the bank of the same classes")
+    mine = torch.from_numpy(np.asarray(store.array(layout.TEXT)[...], np.float32))
+    if mine.shape != text.shape or not torch.allclose(mine, text, rtol=0, atol=1e-5):
+        raise StoreError(
+            f"{bank_store.url} and {store.url} have other class embeddings: extract both with one model and prompt"
+        )
+
+
 def refine_gda(
-    store: Store, opts: GdaOptions = GdaOptions(), *, batch: int = 256, progress: Callable[[int], None] | None = None
+    store: Store,
+    opts: GdaOptions = GdaOptions(),
+    *,
+    bank_store: Store | None = None,
+    batch: int = 256,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Fit on the store's bank, score every image and write the labels as the next round;
-    returns its number and the classes with no entry in the second fit."""
+    """Fit on the bank of ``bank_store`` (default: the store's own), score every image of the
+    store and write the labels as its next round; returns the round's number and the classes
+    with no entry in the second fit."""
     if not 0.0 <= opts.weight <= 1.0:
         raise ValueError("the weight of S_cls must be in [0, 1]")
-    bank, text, bank_scale = read_bank(store)
+    bank_store = bank_store or store
+    bank, text, bank_scale = read_bank(bank_store)
+    check_scored(store, bank_store, text)
     result = learn(bank, text, opts.fit_scale, bank_scale, opts.keep)
     w, b, empty = result.w, result.b, [store.classes[c] for c in result.empty]
     logit_scale = attr_float(store.section("model")["logit_scale"])
@@ -173,6 +201,7 @@ def refine_gda(
         {
             "source": "cdul-refine --gda",
             **asdict(opts),
+            "bank_store": bank_store.url,
             "bank_entries": len(bank),
             "entries_second_fit": int(result.kept.sum()),
             "classes_without_entries": empty,
