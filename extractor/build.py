@@ -55,6 +55,16 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
     return config
 
 
+def local_views(cfg: WorkerConfig) -> dict:
+    """The root attribute ``tiling``: what the run cuts. Dense mode cuts no tiles: it records
+    its pass's size and patch grid (the hashed configuration keeps the tiling option as given,
+    so a store written before this record still resumes)."""
+    if cfg.config.local != "dense":
+        return cfg.config.tiling.describe()
+    size = cfg.config.dense_size or model_input_size(cfg.config.model)
+    return {"mode": "dense", "size": size, "grid": dense_grid(model_config(cfg.config.model), size)}
+
+
 def _diff(old: Mapping[str, object], new: Mapping[str, object], prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
@@ -76,6 +86,8 @@ def prepare_store(
     if attrs and not overwrite and not attrs.get("creating"):  # a create that died early just starts over
         store = Store.open(url, mode="r+")
         if store.attrs.get("config_hash") == digest:
+            if store.attrs.get("tiling") != local_views(cfg):  # written before dense mode was recorded
+                store.set_attrs(tiling=local_views(cfg))
             return store
         if store.done_flags().any():  # with nothing extracted yet, the store is simply made again
             changes = _diff(store.section("config"), config)
@@ -97,7 +109,7 @@ def prepare_store(
     )
     attrs = {
         "prompts": {"template": cfg.config.template, "ensemble": cfg.config.ensemble},
-        "tiling": cfg.config.tiling.describe(),
+        "tiling": local_views(cfg),
         "dataset": {
             "kind": dataset.kind,
             "root": dataset.root,

@@ -5,6 +5,14 @@ reference, or the path of a JSON architecture config (``{"embed_dim": ..., "visi
 ..., "text_cfg": ...}``, as open_clip's own configs). ``pretrained`` is an open_clip tag
 (``openai``), the path of a checkpoint file, or ``none`` for random weights.
 
+OpenAI trained CLIP with QuickGELU (x sigmoid(1.702 x)); open_clip's plain names
+(``ViT-B-16``) build GELU. For the ``openai`` tag QuickGELU is forced. A file is OpenAI's when
+it is one of its TorchScript archives (a zip with ``constants.pkl`` and ``code/`` entries,
+as OpenAI ships its ``.pt`` files) or a state dict with the entries only those archives
+hold (``input_resolution``, ``context_length``, ``vocab_size``); QuickGELU is forced for it
+too. A converted copy (open_clip's hub files) has open_clip's layout and no such mark:
+give the ``-quickgelu`` name (``ViT-B-16-quickgelu``) for it.
+
 Weights are looked for in the local caches first. When they are not there and the hub
 cannot be reached, the error is one line naming the file to pass instead; it never sits
 through minutes of download retries.
@@ -171,22 +179,33 @@ def resolve_weights(arch: str, pretrained: str, cache_dir: str | None = None) ->
     return pretrained, cfg
 
 
+OPENAI_ONLY = ("input_resolution", "context_length", "vocab_size")  # entries of OpenAI's archives
+
+
 def _is_jit_archive(path: str) -> bool:
     import zipfile
 
     if not os.path.isfile(path) or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as zf:
-        return any(name.endswith("constants.pkl") for name in zf.namelist())
+        names = zf.namelist()
+    return any(n.endswith("constants.pkl") for n in names) and any("/code/" in f"/{n}" for n in names)
 
 
-def _load_jit_archive(model: torch.nn.Module, path: str) -> None:
-    """OpenAI's original .pt files are TorchScript archives; take their weights."""
-    archive = torch.jit.load(path, map_location="cpu")
-    state = {
-        k: v for k, v in archive.state_dict().items() if k not in ("input_resolution", "context_length", "vocab_size")
-    }
-    model.load_state_dict(state, strict=True)
+def _openai_state(path: str) -> dict | None:
+    """The weights of an OpenAI checkpoint file without its extra entries; None for another file."""
+    import zipfile
+
+    if _is_jit_archive(path):
+        state = torch.jit.load(path, map_location="cpu").state_dict()
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        except Exception:  # not a torch file (safetensors, ...): open_clip reads it
+            return None
+        if not isinstance(state, dict) or not all(k in state for k in OPENAI_ONLY):
+            return None
+    return {k: v for k, v in state.items() if k not in OPENAI_ONLY}
 
 
 @contextlib.contextmanager
@@ -255,7 +274,8 @@ def load_clip(
 
     arch = register_model(model)
     weights, tag_cfg = resolve_weights(arch, pretrained, cache_dir)
-    kwargs = _create_kwargs(tag_cfg)
+    openai = _openai_state(weights) if weights and os.path.isfile(weights) else None
+    kwargs = _create_kwargs({**tag_cfg, "quick_gelu": True} if openai is not None else tag_cfg)
     try:
         with _quiet():
             if weights is None:
@@ -264,9 +284,9 @@ def load_clip(
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(0)
                     net = open_clip.create_model(arch, pretrained=None, **kwargs)
-            elif _is_jit_archive(weights):
+            elif openai is not None:
                 net = open_clip.create_model(arch, pretrained=None, **kwargs)
-                _load_jit_archive(net, weights)
+                net.load_state_dict(openai, strict=True)
             else:
                 net = open_clip.create_model(arch, pretrained=weights, cache_dir=cache_dir, **kwargs)
     except (RuntimeError, FileNotFoundError) as exc:

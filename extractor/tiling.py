@@ -5,6 +5,8 @@
 - pixel mode (``--tile-px P``): P x P tiles, H // P rows by W // P columns, row-major.
 
 An image too small for the tiling (h or w would be 0, or no P x P tile fits) has no tiles.
+Dense mode cuts no tiles (one pass, every patch scored); a store records it as
+``{mode: dense, size: S, grid: g}`` instead (``store.layout.local_mode``, ``describe_local``).
 """
 
 from __future__ import annotations
@@ -69,3 +71,13 @@ class Tiling:
         if self.mode == "grid":
             return f"{self.size} x {self.size} grid of tiles"
         return f"{self.size} x {self.size} px tiles"
+
+
+def describe_local(d: dict) -> str:
+    """A store's local views in words, from its recorded description (``store.layout.local_mode``)."""
+    if not d:
+        return "no tiles"
+    if d.get("mode") == "dense":
+        grid, size = d.get("grid"), d.get("size")
+        return "dense patches" + (f", {grid} x {grid}" if grid else "") + (f" at {size} px" if size else "")
+    return str(Tiling.from_description(d))

@@ -6,6 +6,7 @@ what the arrays are called and how they are shaped; it knows nothing of CLIP.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,18 @@ IMAGE, CLASS, TILE = "image", "class", "tile"
 
 def round_name(k: int) -> str:
     return f"{LABELS}/round_{k:03d}"
+
+
+def local_mode(attrs: Mapping) -> dict:
+    """The store's local views from its root attributes: ``tiling`` is ``{mode: grid, G}``,
+    ``{mode: pixel, P}`` or ``{mode: dense, size: S px, grid: g}`` (g x g patches an image).
+    A dense store written before dense mode was recorded there says grid; its hashed
+    configuration (``local``, ``dense_size``) says dense, and that wins (grid unknown)."""
+    tiling = dict(attrs.get("tiling") or {})
+    config = attrs.get("config") or {}
+    if tiling.get("mode") != "dense" and config.get("local") == "dense":
+        return {"mode": "dense", "size": config.get("dense_size") or None, "grid": None}
+    return tiling
 
 
 @dataclass(frozen=True)

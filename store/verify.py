@@ -4,8 +4,10 @@ finalised or read by another command.
 A chunk flagged done is healthy when every array's part of it decodes, no image in it is
 still pending, and every image whose status is ok has finite similarities (``sim/*``,
 ``emb/global``, its first ``n_tiles`` rows of ``sim/tiles``, its initial label in round 0), a
-positive size and an id. A chunk file that was deleted reads as the array's fill value
-(NaN, 0, pending) and so fails the same checks; a truncated or altered one fails to decode.
+positive size and an id; its tile count fits the store's local views (``layout.local_mode``:
+at most G x G tiles of a grid, exactly g x g patches in dense mode). A chunk file that was
+deleted reads as the array's fill value (NaN, 0, pending) and so fails the same checks; a
+truncated or altered one fails to decode.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def check_chunk(store: Store, k: int) -> list[Damage]:
     for name in _FINITE:
         if name in rows:
             note(name, "ok images with values that are not finite", ok & ~np.isfinite(rows[name]).all(axis=1))
+    if L.N_TILES in rows:
+        n_tiles, mode = rows[L.N_TILES], L.local_mode(store.attrs)
+        if mode.get("mode") == "dense" and mode.get("grid"):
+            note(L.N_TILES, f"ok images without {mode['grid']}^2 patches", ok & (n_tiles != mode["grid"] ** 2))
+        elif mode.get("mode") == "grid":
+            note(L.N_TILES, f"ok images with more than {mode['G']}^2 tiles", ok & (n_tiles > mode["G"] ** 2))
     if L.SIM_TILES in rows and L.N_TILES in rows:
         tiles = rows[L.SIM_TILES]
         kept = np.arange(tiles.shape[1])[None, :] < rows[L.N_TILES][:, None]

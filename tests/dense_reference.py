@@ -1,7 +1,8 @@
 """Independent references for dense mode, written the way the published code does it:
 SCLIP's ``VisionTransformer.forward`` / ``custom_attn(csa=True)`` / ``interpolate_pos_encoding``
 (wangf3014/SCLIP, clip/model.py) on one image at a time, in float64, and PIAA's
-``param_estimation`` and its two fits (akang-wang/PIAA, learn.py) and scoring (test.py)."""
+``param_estimation`` and its two fits (akang-wang/PIAA, learn.py) and scoring (test.py), in
+float32 as that code runs them (its ``.float()`` casts; on the CPU, where no fp16 autocast applies)."""
 
 from __future__ import annotations
 
@@ -108,11 +109,11 @@ def piaa_bank(feats: np.ndarray, rows: np.ndarray, text: np.ndarray, k: int) -> 
 
 
 def param_estimation(image_features, banks, initial_mean):
-    """learn.py's, verbatim but for the device."""
+    """learn.py's, step by step but for the device: float32 throughout."""
     sorted_classes = sorted(banks.keys())
-    vecs = torch.cat([item[0].unsqueeze(0) for class_idx in sorted_classes for item in banks[class_idx]], dim=0)
+    vecs = torch.cat([item[0].unsqueeze(0) for c in sorted_classes for item in banks[c]], dim=0).float()
     labels = torch.tensor([class_idx for class_idx in sorted_classes for _ in banks[class_idx]])
-    cache_pro = torch.cat([item[2].unsqueeze(0) for class_idx in sorted_classes for item in banks[class_idx]], dim=0)
+    cache_pro = torch.cat([item[2].unsqueeze(0) for c in sorted_classes for item in banks[c]], dim=0).float()
     mus = torch.cat(
         [
             (
@@ -126,10 +127,9 @@ def param_estimation(image_features, banks, initial_mean):
     )
     center_vecs = torch.cat([vecs[labels == i] - mus[i].unsqueeze(0) for i in banks])
     cov_inv = center_vecs.shape[1] * torch.linalg.pinv(
-        (center_vecs.shape[0] - 1) * center_vecs.T.cov()
-        + center_vecs.T.cov().trace() * torch.eye(center_vecs.shape[1], dtype=vecs.dtype)
+        (center_vecs.shape[0] - 1) * center_vecs.T.cov() + center_vecs.T.cov().trace() * torch.eye(center_vecs.shape[1])
     )
-    ps = torch.ones(initial_mean.shape[0], dtype=vecs.dtype) * 1.0 / initial_mean.shape[0]
+    ps = torch.ones(initial_mean.shape[0]) * 1.0 / initial_mean.shape[0]
     W = torch.einsum("nd, dc -> cn", mus, cov_inv)
     b = ps.log() - torch.einsum("nd, dc, nc -> n", mus, cov_inv, mus) / 2
     return W, b
@@ -144,9 +144,11 @@ def _banks(features, probs):
     return banks
 
 
-def piaa_learn(bank_feats: torch.Tensor, text: torch.Tensor, temperature: float = 100.0):
-    """learn.py after the bank is built: fit, keep the entries above mean + std, fit again."""
-    combined = F.normalize(bank_feats, dim=-1)
+def piaa_learn(bank_feats: torch.Tensor, text: torch.Tensor, temperature: float = 100.0, kept=None):
+    """learn.py after the bank is built: fit, keep the entries above mean + std, fit again.
+    ``kept``: a list that receives, per first-fit class, (class, entries it predicts, entries kept)."""
+    text = text.float()
+    combined = F.normalize(bank_feats.float(), dim=-1)
     probs = F.softmax(combined @ text.T * 60.0, dim=-1)
     W, b = param_estimation(combined, _banks(combined, probs), text)
     logits_gda = combined @ W + b.unsqueeze(0)
@@ -157,6 +159,8 @@ def piaa_learn(bank_feats: torch.Tensor, text: torch.Tensor, temperature: float 
         mask = preds_gda == pred_cls
         p = probs_gda[mask][:, pred_cls]
         good = p >= p.mean().item() + p.std().item()
+        if kept is not None:
+            kept.append((pred_cls, int(mask.sum()), int(good.sum())))
         good_f.append(combined[mask][good])
         good_p.append(probs_gda[mask][good])
     combined = F.normalize(torch.cat(good_f), dim=-1)
@@ -165,6 +169,7 @@ def piaa_learn(bank_feats: torch.Tensor, text: torch.Tensor, temperature: float 
 
 def piaa_test(cls_feats, patch_feats, text, W, b, cls=80, patch=200):
     """test.py's combination for one batch: [B, D] class-token and [B, P, D] patch embeddings."""
+    cls_feats, patch_feats, text = cls_feats.float(), patch_feats.float(), text.float()
     cls_feats = cls_feats / cls_feats.norm(dim=-1, keepdim=True)
     cls_probs = torch.softmax(cls_feats @ text.T * cls, dim=-1)
     patch_feats = patch_feats / patch_feats.norm(dim=-1, keepdim=True)
@@ -174,3 +179,15 @@ def piaa_test(cls_feats, patch_feats, text, W, b, cls=80, patch=200):
     gda_probs = x / torch.sum(x, dim=-1, keepdim=True)
     patch_probs = torch.softmax(torch.max(gda_probs, dim=1)[0] * patch, dim=-1)
     return 0.1 * cls_probs + 0.9 * patch_probs
+
+
+def clustered_bank(seed: int, classes: int, k: int, d: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """A bank of k entries per class around random unit class embeddings (spread sigma), as the
+    fp16 store holds it, and the embeddings [C, D] float32. Tight clusters saturate the first
+    fit: softmax(100 * GDA logits) is exactly 1 in float32 for whole classes."""
+    r = np.random.default_rng(seed)
+    text = r.standard_normal((classes, d))
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    e = text[:, None, :] + sigma * r.standard_normal((classes, k, d))
+    e /= np.linalg.norm(e, axis=-1, keepdims=True)
+    return e.astype(np.float16), text.astype(np.float32)

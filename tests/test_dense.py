@@ -10,7 +10,7 @@ import torch
 import zarr
 from click.testing import CliRunner
 from clip_reference import make_checkpoint
-from dense_reference import DenseReference, piaa_bank, piaa_learn, piaa_test
+from dense_reference import DenseReference, clustered_bank, piaa_bank, piaa_learn, piaa_test
 from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
@@ -72,6 +72,31 @@ def test_patch_features_and_scores_match_sclip(dense_store, reference):
         close(dense_store["emb/patches"][i].astype(np.float64), ref["patches"], f"{name} emb/patches", 2e-3)
         for key, arr in [("global", "sim/global"), ("alpha", "sim/alpha"), ("beta", "sim/beta")]:
             close(dense_store[arr][i], ref[key], f"{name} {arr}")
+
+
+def test_store_records_dense_mode_and_reads_an_older_record(voc_root, vit, dense_store, tmp_path):
+    import shutil
+
+    from cdul.cli.report import main as report
+
+    assert dense_store.attrs["tiling"] == {"mode": "dense", "size": 64, "grid": 4}  # no 3 x 3 grid was cut
+    assert dense_store.attrs["config"]["tiling"] == {"mode": "grid", "G": 3}  # hashed as the option was given
+    url = str(tmp_path / "old.zarr")
+    shutil.copytree(dense_store.store.root, url)
+    zarr.open_group(url, mode="r+").attrs["tiling"] = {"mode": "grid", "G": 3}  # as stores were written before
+    runner = CliRunner()
+    verified = runner.invoke(extract, [url, "--out", url, "--verify"])
+    assert verified.exit_code == 0 and "dense patches at 64 px" in verified.output, verified.output
+    shown = runner.invoke(report, ["--store", url, "--out", str(tmp_path / "rep")])
+    assert shown.exit_code == 0, shown.output
+    assert "dense patches at 64 px" in open(tmp_path / "rep" / "report.md").read()
+    again = run_extract(voc_root, url, vit, "--local", "dense", "--keep-patches", str(K), "--keep-patch-embeddings")
+    assert again.attrs["config_hash"] == dense_store.attrs["config_hash"]  # resumed, not refused
+    assert again.attrs["tiling"] == dense_store.attrs["tiling"]
+    patches = zarr.open_group(url, mode="r+")["images/n_tiles"]
+    patches[3] = 15  # an image's patch count that is not the 4 x 4 grid's
+    damaged = runner.invoke(extract, [url, "--out", url, "--verify"])
+    assert damaged.exit_code == 1 and "without 4^2 patches" in damaged.output, damaged.output
 
 
 def test_global_scores_equal_the_tiles_mode(voc_root, vit, dense_store, tmp_path):
@@ -157,6 +182,64 @@ def test_gda_round_matches_piaa(dense_store, reference, tmp_path):
     want = piaa_test(cls, torch.from_numpy(store["emb/patches"][:].astype(np.float64)), text, W, b).numpy()
     close(got, want, "labels/round_001")
     assert store["labels/round_001"].attrs["source"] == "cdul-refine --gda"
+
+
+def saturated_copy(dense_store, url):
+    """The dense store with a synthetic bank whose first fit saturates whole classes, text
+    embeddings to match, and patches and global scores drawn around them."""
+    import shutil
+
+    shutil.copytree(dense_store.store.root, url)
+    g = zarr.open_group(url, mode="r+")
+    (c, k, d), (n, p) = g["bank/emb"].shape, g["emb/patches"].shape[:2]
+    bank, text = clustered_bank(0, c, k, d, 0.3)
+    g["bank/emb"][...], g["bank/score"][...], g["text/emb"][...] = bank, np.zeros((c, k), np.float32), text
+    r = np.random.default_rng(1)
+    patches = text[r.integers(0, c, (n, p))] + 0.3 * r.standard_normal((n, p, d))
+    g["emb/patches"][...] = (patches / np.linalg.norm(patches, axis=-1, keepdims=True)).astype(np.float16)
+    cls = text[r.integers(0, c, n)] + 0.5 * r.standard_normal((n, d))
+    cls = torch.from_numpy(cls / np.linalg.norm(cls, axis=-1, keepdims=True))
+    g["sim/global"][...] = torch.softmax(100.0 * cls @ torch.from_numpy(text).double().T, dim=-1).float().numpy()
+    return g, cls
+
+
+def test_gda_on_a_saturated_bank_matches_piaa_in_float32(dense_store, tmp_path):
+    url = str(tmp_path / "s.zarr")
+    g, cls = saturated_copy(dense_store, url)
+    result = CliRunner().invoke(refine, ["--store", url, "--gda", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text, kept = torch.from_numpy(g["text/emb"][:]), []
+    W, b = piaa_learn(torch.from_numpy(g["bank/emb"][:].reshape(-1, text.shape[1]).astype(np.float32)), text, kept=kept)
+    assert sum(k == n > 1 for _, n, k in kept) >= 10  # classes at probability 1 everywhere: all kept
+    want = piaa_test(cls, torch.from_numpy(g["emb/patches"][:].astype(np.float32)), text, W, b).numpy()
+    close(zarr.open_group(url, mode="r")["labels/round_001"][:], want, "labels/round_001", 2e-6)
+    lost = [dense_store.attrs["classes"][c] for c, n, k in kept if k == 0]
+    line = [ln for ln in result.output.splitlines() if "kept no bank entry" in ln]
+    assert len(line) == 1 and all(name in line[0] for name in lost), result.output
+    robust = CliRunner().invoke(refine, ["--store", url, "--gda", "--gda-keep", "robust", "-q"])
+    assert robust.exit_code == 0 and "kept no bank entry" not in robust.output, robust.output
+
+
+def test_gda_bank_of_another_store_labels_this_one(voc_root, vit, dense_store, reference, tmp_path):
+    """PIAA's split: the bank of one store (train), the scores of another (val)."""
+    url = str(tmp_path / "val.zarr")
+    val = run_extract(voc_root, url, vit, "--local", "dense", "--limit", "6", "--keep-patch-embeddings")
+    assert "bank" not in val
+    bank_url = dense_store.store.root
+    runner = CliRunner()
+    result = runner.invoke(refine, ["--store", url, "--gda", "--gda-bank", str(bank_url), "-q"])
+    assert result.exit_code == 0, result.output
+    got = zarr.open_group(url, mode="r")["labels/round_001"]
+    assert got.attrs["bank_store"] == str(bank_url)
+    score = dense_store["bank/score"][:]
+    text = torch.from_numpy(dense_store["text/emb"][:])
+    W, b = piaa_learn(torch.from_numpy(dense_store["bank/emb"][:][np.isfinite(score)].astype(np.float32)), text)
+    cls = torch.from_numpy(np.stack([reference.embed(reference.open(p)) for p in paths(val)]))
+    want = piaa_test(cls, torch.from_numpy(val["emb/patches"][:].astype(np.float32)), text, W, b).numpy()
+    close(got[:], want, "labels/round_001")
+    zarr.open_group(url, mode="r+")["text/emb"][0, 0] += 0.01  # as another prompt or model would make them
+    one_line_error(runner.invoke(refine, ["--store", url, "--gda", "--gda-bank", str(bank_url)]), "class embeddings")
+    one_line_error(runner.invoke(refine, ["--store", str(bank_url), "--gda", "--gda-bank", url]), "--keep-patches")
 
 
 def one_line_error(result, needle):

@@ -12,7 +12,8 @@ from .common import fail, table, warn
 
 def verify_store(url: str) -> None:
     """--verify: report the health of the store at url; exit 1 when it is damaged."""
-    from cdul.store import Store, StoreError, verify
+    from cdul.extractor.tiling import describe_local
+    from cdul.store import Store, StoreError, layout, verify
 
     try:
         store = Store.open(url)
@@ -22,7 +23,8 @@ def verify_store(url: str) -> None:
     if not damage:
         done = int(store.done_flags().sum())
         state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"
-        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state})")
+        local = describe_local(layout.local_mode(store.attrs))
+        click.echo(f"{url}: {done} of {store.n_chunks} chunks done and healthy ({state}; {local})")
         return
     for d in damage:
         click.echo(f"damaged: {d}", err=True)

@@ -27,6 +27,12 @@ shared shrunk covariance) on the patch bank, and write as a new round
     y = W_CLS * softmax(CLS_SCALE * cos(image, T)) + (1 - W_CLS) * softmax(PATCH_SCALE * max_j P_j)
     P_j = softmax(GDA logits of patch j / TEMPERATURE)
 
+The fit and the logits run in float32, as PIAA's code. PIAA fits on the train split's bank
+and labels val: give the train store with --gda-bank, e.g.
+
+
+  cdul-refine --store voc12_val.zarr --gda --gda-bank voc12_train.zarr
+
 The kNN options do not apply to it.
 """
 
@@ -78,6 +84,22 @@ The kNN options do not apply to it.
     help="Scale of the first fit's probabilities, which pick the bank entries of the second "
     "(PIAA: 100 for VOC, 0.01 for COCO).",
 )
+@click.option(
+    "--gda-bank",
+    "bank_url",
+    default=None,
+    help="Store whose bank the fit uses, made with the same model and prompt (PIAA: the train split's, to "
+    "label val). Example: --gda-bank voc12_train.zarr.  [default: STORE's own bank]",
+)
+@click.option(
+    "--gda-keep",
+    "keep",
+    type=click.Choice(["piaa", "robust"]),
+    default="piaa",
+    help="Bank entries of the second fit, per class: piaa keeps those at or above mean + std of the first "
+    "fit's probabilities (a class can lose them all, e.g. a lone entry); robust caps the threshold at the "
+    "class's best, so each class keeps at least one. Example: --gda-keep robust.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def main(
     store_url,
@@ -95,6 +117,8 @@ def main(
     patch_scale,
     temperature,
     fit_scale,
+    bank_url,
+    keep,
     quiet,
 ):
     from tqdm import tqdm
@@ -107,9 +131,15 @@ def main(
         with StoreLock(store_url):
             store = open_verified(store_url, mode="r+")
             if gda:
-                opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale)
+                opts = GdaOptions(w_cls, cls_scale, patch_scale, temperature, fit_scale, keep)
                 with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
-                    k = refine_gda(store, opts, progress=bar.update)
+                    bank = open_verified(bank_url) if bank_url else None
+                    k, empty = refine_gda(store, opts, bank_store=bank, progress=bar.update)
+                if empty:
+                    click.echo(
+                        f"the second fit kept no bank entry of {len(empty)} classes, whose means are their text "
+                        f"embeddings: {', '.join(empty)}"
+                    )
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
             spec = choose_index(store.n, kind, nlist, nprobe)

@@ -64,7 +64,7 @@ def gather(
         "store": store.url,
         "classes": classes,
         "model": store.attrs.get("model", {}),
-        "tiling": store.attrs.get("tiling", {}),
+        "tiling": layout.local_mode(store.attrs),
         "summary": store.attrs.get("summary", {}),
         "zeta": zeta,
         "lam": lam,

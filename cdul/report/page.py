@@ -41,7 +41,7 @@ def caveats(data: dict) -> tuple[str | None, str | None]:
 
 
 def build_page(folder: str, data: dict, store: Store, root: str) -> None:
-    from cdul.extractor.tiling import Tiling
+    from cdul.extractor.tiling import describe_local
 
     os.makedirs(os.path.join(folder, "img"))
     classes = data["classes"]
@@ -61,7 +61,7 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
             paragraph(caveat, warning=True)
 
     model = data["model"]
-    tiling = str(Tiling.from_description(data["tiling"])) if data["tiling"] else "no tiles"
+    tiling = describe_local(data["tiling"])
     weights = "random" if clip_caveat else model.get("pretrained", "?")
     header = (
         f"{data['summary'].get('images', '?')} images, {len(classes)} classes, model {model.get('name', '?')} "
