@@ -64,8 +64,8 @@ def export(
         return export_labels(str(store), str(out), round=round, decision=decision, scores=scores, progress=bar)
     except (StoreError, ValueError) as exc:
         raise CdulError(str(exc)) from None
-    except OSError as exc:
-        raise CdulError(f"{out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the disk, or permissions: name the file
+        raise CdulError(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from None
     finally:
         bar.close()
 

@@ -197,7 +197,10 @@ def open_table(
     if bad or len(set(extra_columns)) != len(extra_columns):
         raise TableError(f"extra columns {list(extra_columns)}: repeated, or a name the table uses itself")
     temp = partial_name(path)
-    table = WRITERS[kind](temp, classes, scores, extra_columns)
+    try:
+        table = WRITERS[kind](temp, classes, scores, extra_columns)
+    except OSError as exc:
+        raise TableError(f"{path}: cannot write a file there ({exc.strerror or exc})") from None
     try:
         yield table
         table.close()

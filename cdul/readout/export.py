@@ -61,11 +61,6 @@ class ExportResult:
     classes: tuple[ClassQuality, ...] = ()
     map: float | None = None
 
-    @property
-    def rate(self) -> float:
-        """Images written per second."""
-        return self.images / self.seconds if self.seconds > 0 else float("inf")
-
 
 class _Counts:
     """Per-class TP, decided and positive counts, summed chunk by chunk."""
