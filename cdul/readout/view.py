@@ -1,9 +1,10 @@
 """A read-only view of a finished store for notebooks and scripts (``cdul.open_store``).
 
-Everything is read on demand: ``ids``, ``labels()`` and ``to_pandas()`` read whole arrays
-(N x C floats: fine for a notebook, use ``cdul.export`` for a collection that does not fit
-in memory). Rows of failed images are NaN in ``labels()`` and left out of ``to_pandas()``,
-as they are of an export.
+Opening checks the store's health as every command does (one pass over its chunks), so a
+damaged or unfinished store is refused up front. Everything else is read on demand: ``ids``,
+``labels()`` and ``to_pandas()`` read whole arrays (N x C floats: fine for a notebook; use
+``cdul.export`` for a collection that does not fit in memory). Rows of failed images are NaN
+in ``labels()`` and left out of ``to_pandas()``, as they are of an export.
 """
 
 from __future__ import annotations
