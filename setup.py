@@ -54,6 +54,7 @@ setup(
         "faiss-cpu>=1.8",
         "matplotlib>=3.7",
         "webdataset==1.0.2",
+        "pyarrow>=14",
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
@@ -78,6 +79,7 @@ setup(
             "cdul-bench=cdul.benchmarks.run_all:main",
             "cdul-demo=cdul.demo:main",
             "cdul-report=cdul.cli.report:main",
+            "cdul-export=cdul.cli.export:main",
         ],
     },
 )
