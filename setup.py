@@ -54,6 +54,7 @@ setup(
         "faiss-cpu>=1.8",
         "matplotlib>=3.7",
         "webdataset==1.0.2",
+        "pyarrow>=14",
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
