@@ -21,9 +21,9 @@ def run_like_the_readme(model_path: str, image_paths: list[str]) -> tuple[np.nda
     n = int(m["input_size"])
     xs = []
     for path in image_paths:
-        x = np.asarray(Image.open(path).convert("RGB").resize((n, n), Image.BILINEAR), np.float32) / 255
+        x = np.asarray(Image.open(path).convert("RGB").resize((n, n), Image.BILINEAR)) / 255
         xs.append(((x - json.loads(m["mean"])) / json.loads(m["std"])).transpose(2, 0, 1).astype(np.float32))
-    return s.run(None, {"image": np.stack(xs)})[0], m
+    return s.run(["scores"], {"image": np.stack(xs)})[0], m
 
 
 def torch_scores(checkpoint: str, root: str, names: list[str]) -> np.ndarray:
