@@ -86,7 +86,8 @@ def export_onnx(clf: Classifier, out: str, *, check: bool = True) -> dict:
         raise ExportError(f"--out {out} is a folder; give a file name such as model.onnx")
     if not os.path.isdir(folder):
         raise ExportError(f"--out {out}: the folder {folder} does not exist")
-    model = _Scored(clf.model, clf.score_function).to("cpu", memory_format=torch.contiguous_format).float().eval()
+    clf.model.to("cpu").to(memory_format=torch.contiguous_format)
+    model = _Scored(clf.model, clf.score_function).float().eval()
     example = torch.zeros(2, 3, clf.img_size, clf.img_size)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=folder)
     os.close(fd)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cdul.data import OWN_CLASSES, Dataset, DatasetError, load_dataset
@@ -120,7 +119,10 @@ def _score(clf: Classifier, ds: Dataset, folder: str, todo, pending, part_size, 
     from tqdm import tqdm
 
     bar = tqdm(total=pending, unit="img", desc="predict", disable=not progress or not pending, dynamic_ncols=True)
-    update: Callable[[int], object] = bar.update
+
+    def update(n: int) -> None:
+        bar.update(n)
+
     try:
         P.score_parts(
             clf, ds, folder, todo, part_size=part_size, batch_size=batch_size, workers=workers, amp=amp,
@@ -134,7 +136,8 @@ def _score(clf: Classifier, ds: Dataset, folder: str, todo, pending, part_size, 
 
 def _assemble(clf: Classifier, ds: Dataset, folder: str, out: str, decision, with_scores, part_size) -> PredictSummary:
     """The table from the finished parts, in the dataset's order."""
-    failed, failures = 0, []
+    failed = 0
+    failures: list[tuple[str, str]] = []
     try:
         with open_table(out, clf.classes, scores=with_scores, extra_columns=[ERROR]) as table:
             for index, s, error in P.iter_parts(folder, len(ds.ids), part_size, len(clf.classes)):
