@@ -188,3 +188,19 @@ def test_a_work_folder_in_use_or_not_ours_is_refused(tmp_path, photos, checkpoin
     (work / "lock").write_text(str(os.getppid()))  # a live process holds it
     r = predict("-c", checkpoint, "--data", photos[0], "--out", out)
     assert r.exit_code == 1 and "another cdul-predict" in r.output
+
+
+@pytest.mark.slow
+def test_webdataset_shards_labelled_with_other_classes(tmp_path, checkpoint):
+    from test_webdataset import samples, write_shards
+
+    items = samples()
+    write_shards(str(tmp_path / "shards"), items)  # labels: bird, cat, dog; a corrupt jpeg; a shard cut short
+    out = tmp_path / "preds.jsonl"
+    r = predict("-c", checkpoint, "--data", tmp_path / "shards", "--dataset", "webdataset", "--out", out)
+    assert r.exit_code == 0, r.output
+    rows = read_table(out)
+    assert [row["path"].split("/")[-1] for row in rows] == [key for key, *_ in items]
+    failed = {row["path"].split("/")[-1] for row in rows if row["error"]}
+    assert failed == {"00099", items[4][0]}  # the corrupt one and the one the cut goes through
+    assert all(set(row["labels"]) <= set(CLASSES) and row["labels"] for row in rows if not row["error"])

@@ -61,10 +61,17 @@ def check_out(out: str) -> None:
 
 
 def open_dataset(kind: str, data: str, split: str, classes: list[str], limit: int | None) -> Dataset:
+    """The split to label. A folder or webdataset takes the classifier's class names; one
+    whose labels name other classes is read with its own (its labels are not used here)."""
+    own = kind in OWN_CLASSES
     try:
-        return load_dataset(kind, data, split, classes=classes if kind in OWN_CLASSES else None).head(limit)
+        return load_dataset(kind, data, split, classes=classes if own else None).head(limit)
     except DatasetError as exc:
-        raise PredictError(f"{exc} (--dataset {kind})") from None
+        first = exc
+    try:
+        return load_dataset(kind, data, split).head(limit)
+    except DatasetError:
+        raise PredictError(f"{first} (--dataset {kind})") from None
 
 
 def predict_dataset(
