@@ -83,6 +83,7 @@ setup(
             "cdul-bench=cdul.benchmarks.run_all:main",
             "cdul-demo=cdul.demo:main",
             "cdul-report=cdul.cli.report:main",
+            "cdul-export=cdul.cli.export:main",
         ],
     },
 )

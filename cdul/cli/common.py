@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
-import sys
 from typing import NoReturn
 
 import click
@@ -79,9 +80,32 @@ def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+class CommandFailed(SystemExit):
+    """What ``fail`` raises: the command's exit with its status, carrying its one-line message
+    (so a caller running the command in-process, as cdul.api does, can raise it on)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(code)
+        self.message = message
+
+
+_SILENT = contextvars.ContextVar("silent_failures", default=False)
+
+
+@contextlib.contextmanager
+def silent_failures():
+    """Inside: ``fail`` raises CommandFailed without printing the message."""
+    token = _SILENT.set(True)
+    try:
+        yield
+    finally:
+        _SILENT.reset(token)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.secho(f"Error: {message}", fg="red", err=True)
-    sys.exit(code)
+    if not _SILENT.get():
+        click.secho(f"Error: {message}", fg="red", err=True)
+    raise CommandFailed(message, code)
 
 
 def table(rows: list[tuple], header: tuple | None = None) -> str:

@@ -54,7 +54,10 @@ class Decision:
         return f"score >= {RELATIVE_SHARE:g} x the image's top score"
 
 
-def decide(scores: np.ndarray, rule: Decision = Decision()) -> np.ndarray:
+DEFAULT_RULE = Decision()
+
+
+def decide(scores: np.ndarray, rule: Decision = DEFAULT_RULE) -> np.ndarray:
     """bool [N, C]: the classes each row of ``scores [N, C]`` keeps under ``rule``."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
