@@ -1,4 +1,4 @@
-"""cdul-predict: label new images with a trained classifier."""
+"""cdul-predict: label new images with a trained classifier (a thin layer over cdul.api.predict)."""
 
 from __future__ import annotations
 
@@ -75,18 +75,17 @@ def main(
     overwrite,
     quiet,
 ):
-    from cdul.data import fs
-    from cdul.trainer.predict import PredictError, predict_dataset
+    from cdul.api import CdulError, predict
 
-    fs.follow_symlinks(follow_symlinks)
     try:
-        summary = predict_dataset(
+        summary = predict(
             checkpoint=checkpoint,
             data=data,
             out=out,
             dataset=dataset,
             split=split,
-            decision=decision,
+            threshold=decision.threshold,
+            top_k=decision.top_k,
             scores=scores,
             limit=limit,
             part_size=part_size,
@@ -94,11 +93,12 @@ def main(
             workers=workers,
             device=device,
             amp=amp,
+            follow_symlinks=follow_symlinks,
             overwrite=overwrite,
-            progress=not quiet,
+            quiet=quiet,
         )
-    except PredictError as exc:
-        fail(str(exc))
+    except CdulError as exc:
+        fail(str(exc), exc.code)
     report(summary, quiet)
 
 
