@@ -58,6 +58,7 @@ setup(
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "test": [
             "pytest>=8",
             "pytest-timeout",
@@ -67,6 +68,8 @@ setup(
             "xarray>=2024.10",
             "ruff==0.17.6",
             "mypy==2.4.1",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
         ],
     },
     entry_points={
@@ -74,6 +77,7 @@ setup(
             "cdul-extract=cdul.cli.extract:main",
             "cdul-train=cdul.cli.train:main",
             "cdul-eval=cdul.cli.eval:main",
+            "cdul-predict=cdul.cli.predict:main",
             "cdul-refine=cdul.cli.refine:main",
             "cdul-search=cdul.cli.search:main",
             "cdul-bench=cdul.benchmarks.run_all:main",

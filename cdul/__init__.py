@@ -1,7 +1,8 @@
 """cdul: CLIP-driven unsupervised multi-label image classification.
 
 The Python interface (``cdul.open_store``, ``cdul.extract``, ``cdul.train``,
-``cdul.export``, ``cdul.CdulError``) lives in ``cdul.api`` and is loaded on first use
+``cdul.export``, ``cdul.predict``, ``cdul.export_onnx``, ``cdul.CdulError``) lives in
+``cdul.api`` and is loaded on first use
 (PEP 562), so ``import cdul`` stays cheap and the package's lowest layer imports nothing above it.
 """
 
@@ -11,7 +12,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-API = ("CdulError", "ExportResult", "ExtractSummary", "TrainSummary", "export", "extract", "open_store", "train")
+API = (
+    "CdulError",
+    "ExportResult",
+    "ExtractSummary",
+    "TrainSummary",
+    "export",
+    "export_onnx",
+    "extract",
+    "open_store",
+    "predict",
+    "train",
+)
 
 
 def __getattr__(name: str):

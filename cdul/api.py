@@ -5,12 +5,14 @@
     view = cdul.open_store("photos.zarr")
     view.to_pandas()                      # scores of the latest label round, one row an image
     cdul.export(store="photos.zarr", out="labels.csv")
+    cdul.predict(checkpoint="runs/x/best.pt", data="new_photos/", out="preds.parquet")
 
 Keyword arguments are the commands' options, underscores for dashes (``top_k`` is
 ``--top-k``; ``True`` gives a flag, ``False`` its ``--no-`` form where it has one, ``None``
 the command's default). ``extract`` and ``train`` run the click command itself in this
 process, so their checks, defaults and messages are the command's; ``export`` and
-``cdul-export`` both call ``cdul.readout.export_labels``. Every failure is a ``CdulError``
+``cdul-export`` both call ``cdul.readout.export_labels``, ``predict`` and ``cdul-predict``
+``cdul.trainer.predict.predict_dataset``. Every failure is a ``CdulError``
 whose message is the one line the command would print.
 """
 
@@ -18,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cdul.readout import ExportResult, StoreView, export_labels
+
+if TYPE_CHECKING:
+    from cdul.trainer.predict import PredictSummary
 
 
 class CdulError(Exception):
@@ -68,6 +73,66 @@ def export(
         raise CdulError(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)) from None
     finally:
         bar.close()
+
+
+def predict(
+    *,
+    checkpoint: str,
+    data: str,
+    out: str,
+    dataset: str = "folder",
+    split: str = "val",
+    threshold: float | None = None,
+    top_k: int | None = None,
+    scores: bool = False,
+    limit: int | None = None,
+    part_size: int = 10_000,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str = "auto",
+    amp: str = "bf16",
+    follow_symlinks: bool = False,
+    overwrite: bool = False,
+    quiet: bool = True,
+) -> PredictSummary:
+    """Label the images of ``data`` with a trained classifier into the table ``out``, as
+    ``cdul-predict`` does (resumable: the same call after an interruption keeps the finished
+    parts). Returns a PredictSummary (images, failed, failures, rule, images_per_s, ...)."""
+    import os
+
+    from cdul.data import fs
+    from cdul.labels import Decision
+    from cdul.trainer.predict import PredictError, predict_dataset
+
+    fs.follow_symlinks(follow_symlinks)
+    try:
+        return predict_dataset(
+            checkpoint=str(checkpoint), data=str(data), out=str(out), dataset=dataset, split=split,
+            decision=Decision(threshold=threshold, top_k=top_k), scores=scores, limit=limit, part_size=part_size,
+            batch_size=batch_size, workers=min(4, os.cpu_count() or 1) if workers is None else workers,
+            device=device, amp=amp, overwrite=overwrite, progress=not quiet,
+        )  # fmt: skip
+    except (PredictError, ValueError) as exc:
+        raise CdulError(str(exc)) from None
+    except OSError as exc:
+        raise CdulError(f"{out}: {exc.strerror or exc}") from None
+
+
+def export_onnx(*, checkpoint: str, out: str) -> dict:
+    """Write the classifier of a cdul-train checkpoint as ONNX (``cdul-export --checkpoint``):
+    probabilities out, class names, input size, mean and std in its metadata."""
+    from cdul.trainer.classifier import ClassifierError, load_classifier
+    from cdul.trainer.onnx_export import ExportError
+    from cdul.trainer.onnx_export import export_onnx as write_onnx
+
+    if not str(out).lower().endswith(".onnx"):
+        raise CdulError(f"--out {out}: a checkpoint is exported as ONNX; give a name ending in .onnx")
+    try:
+        return write_onnx(load_classifier(str(checkpoint), "cpu"), str(out))
+    except (ClassifierError, ExportError) as exc:
+        raise CdulError(str(exc)) from None
+    except OSError as exc:
+        raise CdulError(f"{out}: {exc.strerror or exc}") from None
 
 
 class _Bar:

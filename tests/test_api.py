@@ -72,6 +72,12 @@ def test_view_and_command_failures_are_cdul_errors(store_path, tmp_path):
         Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
         cdul.extract(tmp_path, out=tmp_path / "file", dataset="folder", classes=tmp_path / "classes.txt", **TINY)
     assert info.value.code == 1
+    with pytest.raises(cdul.CdulError, match=r"unknown table format '\.txt'"):
+        cdul.predict(checkpoint=tmp_path / "best.pt", data=tmp_path, out=tmp_path / "preds.txt")
+    with pytest.raises(cdul.CdulError, match="no checkpoint at"):
+        cdul.predict(checkpoint=tmp_path / "best.pt", data=tmp_path, out=tmp_path / "preds.csv", top_k=2)
+    with pytest.raises(cdul.CdulError, match="--top-k must be"):
+        cdul.predict(checkpoint=tmp_path / "best.pt", data=tmp_path, out=tmp_path / "preds.csv", top_k=0)
 
 
 def test_keywords_become_the_command_line():
@@ -146,4 +152,6 @@ def test_the_readme_notebook_code_runs(tmp_path, monkeypatch):
     assert sorted(namespace["store"].rounds) == [0, 1] and namespace["df"].shape == (8, 3)
     assert namespace["decided"].to_numpy().sum(axis=1).tolist() == [2] * 8
     assert namespace["result"].images == 8 and os.path.exists("labels.parquet")
+    assert (namespace["preds"].images, namespace["preds"].failed) == (8, 0) and os.path.exists("preds.csv")
+    assert os.path.exists("model.onnx") and not os.path.exists("preds.csv.parts")
     assert not os.path.exists("labels.txt")

@@ -10,6 +10,7 @@ COMMANDS = {
     "cdul-extract": "cdul.cli.extract",
     "cdul-train": "cdul.cli.train",
     "cdul-eval": "cdul.cli.eval",
+    "cdul-predict": "cdul.cli.predict",
     "cdul-refine": "cdul.cli.refine",
     "cdul-search": "cdul.cli.search",
     "cdul-report": "cdul.cli.report",

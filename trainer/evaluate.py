@@ -12,6 +12,7 @@ mAP values are in percent, as the paper and cdul-extract report them.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from cdul.store import Store, layout
 
 from . import labels as L
 from .distributed import Dist
-from .images import ImageSet, Normalise, collate
+from .images import IMAGENET_MEAN, IMAGENET_STD, ImageSet, Normalise, collate
 
 
 def autocast(device: torch.device, amp: str):
@@ -33,7 +34,47 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-@torch.inference_mode()
+def score_batches(
+    model: torch.nn.Module,
+    root: str,
+    batches: Sequence[Sequence[tuple[int, str]]],
+    *,
+    kind: str,
+    size: int,
+    loss: str,
+    workers: int,
+    device: torch.device,
+    amp: str = "none",
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The one scoring loop: (index [B] int64, scores [B, C] float32, ok [B] bool) for each
+    batch of ``(index, image id)`` items of the ``kind`` dataset under ``root``, in order; NaN
+    rows where an image could not be read. ``model`` is in eval mode while it runs, in its own after."""
+    loader = torch.utils.data.DataLoader(
+        ImageSet(root, size, kind=kind),
+        batch_sampler=[list(b) for b in batches],
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    norm = Normalise(mean, std).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        for images, index, ok in handed_over(loader, "batches of images"):
+            with torch.inference_mode():
+                x = norm(images.to(device, non_blocking=True), contiguous=device.type != "cuda")
+                with autocast(device, amp):
+                    logits = model(x)
+                s = L.scores(logits, loss).cpu().numpy().astype(np.float32)
+            good = ok.numpy()
+            s[~good] = np.nan
+            yield index.numpy(), s, good
+    finally:
+        model.train(was_training)
+
+
 def predict(
     model: torch.nn.Module,
     root: str,
@@ -47,34 +88,21 @@ def predict(
     device: torch.device,
     amp: str = "none",
     env: Dist | None = None,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
 ) -> np.ndarray:
     """[N, C] float32 scores of the images ``ids`` of the ``kind`` dataset under ``root``; NaN
     rows for unreadable images. Under torchrun every rank scores a share and every rank gets all rows."""
     rank, world = (env.rank, env.world) if env is not None else (0, 1)
     mine = list(range(rank, len(ids), world))
     batches = [[(i, ids[i]) for i in mine[j : j + batch_size]] for j in range(0, len(mine), batch_size)]
-    loader = torch.utils.data.DataLoader(
-        ImageSet(root, size, kind=kind),
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-    )
-    norm = Normalise().to(device)
-    was_training = model.training
-    model.eval()
     rows, out = [], []
-    try:
-        for images, index, ok in handed_over(loader, "batches of images"):
-            x = norm(images.to(device, non_blocking=True), contiguous=device.type != "cuda")
-            with autocast(device, amp):
-                logits = model(x)
-            s = L.scores(logits, loss).cpu().numpy().astype(np.float32)
-            s[~ok.numpy()] = np.nan
-            rows.append(index.numpy())
-            out.append(s)
-    finally:
-        model.train(was_training)
+    for index, s, _ok in score_batches(
+        model, root, batches, kind=kind, size=size, loss=loss, workers=workers, device=device, amp=amp,
+        mean=mean, std=std,
+    ):  # fmt: skip
+        rows.append(index)
+        out.append(s)
     n_classes = out[0].shape[1] if out else 0
     part = (
         np.concatenate(rows) if rows else np.zeros(0, np.int64),

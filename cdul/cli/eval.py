@@ -59,53 +59,37 @@ def main(
     follow_symlinks,
     quiet,
 ):
-    import torch
-
     from cdul.data import DatasetError, fs, load_labelled
     from cdul.data.transfer import SharedMemoryFull
-    from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
-    from cdul.trainer.distributed import pick_device
+    from cdul.trainer.classifier import ClassifierError, load_classifier
     from cdul.trainer.evaluate import classifier_report, predict
-    from cdul.trainer.model import WeightsError, new_model
-    from cdul.trainer.prepare import TrainError, check_finite
     from cdul.trainer.report import write_json, write_plots
 
     fs.follow_symlinks(follow_symlinks)
     try:
-        ckpt = load_checkpoint(checkpoint)
-    except CheckpointError as exc:
+        clf = load_classifier(checkpoint, device)
+    except ClassifierError as exc:
         fail(str(exc))
-    classes = list(ckpt["classes"])
+    ckpt, classes = clf.checkpoint, clf.classes
     kind = dataset or ckpt.get("dataset") or "voc2012"
     try:
         ds = load_labelled(kind, data, split, classes, limit)
     except DatasetError as exc:
         fail(f"{exc} (--dataset {kind})")
     try:
-        dev = pick_device(device)
-        model = new_model(ckpt["arch"], len(classes))
-    except (ValueError, WeightsError) as exc:
-        fail(str(exc))
-    model.load_state_dict(ckpt["model"])
-    try:
-        check_finite(model, checkpoint)
-    except TrainError as exc:
-        fail(f"{exc}; its scores would mean nothing")
-    model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    try:
         scores = predict(
-            model,
+            clf.model,
             ds.root,
             list(ds.ids),
             kind=ds.kind,
-            size=int(ckpt["img_size"]),
-            loss=ckpt["loss"],
+            size=clf.img_size,
+            loss=clf.loss,
             batch_size=batch_size,
             workers=workers,
-            device=dev,
+            device=clf.device,
             amp=amp,
+            mean=clf.mean,
+            std=clf.std,
         )
     except SharedMemoryFull as exc:
         fail(str(exc))
@@ -116,7 +100,7 @@ def main(
         "arch": ckpt["arch"],
         "weights": ckpt.get("config", {}).get("weights"),
         "img_size": int(ckpt["img_size"]),
-        "score": "softmax" if ckpt["loss"] == "kl" else "sigmoid",
+        "score": clf.score_function,
         "data": ds.root,
         "dataset": kind,
         "split": split,

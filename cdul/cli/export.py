@@ -20,11 +20,23 @@ Examples:
   cdul-export --store photos.zarr --out labels.csv
   cdul-export --store voc12_train.zarr --out labels.parquet --round y0 --top-k 2 --scores
   cdul-export --store voc12_train.zarr --out labels.jsonl --round 3 --threshold 0.3
+
+\b
+With --checkpoint instead of --store, the classifier of a cdul-train checkpoint is written as
+ONNX (--out model.onnx): its outputs are probabilities (softmax or sigmoid in the graph), its
+metadata holds the class names, input size, mean and std; it runs with onnxruntime alone.
+  cdul-export --checkpoint runs/voc12/best.pt --out model.onnx
 """
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
-@click.option("--store", "-s", required=True, help="A finished store from cdul-extract (path or fsspec URL).")
+@click.option("--store", "-s", default=None, help="A finished store from cdul-extract (path or fsspec URL).")
+@click.option(
+    "--checkpoint",
+    "-c",
+    default=None,
+    help="Instead of --store: a cdul-train checkpoint to write as ONNX (--out x.onnx).",
+)
 @click.option(
     "--out",
     "-o",
@@ -42,8 +54,13 @@ Examples:
 @decision_options
 @click.option("--scores", is_flag=True, help="Add one score column per class (score:<class>).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-class table.")
-def main(store, out, round_, decision, scores, quiet):
+def main(store, checkpoint, out, round_, decision, scores, quiet):
     from cdul.api import CdulError, export
+
+    if (store is None) == (checkpoint is None):
+        fail("give --store (labels as a table) or --checkpoint (the classifier as ONNX), one of them")
+    if checkpoint is not None:
+        return _onnx(checkpoint, out)
 
     try:
         result = export(
@@ -67,6 +84,20 @@ def main(store, out, round_, decision, scores, quiet):
         click.echo(table([_row(q) for q in result.classes], ("class", "positives", "decided", "precision", "recall")))
     if result.map is not None:
         click.echo(f"mAP of the scores ({result.source}) against the store's ground truth: {result.map:.2f}")
+
+
+def _onnx(checkpoint: str, out: str) -> None:
+    from cdul.api import CdulError, export_onnx
+
+    try:
+        done = export_onnx(checkpoint=checkpoint, out=out)
+    except CdulError as exc:
+        fail(str(exc), exc.code)
+    check = "" if done["max_abs_diff"] is None else f"; onnxruntime matches torch within {done['max_abs_diff']:.1e}"
+    click.echo(
+        f"wrote {done['out']} ({done['bytes'] / 1e6:.1f} MB): {done['classes']} classes, {done['input_size']} px "
+        f"input, {done['score']} scores{check}"
+    )
 
 
 def _row(q) -> tuple:
