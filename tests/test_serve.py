@@ -193,6 +193,8 @@ def test_refuses_a_remote_bind_and_a_missing_store(tmp_path, server):
     assert r.exit_code == 1 and "no cdul store" in r.output
     r = CliRunner().invoke(serve_cli, ["--store", url, "--cache-dir", str(server["base"] / "data" / "cache")])
     assert r.exit_code == 1 and "inside the dataset" in r.output
+    r = CliRunner().invoke(serve_cli, ["--store", url, "--port", str(server["port"])])  # taken by the server
+    assert r.exit_code == 1 and "cannot listen on" in r.output
 
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)

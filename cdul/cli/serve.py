@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 
@@ -49,6 +51,12 @@ def main(stores, roots, host, port, allow_remote, threshold, cache_dir, cache_mb
         )
     if len(roots) not in (0, 1, len(stores)):
         fail(f"--data: give it once, or once per store ({len(stores)}), not {len(roots)} times")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     started = time.perf_counter()
     app = build(stores, roots, threshold, cache_dir, cache_mb << 20, weights_cache)
     import uvicorn
@@ -62,16 +70,19 @@ def main(stores, roots, host, port, allow_remote, threshold, cache_dir, cache_mb
         click.secho(f"warning: listening on {host}: anyone who can reach it can browse these images", fg="yellow")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
-    except (OSError, SystemExit) as exc:
-        fail(f"cannot listen on {host}:{port}: {exc}")
+    except (OSError, SystemExit):
+        fail(f"cannot listen on {host}:{port} (see above)")
 
 
 def _warm_up() -> None:
     """Import, beside the running server, what the first pages need and start-up does not
-    (torch, for decoding and the scores S_ag and y0): the server answers at once, and its
-    first pages do not wait for the imports."""
-    import cdul.data.decode
-    import cdul.report  # noqa: F401
+    (torch and torchvision, for decoding, the scores S_ag and y0 and the mAP of a round): the
+    server answers at once, and its first pages do not wait for the imports."""
+    import cdul.report
+    import cdul.trainer.evaluate  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import torchvision.io  # noqa: F401  (decode_image's JPEG path)
 
 
 def build(stores, roots, threshold: float, cache_dir, cache_bytes: int, weights_cache):

@@ -4,6 +4,7 @@ from the store is escaped; links carry only store, class and row indices."""
 
 from __future__ import annotations
 
+import os
 from html import escape
 from urllib.parse import urlencode
 
@@ -16,7 +17,8 @@ def page(title: str, body: str, s: int | None = None, store: str = "", query: st
     nav = "<a class='brand' href='/'>cdul-serve</a>"
     if s is not None:
         nav += (
-            f"<a href='/s/{s}/'>overview</a><span class='store'>{escape(store)}</span>"
+            f"<a href='/s/{s}/'>overview</a><span class='store' title='{escape(store)}'>"
+            f"{escape(os.path.basename(store.rstrip('/')))}</span>"
             f"<form class='search' action='/s/{s}/search'><input name='q' placeholder='search by text' "
             f"value='{escape(query)}'><button>search</button></form>"
         )

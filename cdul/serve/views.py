@@ -4,9 +4,10 @@
   source next to the ground truth, and its tiles (``sim/tiles``) with each tile's box and
   top classes;
 - overview: the store's attributes and summary, the pseudo-label mAP of every source where
-  the store has ground truth (label rounds scored chunk by chunk as cdul-train scores them;
-  S_g, S_ag and y0 from the summary extraction wrote), per-class counts at the decision rule,
-  and the random-weights caveat as cdul-report words it.
+  the store has ground truth (as recorded: S_g, S_ag, y0 and round 0 in the summary
+  extraction wrote, a training round in its own attributes; a round with none, from
+  cdul-refine say, scored chunk by chunk as cdul-train scores them, once), per-class counts
+  at the decision rule, and the random-weights caveat as cdul-report words it.
 """
 
 from __future__ import annotations
@@ -89,7 +90,14 @@ def source_maps(cat: Catalog) -> dict[str, float | None]:
             out[source] = plain(value) if isinstance(value, (int, float)) else None
         else:
             k = int(source[6:])
-            out[source] = cat.memo.get(("map", k), functools.partial(pseudo_label_map, cat.store, k))
+            attrs = cat.store.round_array(k).attrs.asdict()
+            known = attrs.get("pseudo_map") if attrs.get("difficult", "ignore") == "ignore" else None
+            if k == 0 and isinstance(recorded, dict):
+                known = recorded.get("y0")  # round 0 is y0 as extraction wrote and scored it
+            if isinstance(known, (int, float)):
+                out[source] = plain(known)
+            else:
+                out[source] = cat.memo.get(("map", k), functools.partial(pseudo_label_map, cat.store, k))
     return out
 
 
