@@ -181,8 +181,13 @@ def test_search_by_text_by_row_and_by_upload(server):
     assert status == 200 and len(d["results"]) == 3
     status, d = api(server, "/api/s/0/search", "POST", b"not an image")
     assert status == 400 and "not an image" in d["error"]
+
+
+def test_an_empty_or_oversized_upload_is_refused(server):
     status, d = api(server, "/api/s/0/search", "POST", b"")
-    assert status == 400
+    assert status == 400 and "request body" in d["error"]
+    status, d = api(server, "/api/s/0/search", "POST", bytes(33 << 20))
+    assert status == 413 and "32 MB" in d["error"]
 
 
 def test_refuses_a_remote_bind_and_a_missing_store(tmp_path, server):

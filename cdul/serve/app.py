@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from . import pages
 from .catalog import MAX_PAGE, Catalog, RequestError, number
 from .pictures import Pictures
-from .query import MAX_K, Finder
+from .query import MAX_K, MAX_UPLOAD, Finder
 from .views import image_details, overview
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -65,6 +65,17 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     if not lo <= value <= hi:
         raise RequestError(400, f"{name} must be {lo}..{hi}, not {value}")
     return value
+
+
+async def read_upload(request: Request) -> bytes:
+    """The request's body, refused (413) as soon as it passes MAX_UPLOAD bytes."""
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > MAX_UPLOAD:
+            raise RequestError(413, f"the query image is over {MAX_UPLOAD >> 20} MB")
+        parts.append(part)
+    return b"".join(parts)
 
 
 def create_app(served: list[Served]) -> Starlette:
@@ -126,7 +137,7 @@ def create_app(served: list[Served]) -> Starlette:
         try:
             x = store(request)[1]
             k = int_param(request, "k", 48, 1, MAX_K)
-            body = await request.body()
+            body = await read_upload(request)
             results = await run_in_threadpool(x.finder.by_image, body, k)
         except RequestError as exc:
             return json_response({"error": exc.message, "status": exc.status}, exc.status)
@@ -178,4 +189,4 @@ def create_app(served: list[Served]) -> Starlette:
         RequestError: lambda request, exc: failed(request, exc.status, exc.message),
         HTTPException: lambda request, exc: failed(request, exc.status_code, str(exc.detail)),
     }
-    return Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    return Starlette(routes=routes, exception_handlers=handlers)

@@ -143,7 +143,9 @@ class Catalog:
     def block(self, source: str, a: int, b: int, c: int | None = None) -> np.ndarray:
         """A source's scores of rows a:b, read straight from the store: one class c, or all."""
         cols = slice(None) if c is None else c
-        return np.asarray(self._compose(source, lambda name: self.store.array(name)[a:b, cols]), dtype=np.float32)
+        return np.asarray(
+            self._compose(source, lambda name: np.asarray(self.store.array(name)[a:b, cols])), dtype=np.float32
+        )
 
     # -- reading rows -------------------------------------------------------------------------
     def chunk(self, name: str, k: int) -> np.ndarray:
