@@ -226,3 +226,36 @@ def test_the_pages_in_a_headless_browser(server, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1280, 860)
         assert len(np.unique(np.asarray(im.convert("L")))) > 20  # a rendered page, not a blank one
+
+
+def test_thumbnails_from_webdataset_shards_and_ids_that_leave_the_root(tmp_path):
+    """The store's dataset reader makes the pictures: members of tar shards for WebDataset;
+    an id of a folder store that leads outside the root is never read."""
+    import webdataset as wds
+
+    from cdul.sample import labels_store
+    from cdul.serve import Catalog, Pictures, RequestError
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    buf = io.BytesIO()
+    Image.new("RGB", (90, 60), (200, 30, 30)).save(buf, "jpeg")
+    with wds.TarWriter(str(shards / "000000.tar")) as sink:
+        sink.write({"__key__": "0001", "jpg": buf.getvalue()})
+    ids = ["000000.tar/0001", "000000.tar/0002"]
+    url = str(tmp_path / "w.zarr")
+    labels_store(url, ids, ["a"], np.ones((2, 1)), kind="webdataset", root=str(shards))
+    pictures = Pictures(Catalog(url))
+    im = Image.open(io.BytesIO(pictures.jpeg(0, 45)))
+    assert im.size == (45, 30) and im.getpixel((20, 15))[0] > 150
+    with pytest.raises(RequestError) as missing:
+        pictures.jpeg(1, 45)
+    assert missing.value.status == 404
+    (tmp_path / "secret.jpg").write_bytes(buf.getvalue())
+    root = tmp_path / "folder"
+    root.mkdir()
+    url = str(tmp_path / "f.zarr")
+    labels_store(url, ["../secret.jpg"], ["a"], np.ones((1, 1)), kind="folder", root=str(root))
+    with pytest.raises(RequestError) as outside:
+        Pictures(Catalog(url)).jpeg(0, 45)
+    assert outside.value.status == 404 and "leaves the dataset root" in outside.value.message

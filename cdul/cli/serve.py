@@ -11,7 +11,7 @@ import click
 
 from .common import CONTEXT, fail
 
-HELP = """Serve STORE's images in a browser: per class ranked by a label round (or S_g, S_ag,
+HELP = """Serve the images of one or several stores in a browser: per class ranked by a label round (or S_g, S_ag,
 y0) with the decided labels next to the ground truth, per image its tiles, scores over the
 rounds and nearest neighbours, search by text or by example, and an overview with the
 pseudo-label mAP per round. Every page has its data as JSON at /api + its path.
@@ -20,6 +20,8 @@ pseudo-label mAP per round. Every page has its data as JSON at /api + its path.
   cdul-serve --store voc12_train.zarr                 # then open http://127.0.0.1:8000/
   cdul-serve --store a.zarr --store b.zarr --data /data/VOCdevkit --port 8080
   ssh -L 8000:localhost:8000 gpu-box   # from a laptop, to a server on gpu-box
+  cdul-serve --store s.zarr --threshold 0.3 --cache-dir /tmp/thumbs --cache-mb 1024
+  cdul-serve --store s.zarr --host 0.0.0.0 --allow-remote   # any machine that reaches this one
 """
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
