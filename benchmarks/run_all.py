@@ -16,7 +16,7 @@ import time
 
 import click
 
-SUBJECTS = ("extract", "host_ops", "scaling", "store", "memory", "train", "kernel", "refine")
+SUBJECTS = ("extract", "host_ops", "scaling", "store", "memory", "train", "kernel", "refine", "export")
 
 
 HELP = """Run cdul's benchmark suites, one subject after the other, each in its own process,
@@ -24,7 +24,8 @@ then rewrite benchmarks/results/REPORT.md and its plots from results.csv.
 
 \b
 Subjects: extract (ours / naive / encoder limit), host_ops (torch ops and Triton launches
-per image outside the towers), scaling, store, memory, train, kernel, refine.
+per image outside the towers), scaling, store, memory, train, kernel, refine, export (label
+tables from a store).
 Speed numbers are ratios measured in one run; absolute times depend on the machine.
 """
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "cdul-refine": "cdul.cli.refine",
     "cdul-search": "cdul.cli.search",
     "cdul-report": "cdul.cli.report",
+    "cdul-export": "cdul.cli.export",
     "cdul-serve": "cdul.cli.serve",
     "cdul-demo": "cdul.demo",
     "cdul-bench": "cdul.benchmarks.run_all",

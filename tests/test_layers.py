@@ -3,11 +3,11 @@
 Layers, bottom to top; a module imports from its own layer and the layers below, never from
 a layer above, and the members of the two middle layers do not import each other:
 
-- bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.metrics``
+- bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.metrics``, ``cdul.labels``
 - kernels and store: ``cdul.kernels``, ``cdul.store`` (not each other)
 - parts: ``cdul.extractor``, ``cdul.trainer``, ``cdul.index`` (not each other)
 - application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.sample``, ``cdul.benchmarks``,
-  ``cdul.serve``
+  ``cdul.readout``, ``cdul.api``, ``cdul.serve``
 
 and no two modules import each other, directly or through others (imports inside
 functions count too).
@@ -23,10 +23,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("kernels", "extractor", "store", "trainer", "benchmarks")
 LAYERS = [
-    {"cdul", "cdul.data", "cdul.metrics"},
+    {"cdul", "cdul.data", "cdul.metrics", "cdul.labels"},
     {"cdul.kernels", "cdul.store"},
     {"cdul.extractor", "cdul.trainer", "cdul.index"},
-    {"cdul.cli", "cdul.demo", "cdul.report", "cdul.sample", "cdul.benchmarks", "cdul.serve"},
+    {
+        "cdul.cli",
+        "cdul.demo",
+        "cdul.report",
+        "cdul.sample",
+        "cdul.benchmarks",
+        "cdul.readout",
+        "cdul.api",
+        "cdul.serve",
+    },
 ]
 SEPARATE = (1, 2)  # the layers whose members must not import each other
 MAX_LINES = 400

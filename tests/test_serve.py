@@ -59,6 +59,13 @@ def ranking(values: np.ndarray) -> np.ndarray:
     return np.argsort(-values, kind="stable")
 
 
+def default_rule(labels: np.ndarray) -> np.ndarray:
+    """cdul-export's default decision, written out: the top class and every class scoring at
+    least half as much."""
+    top = labels.max(1, keepdims=True)
+    return (top > 0) & (labels >= 0.5 * top)
+
+
 @pytest.mark.slow  # the server's first pages import torch
 def test_class_page_ranks_by_the_chosen_source(server):
     store = server["store"]
@@ -70,7 +77,7 @@ def test_class_page_ranks_by_the_chosen_source(server):
     for card in d["images"]:
         r = card["row"]
         assert card["score"] == pytest.approx(labels[r, 7])
-        assert card["decided"] == [store.classes[j] for j in np.flatnonzero(labels[r] >= 0.5)]
+        assert card["decided"] == [store.classes[j] for j in np.flatnonzero(default_rule(labels[r : r + 1])[0])]
         assert card["truth"] == [store.classes[j] for j in np.flatnonzero(targets[r] == 1)]
         assert set(card["wrong"]) == set(card["decided"]) - set(card["truth"])
         assert set(card["missed"]) == set(card["truth"]) - set(card["decided"])
@@ -107,7 +114,7 @@ def test_overview_scores_every_round(server):
     for k in (0, 1):
         labels = store.read(layout.round_name(k))
         assert d["pseudo_label_map"][f"round_{k:03d}"] == pytest.approx(100 * mean_ap(labels, targets), abs=1e-6)
-    decided = (store.read("labels/round_001") >= 0.5).sum(0)
+    decided = default_rule(store.read("labels/round_001")).sum(0)
     assert [c["decided"] for c in d["per_class"]] == decided.tolist()
     assert [c["truth"] for c in d["per_class"]] == (targets == 1).sum(0).tolist()
 
@@ -226,6 +233,15 @@ def test_the_pages_in_a_headless_browser(server, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1280, 860)
         assert len(np.unique(np.asarray(im.convert("L")))) > 20  # a rendered page, not a blank one
+
+
+def test_the_decision_rule_is_the_one_given(server):
+    from cdul.labels import Decision
+    from cdul.serve import Catalog
+
+    for rule, count in ((Decision(top_k=2), lambda n: n == 2), (Decision(threshold=0.0), lambda n: n == C)):
+        d = Catalog(server["store"].url, rule=rule).class_page(4, "round_001", 0, 10)
+        assert all(count(len(card["decided"])) for card in d["images"]) and d["rule"] == rule.describe()
 
 
 def test_thumbnails_from_webdataset_shards_and_ids_that_leave_the_root(tmp_path):

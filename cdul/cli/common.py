@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
-import sys
 from typing import NoReturn
 
 import click
@@ -30,6 +32,38 @@ def threshold_option(help: str):
     return click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, help=help)
 
 
+def decision_options(command):
+    """``--threshold`` and ``--top-k``, which decide an image's labels from its scores (see
+    cdul/labels/decide.py), handed to the command as one ``decision`` argument (a Decision).
+    Out-of-range values stop the command with one line."""
+
+    @functools.wraps(command)
+    def with_decision(*args, threshold, top_k, **kwargs):
+        from cdul.labels import Decision
+
+        try:
+            decision = Decision(threshold=threshold, top_k=top_k)
+        except ValueError as exc:
+            fail(str(exc))
+        return command(*args, decision=decision, **kwargs)
+
+    with_decision = click.option(
+        "--top-k",
+        type=int,
+        default=None,
+        help="Keep each image's K best-scoring classes (K >= 1), e.g. --top-k 3.",
+    )(with_decision)
+    return click.option(
+        "--threshold",
+        type=float,
+        default=None,
+        show_default=False,
+        help="Keep the classes scoring at least T (0 to 1), e.g. --threshold 0.3. Default, without --threshold "
+        "and --top-k: each image's top class and every class scoring at least half as much (soft labels sum "
+        "to about 1 an image, so a fixed 0.5 keeps one class at most).",
+    )(with_decision)
+
+
 def batch_size_option(default: int, help: str):
     return click.option("--batch-size", "-b", type=click.IntRange(min=1), default=default, help=help)
 
@@ -46,9 +80,32 @@ def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+class CommandFailed(SystemExit):
+    """What ``fail`` raises: the command's exit with its status, carrying its one-line message
+    (so a caller running the command in-process, as cdul.api does, can raise it on)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(code)
+        self.message = message
+
+
+_SILENT = contextvars.ContextVar("silent_failures", default=False)
+
+
+@contextlib.contextmanager
+def silent_failures():
+    """Inside: ``fail`` raises CommandFailed without printing the message."""
+    token = _SILENT.set(True)
+    try:
+        yield
+    finally:
+        _SILENT.reset(token)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.secho(f"Error: {message}", fg="red", err=True)
-    sys.exit(code)
+    if not _SILENT.get():
+        click.secho(f"Error: {message}", fg="red", err=True)
+    raise CommandFailed(message, code)
 
 
 def table(rows: list[tuple], header: tuple | None = None) -> str:

@@ -9,18 +9,20 @@ import time
 
 import click
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, decision_options, fail
 
-HELP = """Serve the images of one or several stores in a browser: per class ranked by a label round (or S_g, S_ag,
-y0) with the decided labels next to the ground truth, per image its tiles, scores over the
-rounds and nearest neighbours, search by text or by example, and an overview with the
-pseudo-label mAP per round. Every page has its data as JSON at /api + its path.
+HELP = """Serve the images of one or several stores in a browser: per class ranked by a
+label round (or S_g, S_ag, y0) with the decided labels next to the ground truth, per image
+its tiles, scores over the rounds and nearest neighbours, search by text or by example,
+and an overview with the pseudo-label mAP per round. Every page has its data as JSON at
+/api + its path. Decided labels follow the rule cdul-export applies (--threshold, --top-k).
 
 \b
   cdul-serve --store voc12_train.zarr                 # then open http://127.0.0.1:8000/
   cdul-serve --store a.zarr --store b.zarr --data /data/VOCdevkit --port 8080
   ssh -L 8000:localhost:8000 gpu-box   # from a laptop, to a server on gpu-box
   cdul-serve --store s.zarr --threshold 0.3 --cache-dir /tmp/thumbs --cache-mb 1024
+  cdul-serve --store s.zarr --top-k 2       # decided labels: each image's two best classes
   cdul-serve --store s.zarr --host 0.0.0.0 --allow-remote   # any machine that reaches this one
 """
 
@@ -41,11 +43,11 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 @click.option(
     "--allow-remote", is_flag=True, help="Listen on an address other machines can reach (refused without it)."
 )
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, help="Decided labels: score >= this.")
 @click.option("--cache-dir", default=None, help="Keep thumbnails in this folder (outside the dataset) across restarts.")
 @click.option("--cache-mb", type=click.IntRange(min=1), default=256, help="Memory for thumbnails and store chunks.")
 @click.option("--weights-cache", default=None, help="open_clip weights cache, for search by text or upload.")
-def main(stores, roots, host, port, allow_remote, threshold, cache_dir, cache_mb, weights_cache):
+@decision_options
+def main(stores, roots, host, port, allow_remote, decision, cache_dir, cache_mb, weights_cache):
     if host not in LOCAL and not allow_remote:
         fail(
             f"--host {host} would let other machines read these images; pass --allow-remote to mean it "
@@ -60,7 +62,7 @@ def main(stores, roots, host, port, allow_remote, threshold, cache_dir, cache_mb
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     started = time.perf_counter()
-    app = build(stores, roots, threshold, cache_dir, cache_mb << 20, weights_cache)
+    app = build(stores, roots, decision, cache_dir, cache_mb << 20, weights_cache)
     import uvicorn
 
     threading.Thread(target=_warm_up, daemon=True).start()
@@ -87,16 +89,16 @@ def _warm_up() -> None:
         import torchvision.io  # noqa: F401  (decode_image's JPEG path)
 
 
-def build(stores, roots, threshold: float, cache_dir, cache_bytes: int, weights_cache):
+def build(stores, roots, decision, cache_dir, cache_bytes: int, weights_cache):
     """The application over the stores (their attributes read, nothing else)."""
-    from cdul.serve import Catalog, Finder, Pictures, Rule, Served, check_cache_dir, create_app
+    from cdul.serve import Catalog, Finder, Pictures, Served, check_cache_dir, create_app
     from cdul.store import StoreError
 
     served = []
     try:
         for i, url in enumerate(stores):
             root = roots[0] if len(roots) == 1 else roots[i] if roots else None
-            cat = Catalog(url, data_root=root, rule=Rule(threshold), cache_bytes=cache_bytes // (2 * len(stores)))
+            cat = Catalog(url, data_root=root, rule=decision, cache_bytes=cache_bytes // (2 * len(stores)))
             if cache_dir:
                 check_cache_dir(cache_dir, [cat.root])
             pictures = Pictures(cat, cache_dir, cache_bytes // (2 * len(stores)))

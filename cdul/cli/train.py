@@ -184,6 +184,7 @@ def main(**options):
             f"run in {result['out_dir']}",
             err=True,
         )
+    return result
 
 
 if __name__ == "__main__":

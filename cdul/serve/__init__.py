@@ -9,8 +9,7 @@ listed in a store are ever read, by row; see README.md, "Browse the labels".
 
 from .app import Served, create_app
 from .catalog import Catalog, RequestError
-from .decide import Rule
 from .pictures import Pictures, check_cache_dir
 from .query import Finder
 
-__all__ = ["Catalog", "Finder", "Pictures", "RequestError", "Rule", "Served", "check_cache_dir", "create_app"]
+__all__ = ["Catalog", "Finder", "Pictures", "RequestError", "Served", "check_cache_dir", "create_app"]

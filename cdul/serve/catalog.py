@@ -20,9 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cdul.labels import DEFAULT_RULE, Decision, decide
 from cdul.store import Store, attr_float, layout
-
-from .decide import Rule
 
 SIM_SOURCES = ("S_g", "S_ag", "y0")
 MAX_PAGE = 200  # cards a page holds at most
@@ -85,7 +84,7 @@ def plain(x: float) -> float | None:
 class Catalog:
     """A store opened for the pages (attributes only: no array is read here)."""
 
-    def __init__(self, url: str, *, data_root: str | None = None, rule: Rule | None = None, cache_bytes=256 << 20):
+    def __init__(self, url: str, *, data_root: str | None = None, rule: Decision = DEFAULT_RULE, cache_bytes=256 << 20):
         self.store = store = Store.open(url)
         self.url, self.n, self.classes = store.url, store.n, store.classes
         dataset = store.section("dataset")
@@ -93,10 +92,14 @@ class Catalog:
         self.root = data_root or str(dataset.get("root", ""))
         r0 = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
         self.zeta, self.lam = attr_float(r0.get("zeta", 0.5)), attr_float(r0.get("lam", 0.0))
-        self.rule = rule or Rule()
+        self.rule = rule
         self.chunk_cache = LRU(entries=1 << 20, max_bytes=cache_bytes)
         self.rankings = LRU(entries=64)
         self.memo = LRU(entries=256)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """The decided labels of score rows [m, C] under the rule cdul-export also applies."""
+        return decide(scores, self.rule)
 
     def caveat(self) -> str | None:
         """cdul-report's warning where the store's CLIP had random weights (None otherwise)."""
@@ -207,7 +210,7 @@ class Catalog:
         decided labels the truth denies (``wrong``) and the true ones not decided (``missed``)."""
         rows = np.asarray(rows, dtype=np.int64)
         ids = self.rows(layout.IDS, rows)
-        decided = self.rule.decide(self.scores(source, rows))
+        decided = self.decide(self.scores(source, rows))
         truth = self.rows(layout.TARGETS, rows) if self.store.has(layout.TARGETS) else None
         names = self.classes
         out = []

@@ -48,7 +48,7 @@ def image_details(cat: Catalog, row: int) -> dict:
     rec["scores"] = {s: [plain(x) for x in v] for s, v in scores.items()}
     if scores:
         source = cat.default_source()
-        decided = cat.rule.decide(scores[source][None])[0]
+        decided = cat.decide(scores[source][None])[0]
         rec.update(source=source, rule=cat.rule.describe(), top=top(scores[source], cat.classes, 5))
         rec["decided"] = [cat.classes[c] for c in np.flatnonzero(decided)]
     if cat.store.has(layout.TARGETS):
@@ -112,7 +112,7 @@ def class_counts(cat: Catalog, source: str) -> list[dict]:
             a, b = cat.store.chunk_bounds(k)
             ok = status[a:b] == layout.OK
             scores = cat.block(source, a, b)
-            decided += cat.rule.decide(scores[ok]).sum(0)
+            decided += cat.decide(scores[ok]).sum(0)
             if cat.store.has(layout.TARGETS):
                 truth += (cat.store.read(layout.TARGETS, a, b)[ok] == 1).sum(0)
         return decided, truth
