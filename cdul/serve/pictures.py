@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 
 import numpy as np
 
@@ -25,6 +26,8 @@ from cdul.store import layout
 from .catalog import LRU, Catalog, RequestError
 
 MIN_SIZE, MAX_SIZE = 32, 1024  # the longest side of a thumbnail or picture, in pixels
+# images decoded at once, whatever the number of requests (a decoded image can be large)
+DECODING = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 
 
 def check_cache_dir(cache_dir: str, roots: list[str]) -> None:
@@ -74,11 +77,11 @@ class Pictures:
 
         image_id = str(self.cat.rows(layout.IDS, np.array([row]))[0])
         try:
-            pixels = decode_image(self.read(image_id), exif=self.exif)
+            with DECODING:
+                im = Image.fromarray(decode_image(self.read(image_id), exif=self.exif))
+                im.thumbnail((size, size), Image.Resampling.BICUBIC)
         except (OSError, DecodeError) as exc:  # an image that cannot be read is named, not a server error
             raise RequestError(404, f"image {row} ({image_id}) cannot be shown: {exc}") from None
-        im = Image.fromarray(pixels)
-        im.thumbnail((size, size), Image.Resampling.BICUBIC)
         out = io.BytesIO()
         im.save(out, format="JPEG", quality=85)
         return out.getvalue()
