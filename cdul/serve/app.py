@@ -78,47 +78,51 @@ async def read_upload(request: Request) -> bytes:
     return b"".join(parts)
 
 
-def create_app(served: list[Served]) -> Starlette:
-    def store(request: Request) -> tuple[int, Served]:
+class Handlers:
+    """What each route answers, for the stores ``served`` (index s in the paths)."""
+
+    def __init__(self, served: list[Served]):
+        self.served = served
+
+    def store(self, request: Request) -> tuple[int, Served]:
         text = request.path_params["s"]
-        if not text.isdigit() or int(text) >= len(served):
-            raise RequestError(404, f"no store {text[:40]!r}: stores are 0..{len(served) - 1}")
-        return int(text), served[int(text)]
+        if not text.isdigit() or int(text) >= len(self.served):
+            raise RequestError(404, f"no store {text[:40]!r}: stores are 0..{len(self.served) - 1}")
+        return int(text), self.served[int(text)]
 
-    def stores_data(request: Request) -> dict:
-        return {
-            "stores": [
-                {"index": i, "store": x.cat.url, "n_images": x.cat.n, "classes": len(x.cat.classes)}
-                for i, x in enumerate(served)
-            ]
-        }
+    def stores(self, request: Request) -> dict:
+        rows = [
+            {"index": i, "store": x.cat.url, "n_images": x.cat.n, "classes": len(x.cat.classes)}
+            for i, x in enumerate(self.served)
+        ]
+        return {"stores": rows}
 
-    def overview_data(request: Request) -> dict:
-        return overview(store(request)[1].cat, request.query_params.get("source"))
+    def overview(self, request: Request) -> dict:
+        return overview(self.store(request)[1].cat, request.query_params.get("source"))
 
-    def class_data(request: Request) -> dict:
-        cat = store(request)[1].cat
+    def klass(self, request: Request) -> dict:
+        cat = self.store(request)[1].cat
         c = cat.check_class(request.path_params["c"])
         source = cat.source(request.query_params.get("source"))
         page = int_param(request, "page", 0, 0, 10**9)
         return cat.class_page(c, source, page, int_param(request, "size", 60, 1, MAX_PAGE))
 
-    def image_data(request: Request) -> dict:
-        x = store(request)[1]
+    def image(self, request: Request) -> dict:
+        x = self.store(request)[1]
         row = x.cat.check_row(request.path_params["row"])
         data = image_details(x.cat, row)
         has_emb = data["status"] == "ok" and x.cat.store.has("emb/global")
         data["neighbours"] = x.finder.neighbours(row, NEIGHBOURS) if has_emb else None
         return data
 
-    def neighbours_data(request: Request) -> dict:
-        x = store(request)[1]
+    def neighbours(self, request: Request) -> dict:
+        x = self.store(request)[1]
         row = x.cat.check_row(request.path_params["row"])
         k = int_param(request, "k", NEIGHBOURS, 1, MAX_K)
         return {"store": x.cat.url, "row": row, "neighbours": x.finder.neighbours(row, k)}
 
-    def search_data(request: Request) -> dict:
-        x = store(request)[1]
+    def search(self, request: Request) -> dict:
+        x = self.store(request)[1]
         k = int_param(request, "k", 48, 1, MAX_K)
         text, like = request.query_params.get("q"), request.query_params.get("like")
         data: dict = {"store": x.cat.url, "text": text, "like": None, "results": []}
@@ -131,11 +135,11 @@ def create_app(served: list[Served]) -> Starlette:
             data["results"] = x.finder.by_text(text, k)
         return data
 
-    async def upload(request: Request) -> Response:
+    async def upload(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
         try:
-            x = store(request)[1]
+            x = self.store(request)[1]
             k = int_param(request, "k", 48, 1, MAX_K)
             body = await read_upload(request)
             results = await run_in_threadpool(x.finder.by_image, body, k)
@@ -143,50 +147,59 @@ def create_app(served: list[Served]) -> Starlette:
             return json_response({"error": exc.message, "status": exc.status}, exc.status)
         return json_response({"store": x.cat.url, "upload": True, "results": results})
 
-    def thumb(request: Request) -> Response:
-        x = store(request)[1]
+    def thumb(self, request: Request) -> Response:
+        x = self.store(request)[1]
         row = x.cat.check_row(request.path_params["row"])
         data = x.pictures.jpeg(row, int_param(request, "size", pages.THUMB, 1, 10**6))
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    def home(request: Request) -> Response:
-        if len(served) == 1:
+    def home(self, request: Request) -> Response:
+        if len(self.served) == 1:
             return RedirectResponse("/s/0/", status_code=302)
-        return HTMLResponse(pages.stores_page(stores_data(request)))
+        return HTMLResponse(pages.stores_page(self.stores(request)))
 
-    def both(path: str, data: Callable[[Request], dict], render: Callable[[int, dict], str]) -> list[Route]:
+    def render_class(self, s: int, d: dict) -> str:
+        return pages.class_page(s, d, self.served[s].cat.classes)
+
+    def both(self, path: str, data: Callable[[Request], dict], render: Callable[[int, dict], str]) -> list[Route]:
+        """The page at path and its data at /api + path."""
+
         def api(request: Request) -> Response:
             return json_response(data(request))
 
         def html(request: Request) -> Response:
-            return HTMLResponse(render(store(request)[0], data(request)))
+            return HTMLResponse(render(self.store(request)[0], data(request)))
 
         return [Route("/api" + path, api), Route(path, html)]
 
-    def render_class(s: int, d: dict) -> str:
-        return pages.class_page(s, d, served[s].cat.classes)
+
+def _failed(request: Request, status: int, message: str) -> Response:
+    if request.url.path.startswith("/api/"):
+        return json_response({"error": message, "status": status}, status)
+    return HTMLResponse(pages.error_page(status, message), status_code=status)
+
+
+def create_app(served: list[Served]) -> Starlette:
+    h = Handlers(served)
+
+    def api(data: Callable[[Request], dict]) -> Callable[[Request], Response]:
+        return lambda request: json_response(data(request))
 
     routes = [
-        Route("/", home),
-        Route("/api/stores", lambda r: json_response(stores_data(r))),
-        *both("/s/{s}/", overview_data, pages.overview_page),
-        Route("/api/s/{s}/overview", lambda r: json_response(overview_data(r))),
-        *both("/s/{s}/class/{c}", class_data, render_class),
-        *both("/s/{s}/image/{row}", image_data, pages.image_page),
-        Route("/api/s/{s}/image/{row}/neighbours", lambda r: json_response(neighbours_data(r))),
-        *both("/s/{s}/search", search_data, pages.search_page),
-        Route("/api/s/{s}/search", upload, methods=["POST"]),
-        Route("/api/s/{s}/thumb/{row}", thumb),
+        Route("/", h.home),
+        Route("/api/stores", api(h.stores)),
+        *h.both("/s/{s}/", h.overview, pages.overview_page),
+        Route("/api/s/{s}/overview", api(h.overview)),
+        *h.both("/s/{s}/class/{c}", h.klass, h.render_class),
+        *h.both("/s/{s}/image/{row}", h.image, pages.image_page),
+        Route("/api/s/{s}/image/{row}/neighbours", api(h.neighbours)),
+        *h.both("/s/{s}/search", h.search, pages.search_page),
+        Route("/api/s/{s}/search", h.upload, methods=["POST"]),
+        Route("/api/s/{s}/thumb/{row}", h.thumb),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-
-    def failed(request: Request, status: int, message: str) -> Response:
-        if request.url.path.startswith("/api/"):
-            return json_response({"error": message, "status": status}, status)
-        return HTMLResponse(pages.error_page(status, message), status_code=status)
-
     handlers = {
-        RequestError: lambda request, exc: failed(request, exc.status, exc.message),
-        HTTPException: lambda request, exc: failed(request, exc.status_code, str(exc.detail)),
+        RequestError: lambda request, exc: _failed(request, exc.status, exc.message),
+        HTTPException: lambda request, exc: _failed(request, exc.status_code, str(exc.detail)),
     }
     return Starlette(routes=routes, exception_handlers=handlers)
