@@ -101,6 +101,11 @@ class Catalog:
         """The decided labels of score rows [m, C] under the rule cdul-export also applies."""
         return decide(scores, self.rule)
 
+    def named(self, decided: np.ndarray, scores: np.ndarray) -> list[str]:
+        """The names of one image's decided classes, best score first."""
+        order = np.argsort(-np.where(np.isfinite(scores), scores, -np.inf), kind="stable")
+        return [self.classes[c] for c in order if decided[c]]
+
     def caveat(self) -> str | None:
         """cdul-report's warning where the store's CLIP had random weights (None otherwise)."""
         model = dict(self.store.section("model"))
@@ -206,16 +211,18 @@ class Catalog:
         return self.rankings.get((source, c), make)
 
     def cards(self, rows: np.ndarray, source: str) -> list[dict]:
-        """What a thumbnail card shows: id, the decided labels and the ground truth, with the
-        decided labels the truth denies (``wrong``) and the true ones not decided (``missed``)."""
+        """What a thumbnail card shows: id, the decided labels (best score first) and the ground
+        truth, with the decided labels the truth denies (``wrong``) and the true ones not
+        decided (``missed``)."""
         rows = np.asarray(rows, dtype=np.int64)
         ids = self.rows(layout.IDS, rows)
-        decided = self.decide(self.scores(source, rows))
+        scores = self.scores(source, rows)
+        decided = self.decide(scores)
         truth = self.rows(layout.TARGETS, rows) if self.store.has(layout.TARGETS) else None
         names = self.classes
         out = []
         for i, row in enumerate(rows):
-            card = {"row": int(row), "id": str(ids[i]), "decided": [names[c] for c in np.flatnonzero(decided[i])]}
+            card = {"row": int(row), "id": str(ids[i]), "decided": self.named(decided[i], scores[i])}
             if truth is not None:
                 card["truth"] = [names[c] for c in np.flatnonzero(truth[i] == 1)]
                 card["wrong"] = [names[c] for c in np.flatnonzero(decided[i] & (truth[i] == -1))]

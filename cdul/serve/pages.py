@@ -34,10 +34,17 @@ def error_page(status: int, message: str) -> str:
     return page(f"error {status}", f"<h1>Error {status}</h1><p class='warn'>{escape(message)}</p>")
 
 
-def _chips(names: list[str], cls: dict[str, str] | None = None) -> str:
+CHIPS = 6  # labels a card lists; the rest are counted
+
+
+def _chips(names: list[str], cls: dict[str, str] | None = None, limit: int = CHIPS) -> str:
     if not names:
         return "<span class='none'>none</span>"
-    return "".join(f"<span class='chip {(cls or {}).get(n, '')}'>{escape(n)}</span>" for n in names)
+    shown = "".join(f"<span class='chip {(cls or {}).get(n, '')}'>{escape(n)}</span>" for n in names[:limit])
+    more = len(names) - limit
+    return shown + (
+        f"<span class='none' title='{escape(', '.join(names[limit:]))}'> +{more} more</span>" if more > 0 else ""
+    )
 
 
 def card(s: int, c: dict) -> str:
@@ -140,10 +147,11 @@ def image_page(s: int, d: dict) -> str:
     truth = set(d.get("truth", []))
     if "decided" in d:
         marks = {n: ("right" if n in truth else "wrong") for n in d["decided"]} if "truth" in d else {}
-        head += f"<p><b>decided</b> ({escape(d['source'])}, {escape(d['rule'])}) {_chips(d['decided'], marks)}</p>"
+        chips = _chips(d["decided"], marks, len(d["decided"]))
+        head += f"<p><b>decided</b> ({escape(d['source'])}, {escape(d['rule'])}) {chips}</p>"
     if "truth" in d:
         missed = dict.fromkeys(truth - set(d.get("decided", [])), "missed")
-        head += f"<p><b>ground truth</b> {_chips(d['truth'], missed)}</p>"
+        head += f"<p><b>ground truth</b> {_chips(d['truth'], missed, len(d['truth']))}</p>"
     picture = tiles_picture(f"/api/s/{s}/thumb/{d['row']}?size=768", d.get("hw"), d["tiles"])
     body = head + f"<div class='image-row'><div>{picture}</div><div>{rounds_chart(d)}{score_table(d)}</div></div>"
     if d.get("neighbours") is not None:

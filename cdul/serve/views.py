@@ -50,7 +50,7 @@ def image_details(cat: Catalog, row: int) -> dict:
         source = cat.default_source()
         decided = cat.decide(scores[source][None])[0]
         rec.update(source=source, rule=cat.rule.describe(), top=top(scores[source], cat.classes, 5))
-        rec["decided"] = [cat.classes[c] for c in np.flatnonzero(decided)]
+        rec["decided"] = cat.named(decided, scores[source])
     if cat.store.has(layout.TARGETS):
         truth = cat.rows(layout.TARGETS, one)[0]
         rec["truth"] = [cat.classes[c] for c in np.flatnonzero(truth == 1)]

@@ -7,7 +7,8 @@ function escapeHtml(text) {
 
 function chips(names, marks) {
   if (!names.length) return "<span class='none'>none</span>";
-  return names.map((n) => `<span class='chip ${marks[n] || ""}'>${escapeHtml(n)}</span>`).join("");
+  const shown = names.slice(0, 6).map((n) => `<span class='chip ${marks[n] || ""}'>${escapeHtml(n)}</span>`).join("");
+  return names.length > 6 ? `${shown}<span class='none'> +${names.length - 6} more</span>` : shown;
 }
 
 function card(s, c) {
