@@ -39,7 +39,7 @@ setup(
     python_requires=">=3.10",
     packages=_packages(),
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
-    package_data={"cdul.extractor": ["model_configs/*.json"]},
+    package_data={"cdul.extractor": ["model_configs/*.json"], "cdul.serve": ["static/*"]},
     install_requires=[
         "torch==2.14.1",
         "torchvision==0.29.1",
@@ -55,6 +55,8 @@ setup(
         "matplotlib>=3.7",
         "webdataset==1.0.2",
         "pyarrow>=14",
+        "starlette>=0.40",
+        "uvicorn>=0.30",
     ],
     extras_require={
         "gpu": ["faiss-gpu>=1.8"],
@@ -84,6 +86,7 @@ setup(
             "cdul-demo=cdul.demo:main",
             "cdul-report=cdul.cli.report:main",
             "cdul-export=cdul.cli.export:main",
+            "cdul-serve=cdul.cli.serve:main",
         ],
     },
 )

@@ -3,7 +3,8 @@
 It builds a VOC-layout folder from real photos that scikit-image ships (with their VOC
 labels written by hand) plus generated filler, extracts CLIP similarities and initial
 pseudo labels, trains a small classifier on them for a few epochs, evaluates it, and
-writes a report (``<out-dir>/report/index.html``). Real weights are used when they can be
+writes a report (``<out-dir>/report/index.html``); its last lines give the cdul-serve
+command that browses the store. Real weights are used when they can be
 had (cache or network); otherwise random ones, with a warning that the numbers then mean
 nothing. scripts/demo.sh runs it after setting up the environment.
 """
@@ -110,6 +111,7 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
             "--gpus",
             gpus,
             "--keep-tiles",
+            "--keep-embeddings",
             "--overwrite",
             *q,
         ],
@@ -166,6 +168,8 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
     )
     index = write_report(os.path.join(out_dir, "report"), store, run, eval_json, sources=sources, note=SAMPLE_NOTE)
     click.secho(f"\nreport: {index} (also report.md beside it)", fg="green", bold=True)
+    serve = shlex.join([runnable("cdul-serve"), "--store", store])
+    click.secho(f"browse, search and check the labels: {serve}  (then open http://127.0.0.1:8000/)", fg="green")
     random = [what for what, w in (("CLIP", clip_weights), ("classifier", classifier_weights)) if w == "none"]
     if random:
         warn(

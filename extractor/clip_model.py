@@ -21,10 +21,12 @@ through minutes of download retries.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,8 @@ class ClipBundle:
     resize_mode: str
     embed_dim: int
     info: dict  # provenance for the store's attrs
+    # texts -> [n, D] normalised embeddings, one text a row (load_clip(..., keep_text=True))
+    encode_texts: Callable[[list[str]], torch.Tensor] | None = None
 
 
 def register_model(model: str) -> str:
@@ -268,8 +272,10 @@ def load_clip(
     cache_dir: str | None = None,
     template: str = "a photo of a {}.",
     ensemble: bool = False,
+    keep_text: bool = False,
 ) -> ClipBundle:
-    """The image tower on `device` in eval mode, and the class embeddings of `classes`."""
+    """The image tower on `device` in eval mode, and the class embeddings of `classes`;
+    with ``keep_text``, also the text tower (on the CPU) for any text (``encode_texts``)."""
     import open_clip
 
     arch = register_model(model)
@@ -305,10 +311,12 @@ def load_clip(
     pcfg = open_clip.get_model_preprocess_cfg(net)
     size, interpolation, resize_mode = _view_fields(pcfg)
     logit_scale = float(net.logit_scale.detach().exp().item())
-    text = encode_classes(net, open_clip.get_tokenizer(arch), classes, template, ensemble)
+    tokenizer = open_clip.get_tokenizer(arch)
+    text = encode_classes(net, tokenizer, classes, template, ensemble)
     visual = net.visual.to(device).eval()
     embed_dim = int(text.shape[1])
-    del net  # the text tower is no longer needed: keep only the image tower on the device
+    encode_texts = functools.partial(encode_classes, net, tokenizer, template="{}") if keep_text else None
+    del net  # unless kept above, the text tower is no longer needed: only the image tower stays
     info = {
         "name": model,
         "arch": arch,
@@ -330,6 +338,7 @@ def load_clip(
         resize_mode,
         embed_dim,
         info,
+        encode_texts,
     )
 
 

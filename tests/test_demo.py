@@ -46,6 +46,7 @@ def test_demo_writes_a_full_report(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "setting up" not in r.stderr  # the set-up step was a no-op
     assert "report:" in r.stdout
+    assert f"cdul-serve --store {out / 'sample.zarr'}" in r.stdout  # the closing lines: how to browse it
     report = out / "report"
     for name in (
         "index.html",

@@ -15,6 +15,7 @@ COMMANDS = {
     "cdul-search": "cdul.cli.search",
     "cdul-report": "cdul.cli.report",
     "cdul-export": "cdul.cli.export",
+    "cdul-serve": "cdul.cli.serve",
     "cdul-demo": "cdul.demo",
     "cdul-bench": "cdul.benchmarks.run_all",
 }

@@ -64,28 +64,44 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
 
 def encode_query(store, text: str | None, image_path: str | None, cache_dir=None) -> np.ndarray:
     """The normalised CLIP embedding of the query, with the model the store was built with."""
-    import torch
-    import torch.nn.functional as F
-
-    from cdul.data.decode import decode_image
-    from cdul.extractor.clip_model import load_clip
-    from cdul.extractor.views import ViewMaker
-
-    info = store.attrs.get("model") or {}
-    if not info:
-        raise ValueError(f"{store.url} does not record its model (was extraction finished?)")
-    weights = info.get("weights_file") or info.get("pretrained") or "none"
-    template = "{}" if text is not None else "a photo of a {}."
-    bundle = load_clip(info["name"], weights, [text or "x"], cache_dir=cache_dir, template=template)
+    encoder = QueryEncoder(store, cache_dir)
     if text is not None:
-        return bundle.text[0].numpy().astype(np.float32)
+        return encoder.text(text)
     assert image_path is not None  # a text or an image: main() refuses neither
     with open(image_path, "rb") as f:
-        image = torch.tensor(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
-    maker = ViewMaker(
-        bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation, resize_mode=bundle.resize_mode
-    )
-    view, _ = maker.make(image, None)
-    with torch.inference_mode():
-        emb = F.normalize(bundle.visual(view).float(), dim=-1)
-    return emb[0].numpy()
+        return encoder.image(f.read())
+
+
+class QueryEncoder:
+    """The store's own CLIP, loaded once: a text or an image's bytes -> its normalised
+    embedding [D] (float32), comparable with the store's ``emb/global``. ValueError for a
+    store that does not record its model; WeightsUnavailableError when its weights cannot
+    be had; DecodeError for bytes that are not an image."""
+
+    def __init__(self, store, cache_dir=None):
+        from cdul.extractor.clip_model import load_clip
+        from cdul.extractor.views import ViewMaker
+
+        info = store.attrs.get("model") or {}
+        if not info:
+            raise ValueError(f"{store.url} does not record its model (was extraction finished?)")
+        weights = info.get("weights_file") or info.get("pretrained") or "none"
+        # one throwaway class embedding: the text tower is kept for the queries
+        self.bundle = b = load_clip(info["name"], weights, ["x"], cache_dir=cache_dir, keep_text=True)
+        self.maker = ViewMaker(b.input_size, b.mean, b.std, interpolation=b.interpolation, resize_mode=b.resize_mode)
+        self.exif = bool(store.attrs.get("config", {}).get("exif", True))
+
+    def text(self, text: str) -> np.ndarray:
+        assert self.bundle.encode_texts is not None  # kept by load_clip(keep_text=True)
+        return self.bundle.encode_texts([text])[0].numpy().astype(np.float32)
+
+    def image(self, data: bytes) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        from cdul.data.decode import decode_image
+
+        view, _ = self.maker.make(torch.tensor(decode_image(data, exif=self.exif)), None)
+        with torch.inference_mode():
+            emb = F.normalize(self.bundle.visual(view).float(), dim=-1)
+        return emb[0].numpy()
