@@ -29,10 +29,12 @@ def _voc_items(rng, n: int, prefix: str) -> dict:
 
 
 def make_voc_tree(root: str, year: str, n: int = 6, seed: int = 0) -> str:
-    """VOCdevkit/VOC<year> with a train split and a labelled val (2012) or test (2007) split."""
+    """VOCdevkit/VOC<year> with the splits the benchmark uses: train and val (2012), trainval and
+    test (2007), all labelled."""
     rng = np.random.default_rng(seed)
-    write_voc_layout(root, _voc_items(rng, n, "tr"), "train", year)
-    write_voc_layout(root, _voc_items(rng, n, "ev"), "val" if year == "2012" else "test", year)
+    train, test = ("train", "val") if year == "2012" else ("trainval", "test")
+    write_voc_layout(root, _voc_items(rng, n, "tr"), train, year)
+    write_voc_layout(root, _voc_items(rng, n, "ev"), test, year)
     return root
 
 

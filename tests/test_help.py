@@ -15,6 +15,7 @@ COMMANDS = {
     "cdul-report": "cdul.cli.report",
     "cdul-demo": "cdul.demo",
     "cdul-bench": "cdul.benchmarks.run_all",
+    "scripts/reproduce.sh": "cdul.reproduce.__main__",
 }
 
 

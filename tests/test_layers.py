@@ -6,7 +6,8 @@ a layer above, and the members of the two middle layers do not import each other
 - bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.metrics``
 - kernels and store: ``cdul.kernels``, ``cdul.store`` (not each other)
 - parts: ``cdul.extractor``, ``cdul.trainer``, ``cdul.index`` (not each other)
-- application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.sample``, ``cdul.benchmarks``
+- application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.reproduce``, ``cdul.sample``,
+  ``cdul.benchmarks``
 
 and no two modules import each other, directly or through others (imports inside
 functions count too).
@@ -25,7 +26,7 @@ LAYERS = [
     {"cdul", "cdul.data", "cdul.metrics"},
     {"cdul.kernels", "cdul.store"},
     {"cdul.extractor", "cdul.trainer", "cdul.index"},
-    {"cdul.cli", "cdul.demo", "cdul.report", "cdul.sample", "cdul.benchmarks"},
+    {"cdul.cli", "cdul.demo", "cdul.report", "cdul.reproduce", "cdul.sample", "cdul.benchmarks"},
 ]
 SEPARATE = (1, 2)  # the layers whose members must not import each other
 MAX_LINES = 400
