@@ -30,7 +30,7 @@ import numpy as np
 PROTOCOLS = ("all-points", "voc07-11pt")
 
 
-def default_protocol(kind: str | None) -> str:
+def default_protocol(kind: object) -> str:
     """The AP protocol a dataset kind's published numbers use: the VOC 2007 devkit's
     11-point AP for voc2007, all points for every other kind."""
     return "voc07-11pt" if kind == "voc2007" else "all-points"

@@ -72,8 +72,9 @@ def gather(
     }
     if targets is not None and ok.any():
         # the AP protocol of the extraction's summary (the dataset's own)
-        summary_map = store.attrs.get("summary", {}).get("pseudo_label_map") or {}
-        protocol = summary_map.get("ap") or default_protocol(store.section("dataset").get("kind"))
+        summary_map = store.section("summary").get("pseudo_label_map")
+        recorded = summary_map.get("ap") if isinstance(summary_map, Mapping) else None
+        protocol = recorded if isinstance(recorded, str) else default_protocol(store.section("dataset").get("kind"))
         data["pseudo_label_map"] = {
             "global": _map(s_g, targets, ok, protocol),
             "aggregated": _map(s_ag, targets, ok, protocol),

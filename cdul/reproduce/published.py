@@ -27,7 +27,12 @@ METHODS = (
         "Kim and Shim, CVPR 2025, arXiv:2503.16873",
     ),
     Method("TagCLIP", "frozen CLIP, no training", "Lin et al., AAAI 2024, arXiv:2312.12828"),
-    Method("PIAA", "dense CLIP (SCLIP, ITACLIP, SC-CLIP) ViT-B/16 + patch bank, no training", "PIAA, ICML 2026"),
+    Method(
+        "PIAA",
+        "dense CLIP ViT-B/16 + a Gaussian discriminant on a patch bank, no training (SCLIP + PIAA; a range "
+        "spans its dense variants)",
+        "PIAA, ICML 2026",
+    ),
 )
 
 # benchmark -> method -> the reported mAP: a number, a range over the variants the paper
