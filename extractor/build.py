@@ -13,7 +13,7 @@ import numpy as np
 import cdul
 from cdul.data import Dataset
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import pseudo_label_map
+from cdul.metrics import default_protocol, pseudo_label_map
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
 from .bank import BANK_SCALE, merge_chunk_banks
@@ -169,8 +169,9 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
     return True
 
 
-def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> dict:
-    """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0."""
+def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000, ap: str | None = None) -> dict:
+    """Counts, failures and (where targets exist) pseudo-label mAP of S_g, S_ag and y0 under
+    the AP protocol ``ap`` (None: the one of the store's dataset kind)."""
     counts = {"images": int(store.n), "ok": 0, "failed": 0, "no_tiles": 0, "tiles": 0}
     failures: dict[str, str] = {}
     for rows in store.chunks(layout.STATUS, layout.N_TILES, layout.ERROR, layout.IDS):
@@ -183,13 +184,14 @@ def summarise(store: Store, zeta: float, lam: float, max_listed: int = 1000) -> 
             failures[str(rows[layout.IDS][i])] = str(rows[layout.ERROR][i])
     summary: dict[str, object] = dict(counts)
     if store.has(layout.TARGETS) and counts["ok"]:
-        summary["pseudo_label_map"] = initial_label_maps(store, zeta, lam)
+        summary["pseudo_label_map"] = initial_label_maps(store, zeta, lam, ap)
     return {"summary": summary, "failures": failures}
 
 
-def initial_label_maps(store: Store, zeta: float, lam: float) -> dict:
-    """mAP (percent) of S_g, S_ag and y0 against the targets, over the images that are OK;
-    read chunk by chunk, in bounded memory."""
+def initial_label_maps(store: Store, zeta: float, lam: float, ap: str | None = None) -> dict:
+    """mAP (percent) of S_g, S_ag and y0 against the targets, over the images that are OK,
+    under the AP protocol ``ap`` (None: the one of the store's dataset kind); read chunk by
+    chunk, in bounded memory."""
     names = [layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA, layout.TARGETS, layout.STATUS]
 
     def scores(kind: str, s_g, alpha, beta):
@@ -208,13 +210,15 @@ def initial_label_maps(store: Store, zeta: float, lam: float) -> dict:
         return read
 
     c = len(store.classes)
-    out = {kind: pseudo_label_map(chunks(kind), store.n, c) for kind in ("global", "aggregated", "y0")}
-    return {**out, "zeta": zeta, "lam": lam}
+    ap = ap or default_protocol(store.section("dataset").get("kind"))
+    out = {kind: pseudo_label_map(chunks(kind), store.n, c, protocol=ap) for kind in ("global", "aggregated", "y0")}
+    return {**out, "zeta": zeta, "lam": lam, "ap": ap}
 
 
-def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = None) -> dict:
+def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = None, ap: str | None = None) -> dict:
     """Initial labels, summary and failures; ``model`` (what the workers loaded) is recorded
-    in the root attributes (a rerun on a finished store keeps the one recorded before)."""
+    in the root attributes (a rerun on a finished store keeps the one recorded before); the
+    summary's pseudo-label mAPs are under the AP protocol ``ap`` (None: the dataset's own)."""
     pending = store.pending_chunks()
     if pending:
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
@@ -223,7 +227,7 @@ def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = N
     if store.has(layout.BANK_EMB):
         k = store.array(layout.BANK_EMB).shape[1]
         store.array(layout.BANK_EMB).attrs.update({"entries": merge_chunk_banks(store, k), "scale": BANK_SCALE})
-    result = summarise(store, zeta, lam)
+    result = summarise(store, zeta, lam, ap=ap)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})
     store.set_attrs(summary=result["summary"], complete=True, **({"model": model} if model else {}))
     return result

@@ -57,9 +57,11 @@ def extract(
     embed_dim: int = 0,
     progress: Progress | None = None,
     torchrun: tuple[int, int, int] | None = None,
+    ap: str | None = None,
 ) -> Summary:
     """Extract ``data`` into the store ``cfg.store``; rerunning resumes. ``torchrun`` is
-    (rank, world, local rank) when started by torchrun: ranks share the pending chunks."""
+    (rank, world, local rank) when started by torchrun: ranks share the pending chunks.
+    ``ap``: the AP protocol of the summary's pseudo-label mAPs (None: the dataset's own)."""
     progress = progress or Progress()
     if torchrun:
         return _extract_torchrun(
@@ -73,6 +75,7 @@ def extract(
             overwrite=overwrite,
             embed_dim=embed_dim,
             progress=progress,
+            ap=ap,
         )
     with StoreLock(cfg.store):
         store = _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
@@ -93,7 +96,7 @@ def extract(
             "tiles": counts.get("tiles", 0),
             "devices": devices,
         }
-        result = finalise_store(store, zeta, lam, model=counts.get("model"))
+        result = finalise_store(store, zeta, lam, model=counts.get("model"), ap=ap)
         store.set_attrs(last_run=speed)
         return Summary(result, counts, speed, store)
 
@@ -112,7 +115,9 @@ def _images(store: Store, chunks: list[int]) -> int:
     return sum(b - a for a, b in map(store.chunk_bounds, chunks))
 
 
-def _extract_torchrun(cfg, data, devices, env, *, chunk_len, zeta, lam, overwrite, embed_dim, progress) -> Summary:
+def _extract_torchrun(
+    cfg, data, devices, env, *, chunk_len, zeta, lam, overwrite, embed_dim, progress, ap=None
+) -> Summary:
     """Rank 0 locks, prepares and finalises; every rank extracts its deal of the pending
     chunks. torch.distributed (gloo) provides the barriers; nothing else is exchanged."""
     import torch
@@ -150,7 +155,7 @@ def _extract_torchrun(cfg, data, devices, env, *, chunk_len, zeta, lam, overwrit
             "extrapolated": True,
         }
         model = next((m for m in models if m), None)
-        return Summary(finalise_store(store, zeta, lam, model=model), counts, speed, store)
+        return Summary(finalise_store(store, zeta, lam, model=model, ap=ap), counts, speed, store)
     finally:
         if lock is not None:
             lock.release()

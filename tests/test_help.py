@@ -18,6 +18,7 @@ COMMANDS = {
     "cdul-serve": "cdul.cli.serve",
     "cdul-demo": "cdul.demo",
     "cdul-bench": "cdul.benchmarks.run_all",
+    "scripts/reproduce.sh": "cdul.reproduce.__main__",
 }
 
 

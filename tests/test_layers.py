@@ -6,8 +6,8 @@ a layer above, and the members of the two middle layers do not import each other
 - bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.metrics``, ``cdul.labels``
 - kernels and store: ``cdul.kernels``, ``cdul.store`` (not each other)
 - parts: ``cdul.extractor``, ``cdul.trainer``, ``cdul.index`` (not each other)
-- application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.sample``, ``cdul.benchmarks``,
-  ``cdul.readout``, ``cdul.api``, ``cdul.serve``
+- application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.reproduce``, ``cdul.sample``,
+  ``cdul.benchmarks``, ``cdul.readout``, ``cdul.api``, ``cdul.serve``
 
 and no two modules import each other, directly or through others (imports inside
 functions count too).
@@ -30,6 +30,7 @@ LAYERS = [
         "cdul.cli",
         "cdul.demo",
         "cdul.report",
+        "cdul.reproduce",
         "cdul.sample",
         "cdul.benchmarks",
         "cdul.readout",

@@ -215,7 +215,7 @@ def test_images_from_an_fsspec_url(store_copy, voc_root, tmp_path):
 def test_early_stop_after_three_rounds_below_round_zero(store_copy, tmp_path, monkeypatch):
     from cdul.trainer import loop
 
-    monkeypatch.setattr(loop, "pseudo_label_map", lambda store, k, difficult="ignore": 50.0 if k == 0 else 40.0)
+    monkeypatch.setattr(loop, "pseudo_label_map", lambda store, k, **_: 50.0 if k == 0 else 40.0)
     run = str(tmp_path / "run")
     result = train(store_copy, run, epochs=6, early_stop=True, workers=0)
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -7,6 +7,8 @@ import sys
 
 from click.testing import CliRunner
 
+from cdul.cli.common import option_args
+
 CDUL_TRAIN = os.path.join(os.path.dirname(sys.executable), "cdul-train")
 SMALL = {
     "arch": "resnet18",
@@ -24,19 +26,6 @@ def train_args(store, out_dir, **options) -> list[str]:
     ``options`` change them (underscores for dashes; True gives a flag, None or False leaves
     the option out, to cdul-train's default)."""
     return ["--store", str(store), "--out-dir", str(out_dir), *option_args({**SMALL, **options})]
-
-
-def option_args(options: dict) -> list[str]:
-    """Command-line options from keywords: underscores for dashes; True gives a flag, None or
-    False leaves the option out, to the command's default."""
-    args = []
-    for name, value in options.items():
-        if value is None or value is False:
-            continue
-        args.append("--" + name.replace("_", "-"))
-        if value is not True:
-            args.append(str(value))
-    return args
 
 
 def train(store, out_dir, **options):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from cdul.metrics import PROTOCOLS
+
 from .labels import DEFAULT_EPS, LOSSES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -64,6 +66,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "bf16"
     difficult: str = "ignore"
+    ap: str | None = None  # AP protocol of every mAP; None: the dataset kind's (cdul.metrics.default_protocol)
     threshold: float = 0.5
     early_stop: bool = False
     start_round: int | None = None
@@ -90,6 +93,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.warmup < 0 or self.workers < 0 or self.label_lr < 0 or self.clip_grad < 0:
             raise ConfigError("--warmup, --workers, --label-lr and --clip-grad must not be negative")
+        if self.ap is not None and self.ap not in PROTOCOLS:
+            raise ConfigError(f"--ap must be one of {', '.join(PROTOCOLS)}, not {self.ap!r}")
         if not 0.0 < self.label_eps < 0.5:
             raise ConfigError(f"--label-eps must be in (0, 0.5), got {self.label_eps}")
         return self

@@ -117,14 +117,22 @@ def predict(
 
 
 def classifier_report(
-    scores: np.ndarray, targets: np.ndarray, classes: list[str], *, difficult: str = "ignore", threshold: float = 0.5
+    scores: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    *,
+    difficult: str = "ignore",
+    threshold: float = 0.5,
+    protocol: str = "all-points",
 ) -> dict:
-    """mAP and per-class AP (percent), CP/CR/CF1/OP/OR/OF1 at ``threshold`` (fractions)."""
+    """mAP and per-class AP (percent, under the AP ``protocol``), CP/CR/CF1/OP/OR/OF1 at
+    ``threshold`` (fractions)."""
     rows = np.isfinite(scores).all(axis=1)
-    ap = per_class_ap(scores, targets, difficult, rows=rows)
+    ap = per_class_ap(scores, targets, difficult, rows=rows, protocol=protocol)
     f1 = f1_scores(np.nan_to_num(scores, nan=-1.0), targets, threshold, difficult, rows=rows)
     return {
         "map": 100 * mean_of(ap),
+        "ap_protocol": protocol,
         "ap": {c: (float(100 * a) if np.isfinite(a) else None) for c, a in zip(classes, ap)},
         "images": int(rows.sum()),
         "unreadable": int((~rows).sum()),
@@ -133,11 +141,16 @@ def classifier_report(
 
 
 def pseudo_label_map(
-    store: Store, round_k: int, *, difficult: str = "ignore", max_bytes: int = 256 << 20
+    store: Store,
+    round_k: int,
+    *,
+    difficult: str = "ignore",
+    max_bytes: int = 256 << 20,
+    protocol: str = "all-points",
 ) -> float | None:
-    """mAP (percent) of label round ``round_k`` against the store's ground truth, or None
-    when the store has none (or no class has a positive). Reads chunk by chunk (see
-    cdul.metrics.pseudo_label_map), so it needs at most about ``max_bytes`` whatever N is."""
+    """mAP (percent, under the AP ``protocol``) of label round ``round_k`` against the store's
+    ground truth, or None when the store has none (or no class has a positive). Reads chunk by
+    chunk (see cdul.metrics.pseudo_label_map), so it needs at most about ``max_bytes`` whatever N is."""
     if not store.has(layout.TARGETS):
         return None
     name = layout.round_name(round_k)
@@ -146,5 +159,5 @@ def pseudo_label_map(
         for chunk in store.chunks(name, layout.TARGETS, layout.STATUS):
             yield chunk[name], chunk[layout.TARGETS], chunk[layout.STATUS] == layout.OK
 
-    m = metrics.pseudo_label_map(chunks, store.n, len(store.classes), difficult, max_bytes)
+    m = metrics.pseudo_label_map(chunks, store.n, len(store.classes), difficult, max_bytes, protocol)
     return None if np.isnan(m) else m

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cdul.data.transfer import handed_over
+from cdul.metrics import default_protocol
 from cdul.store import StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
@@ -68,6 +69,8 @@ class Trainer:
             raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
         self.root = root
         self.val = load_val(cfg, self.store)
+        # the pseudo labels' mAP: under --ap, else the protocol of the training set's kind
+        self.protocol = cfg.ap or default_protocol(dataset_attr(self.store, "kind"))
         self.last_path = os.path.join(cfg.out_dir, "last.pt")
         self.best_path = os.path.join(cfg.out_dir, "best.pt")
         self.device = env.device
@@ -153,7 +156,9 @@ class Trainer:
             self.history = {"pseudo_map": {}, "bad_rounds": 0, "best_map": None, "best_epoch": None}
             if env.main:
                 for r in sorted({0, self.round}):
-                    self.history["pseudo_map"][r] = pseudo_label_map(store, r, difficult=cfg.difficult)
+                    self.history["pseudo_map"][r] = pseudo_label_map(
+                        store, r, difficult=cfg.difficult, protocol=self.protocol
+                    )
                 assert self.runlog is not None  # rank 0 has one
                 self.runlog.append(
                     {
@@ -237,7 +242,7 @@ class Trainer:
 
     def _finish_round(self, new_round: int) -> None:
         if self.env.main:
-            pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult)
+            pmap = pseudo_label_map(self.store, new_round, difficult=self.cfg.difficult, protocol=self.protocol)
             self.history["pseudo_map"][new_round] = pmap
             self.store.round_array(new_round).attrs.update({"pseudo_map": pmap, "difficult": self.cfg.difficult})
             self.store.finish_round(new_round)  # last: its attributes are in the consolidated metadata

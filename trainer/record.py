@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from cdul.metrics import default_protocol
+
 from .config import TrainConfig
 from .distributed import Dist
 from .evaluate import classifier_report, predict
@@ -33,7 +35,10 @@ def val_scores(
     )
     if not env.main:
         return {}
-    rep = classifier_report(scores, val.targets, classes, difficult=cfg.difficult, threshold=cfg.threshold)
+    protocol = cfg.ap or default_protocol(val.kind)
+    rep = classifier_report(
+        scores, val.targets, classes, difficult=cfg.difficult, threshold=cfg.threshold, protocol=protocol
+    )
     return {
         "val_map": rep["map"],
         **{f"val_{k}": rep[k] for k in ("CF1", "OF1", "CP", "CR", "OP", "OR")},

@@ -24,6 +24,19 @@ follow_symlinks_option = click.option(
 device_option = click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
 
 
+def ap_option(what: str):
+    from cdul.metrics import PROTOCOLS
+
+    return click.option(
+        "--ap",
+        type=click.Choice(PROTOCOLS),
+        default=None,
+        help=f"AP protocol of {what}: all-points (area under the precision-recall curve) or voc07-11pt (the "
+        "VOC 2007 devkit's 11-point AP), e.g. --ap voc07-11pt.  [default: voc07-11pt for voc2007, all-points "
+        "for the other datasets]",
+    )
+
+
 def difficult_option(help: str):
     return click.option("--difficult", type=click.Choice(["ignore", "positive"]), default="ignore", help=help)
 
@@ -74,6 +87,19 @@ def workers_option(help: str):
 
 def amp_option(help: str):
     return click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help=help)
+
+
+def option_args(options: dict) -> list[str]:
+    """Command-line options from keywords: underscores for dashes; True gives a flag, None or
+    False leaves the option out, to the command's default."""
+    args = []
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        args.append("--" + name.replace("_", "-"))
+        if value is not True:
+            args.append(str(value))
+    return args
 
 
 def warn(message: str) -> None:

@@ -34,6 +34,7 @@ Example:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
 @click.option("--out", "-o", "out", default=None, help="Write the report (mAP, per-class AP, F1 scores) as JSON here.")
 @click.option("--plots", default=None, help="Write pr_curves.png and per_class_ap.png into this folder.")
+@common.ap_option("the mAP and per-class AP")
 @common.difficult_option("VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.")
 @common.threshold_option("Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
 @common.batch_size_option(32, "Images per forward pass.")
@@ -50,6 +51,7 @@ def main(
     limit,
     out,
     plots,
+    ap,
     difficult,
     threshold,
     batch_size,
@@ -61,6 +63,7 @@ def main(
 ):
     from cdul.data import DatasetError, fs, load_labelled
     from cdul.data.transfer import SharedMemoryFull
+    from cdul.metrics import default_protocol
     from cdul.trainer.classifier import ClassifierError, load_classifier
     from cdul.trainer.evaluate import classifier_report, predict
     from cdul.trainer.report import write_json, write_plots
@@ -93,7 +96,8 @@ def main(
         )
     except SharedMemoryFull as exc:
         fail(str(exc))
-    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
+    protocol = ap or default_protocol(kind)
+    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold, protocol=protocol)
     report = {
         "checkpoint": checkpoint,
         "epoch": int(ckpt["epoch"]),
@@ -129,7 +133,7 @@ def main(
             )
         )
     rule = "difficult ignored" if difficult == "ignore" else "difficult as positive"
-    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {rule})")
+    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {protocol} AP, {rule})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 
+from . import common
 from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
@@ -135,6 +136,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2."
 )
+@common.ap_option("the pseudo-label mAP printed at the end")
 @click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
 @click.option("--max-tiles", type=click.IntRange(min=1), default=64, help="Tiles kept per image with --tile-px.")
 @click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
@@ -191,6 +193,7 @@ def main(
     chunk_len,
     zeta,
     lam,
+    ap,
     keep_tiles,
     max_tiles,
     keep_embeddings,
@@ -320,6 +323,7 @@ def main(
             embed_dim=embed_dim,
             progress=progress,
             torchrun=dist,
+            ap=ap,
         )
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))

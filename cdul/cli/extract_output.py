@@ -89,7 +89,7 @@ def print_summary(store, result: dict, speed: dict) -> None:
                     ("S_ag (aggregated local)", f"{m['aggregated']:.2f}"),
                     ("y0 (initial pseudo label)", f"{m['y0']:.2f}"),
                 ],
-                (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g})", "mAP"),
+                (f"pseudo-label mAP (zeta {m['zeta']:g}, lambda {m['lam']:g}, {m.get('ap', 'all-points')} AP)", "mAP"),
             )
         )
         if store.attrs.get("model", {}).get("pretrained") == "none":

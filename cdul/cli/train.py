@@ -131,6 +131,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 @common.difficult_option(
     "VOC 'difficult' labels in mAP: left out for that class (VOC protocol) or counted as positives."
 )
+@common.ap_option("the validation mAP and the pseudo-label mAP it logs")
 @common.threshold_option(
     "Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), sigmoid under bce."
 )

@@ -1,5 +1,5 @@
-"""Dataset readers: VOC 2007/2012, COCO 2014, a folder with a CSV, and WebDataset tar shards
-(SPEC section 3)."""
+"""Dataset readers: VOC 2007/2012, COCO 2014, NUS-WIDE, a folder with a CSV, and WebDataset
+tar shards. ``READERS`` maps each kind to its reader; every command offers the kinds it lists."""
 
 from __future__ import annotations
 
@@ -9,10 +9,21 @@ from .base import Dataset, DatasetError, safe_relpath
 from .coco import load_coco
 from .folder import load_folder, read_class_file
 from .fs import FileReader
+from .nuswide import load_nuswide
 from .voc import VOC_KEYS, VOC_NAMES, load_voc
 from .webdataset import ShardReader, load_webdataset
 
-DATASETS = ("voc2007", "voc2012", "coco2014", "folder", "webdataset")
+# kind -> reader(root, split, csv_path=..., classes=...); the kinds that name their own
+# classes take ``classes``, the others ignore those two (load_dataset renames their classes)
+READERS: dict[str, Callable[..., Dataset]] = {
+    "voc2007": lambda root, split, **_: load_voc(root, split, "2007"),
+    "voc2012": lambda root, split, **_: load_voc(root, split, "2012"),
+    "coco2014": lambda root, split, **_: load_coco(root, split, "2014"),
+    "nuswide": lambda root, split, **_: load_nuswide(root, split),
+    "folder": lambda root, split, csv_path=None, classes=None: load_folder(root, split, csv_path, classes),
+    "webdataset": lambda root, split, classes=None, **_: load_webdataset(root, split, classes=classes),
+}
+DATASETS = tuple(READERS)
 OWN_CLASSES = ("folder", "webdataset")  # kinds whose class list is whatever --classes says
 
 
@@ -25,16 +36,11 @@ def sample_reader(kind: str, root: str) -> Callable[[str], bytes]:
 
 
 def load_dataset(kind: str, root: str, split: str, *, csv_path: str | None = None, classes=None) -> Dataset:
-    if kind in ("voc2007", "voc2012"):
-        ds = load_voc(root, split, kind[3:])
-    elif kind == "coco2014":
-        ds = load_coco(root, split, "2014")
-    elif kind == "folder":
-        return load_folder(root, split, csv_path=csv_path, classes=classes)
-    elif kind == "webdataset":
-        return load_webdataset(root, split, classes=classes)
-    else:
+    if kind not in READERS:
         raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(DATASETS)}")
+    ds = READERS[kind](root, split, csv_path=csv_path, classes=classes)
+    if kind in OWN_CLASSES:
+        return ds
     if classes:
         names = read_class_file(classes) if isinstance(classes, str) else list(classes)
         if len(names) != len(ds.classes):
@@ -68,6 +74,7 @@ __all__ = [
     "load_dataset",
     "load_folder",
     "load_labelled",
+    "load_nuswide",
     "load_voc",
     "load_webdataset",
     "read_class_file",

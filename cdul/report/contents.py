@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from cdul.kernels import aggregate_local, initial_labels
-from cdul.metrics import pseudo_label_map
+from cdul.metrics import default_protocol, pseudo_label_map
 from cdul.store import attr_float, layout, open_verified
 
 ZETAS = tuple(round(z, 2) for z in np.arange(0.0, 1.001, 0.05))
@@ -21,20 +21,20 @@ def top_classes(row: np.ndarray, classes: list[str], k: int = 3) -> list[tuple[s
     return [(classes[i], float(row[i])) for i in order]
 
 
-def _map(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray) -> float:
+def _map(scores: np.ndarray, targets: np.ndarray, rows: np.ndarray, protocol: str = "all-points") -> float:
     """Pseudo-label mAP (percent) of scores held in memory, over ``rows``."""
-    return pseudo_label_map(lambda: [(scores, targets, rows)], len(rows), scores.shape[1])
+    return pseudo_label_map(lambda: [(scores, targets, rows)], len(rows), scores.shape[1], protocol=protocol)
 
 
-def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS) -> list[dict]:
+def zeta_sweep(s_g, alpha, beta, targets, lam: float, rows, zetas=ZETAS, protocol: str = "all-points") -> list[dict]:
     """Pseudo-label mAP of S_ag and y0 for every zeta: cheap, from the stored alpha and beta."""
     out = []
     for z in zetas:
         out.append(
             {
                 "zeta": z,
-                "aggregated": _map(aggregate_local(alpha, beta, z), targets, rows),
-                "y0": _map(initial_labels(s_g, alpha, beta, z, lam), targets, rows),
+                "aggregated": _map(aggregate_local(alpha, beta, z), targets, rows, protocol),
+                "y0": _map(initial_labels(s_g, alpha, beta, z, lam), targets, rows, protocol),
             }
         )
     return out
@@ -71,12 +71,17 @@ def gather(
         "images": images,
     }
     if targets is not None and ok.any():
+        # the AP protocol of the extraction's summary (the dataset's own)
+        summary_map = store.section("summary").get("pseudo_label_map")
+        recorded = summary_map.get("ap") if isinstance(summary_map, Mapping) else None
+        protocol = recorded if isinstance(recorded, str) else default_protocol(store.section("dataset").get("kind"))
         data["pseudo_label_map"] = {
-            "global": _map(s_g, targets, ok),
-            "aggregated": _map(s_ag, targets, ok),
-            "y0": _map(y0, targets, ok),
+            "global": _map(s_g, targets, ok, protocol),
+            "aggregated": _map(s_ag, targets, ok, protocol),
+            "y0": _map(y0, targets, ok, protocol),
+            "ap": protocol,
         }
-        data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok)
+        data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok, protocol=protocol)
         data["max_alpha"] = float(np.nanmax(alpha[ok]))
     ids = store.ids()
     for i in np.flatnonzero(ok)[:max_images]:
