@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cdul.labels import DEFAULT_RULE, Decision, decide, open_table
-from cdul.metrics import binary_targets, pseudo_label_map
+from cdul.metrics import binary_targets, default_protocol, pseudo_label_map
 from cdul.store import Store, layout
 
 from .scores import ScoreSource, open_finished, score_source
@@ -129,10 +129,12 @@ def export_labels(
 
 def scores_map(store: Store, source: ScoreSource) -> float:
     """mAP (percent) of the source's scores against the targets over the ok images, read
-    chunk by chunk."""
+    chunk by chunk, under the AP protocol the store's summary records (else its dataset's)."""
 
     def chunks():
         for chunk in store.chunks(layout.TARGETS, layout.STATUS):
             yield source.read(chunk.start, chunk.stop), chunk[layout.TARGETS], chunk[layout.STATUS] == layout.OK
 
-    return pseudo_label_map(chunks, store.n, len(store.classes))
+    recorded = (store.section("summary").get("pseudo_label_map") or {}).get("ap")
+    protocol = recorded or default_protocol(store.section("dataset").get("kind"))
+    return pseudo_label_map(chunks, store.n, len(store.classes), protocol=protocol)
