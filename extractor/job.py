@@ -74,7 +74,7 @@ def extract(
             embed_dim=embed_dim,
             progress=progress,
         )
-    with StoreLock(cfg.store):
+    with StoreLock(cfg.store, create=True):
         store = _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
         pending = store.pending_chunks()
         started = time.time()
@@ -121,7 +121,7 @@ def _extract_torchrun(cfg, data, devices, env, *, chunk_len, zeta, lam, overwrit
     rank, world, local_rank = env
     dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))  # barriers outwait a long extraction
     device = "cpu" if devices == ["cpu"] or not torch.cuda.is_available() else f"cuda:{local_rank}"
-    lock = StoreLock(cfg.store) if rank == 0 else None
+    lock = StoreLock(cfg.store, create=True) if rank == 0 else None
     try:
         if lock is not None:
             lock.acquire()

@@ -2,10 +2,11 @@
 
 from . import layout
 from .attrs import attr_float, attr_int
-from .lock import StoreLock, StoreLockedError, lock_token
+from .location import check_location, remove_store, store_exists
+from .lock import StoreLock, StoreLockedError, held_record, lock_token
 from .url import is_url, normalise
 from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
-from .zstore import Chunk, Store, StoreError, check_location, remove_store, store_exists
+from .zstore import Chunk, Store, StoreError
 
 __all__ = [
     "Chunk",
@@ -17,6 +18,7 @@ __all__ = [
     "attr_float",
     "attr_int",
     "check_location",
+    "held_record",
     "is_url",
     "layout",
     "lock_token",

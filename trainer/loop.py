@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cdul.data.transfer import handed_over
-from cdul.store import StoreLock, StoreLockedError, layout
+from cdul.store import Store, StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
@@ -82,6 +82,8 @@ class Trainer:
             except StoreLockedError as exc:
                 raise TrainError(str(exc)) from None
         try:
+            if lock is not None:  # what the store holds now, under the lock (rounds written meanwhile)
+                self.store = Store.open(self.cfg.store, mode="r+")
             self.setup()
             for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
                 record = self.train_one_epoch(epoch)
@@ -98,7 +100,7 @@ class Trainer:
         cfg, env, store = self.cfg, self.env, self.store
         saved = resume_state(cfg, store, self.last_path, self.log)
         self.round = starting_round(cfg, store, saved, self.log)
-        drop_newer_rounds(store, env, self.round, self.log)
+        drop_newer_rounds(cfg, store, env, self.round, self.log)
         torch.manual_seed(cfg.seed)
         if not env.main:
             env.barrier()  # rank 0 fills the weights cache first
