@@ -4,8 +4,9 @@ from . import layout
 from .attrs import attr_float, attr_int
 from .location import check_location, remove_store, store_exists
 from .lock import StoreLock, StoreLockedError, held_record, lock_token
+from .rounds import round_writer
 from .url import is_url, normalise
-from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
+from .verify import Damage, leftovers, open_verified, refuse_damaged, reopen_damaged, verify
 from .zstore import Chunk, Store, StoreError
 
 __all__ = [
@@ -21,12 +22,14 @@ __all__ = [
     "held_record",
     "is_url",
     "layout",
+    "leftovers",
     "lock_token",
     "normalise",
     "open_verified",
     "refuse_damaged",
     "remove_store",
     "reopen_damaged",
+    "round_writer",
     "store_exists",
     "verify",
 ]

@@ -138,11 +138,35 @@ def lock_token(url: str) -> str | None:
     return (_record(data) or {}).get("token")
 
 
+def lock_state(url: str) -> str | None:
+    """What the store's lock file says, in words (None without one): who holds it, or that
+    it was left by a run that stopped (harmless: the next writer takes it)."""
+    path = _lock_path(url)
+    try:
+        if is_url(path):
+            fs, p = fsspec.core.url_to_fs(path)
+            record = _record(fs.cat_file(p))
+        else:
+            with open(path, "rb") as f:
+                record = _record(f.read())
+    except FileNotFoundError:
+        return None
+    if record is None:
+        return f"{LOCK_NAME} is not a cdul lock file"
+    who = describe_holder(record)
+    if record and owner_alive(record):
+        return f"locked by {who}, which is running: what it writes may be incomplete until it ends"
+    return f"{LOCK_NAME} left by {who}, which stopped; harmless, the next command that writes takes it"
+
+
+def describe_holder(record: dict) -> str:
+    """'cdul-train (pid 12 on node1, since ...)': who a lock record (or a round's writer) names."""
+    since = f", since {record['since']}" if record.get("since") else ""
+    return f"{record.get('command') or 'cdul'} (pid {record.get('pid')} on {record.get('host')}{since})"
+
+
 def _busy(url: str, holder: dict | None, hint: str) -> StoreLockedError:
-    who = ""
-    if holder:
-        who = f" ({holder.get('command', 'cdul')}, pid {holder.get('pid')} on {holder.get('host')}"
-        who += f", since {holder.get('since')})"
+    who = f" ({describe_holder(holder)})" if holder else ""
     return StoreLockedError(f"{url} is in use by another cdul run{who}; {hint}")
 
 

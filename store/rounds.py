@@ -33,7 +33,7 @@ import zarr
 
 from . import layout as L
 from .attrs import StoreError, attr_ints
-from .lock import held_record
+from .lock import describe_holder, held_record
 
 _ROUND = re.compile(r"round_\d{3,}$")
 
@@ -48,6 +48,14 @@ def writer_record(url: str) -> dict:
         "token": held.get("token"),
         "since": held.get("since"),
     }
+
+
+def round_writer(attrs: Mapping) -> str:
+    """Who wrote a round, from its attributes: 'cdul-refine (pid 12 on node1, since ...)'."""
+    who = attrs.get("writer")
+    if isinstance(who, Mapping):
+        return describe_holder({**who, "command": attrs.get("source") or who.get("command")})
+    return str(attrs.get("source") or "an unknown command")
 
 
 class RoundStore:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 
 import numpy as np
@@ -45,6 +44,7 @@ from .prepare import (
     make_optimizer,
     make_scheduler,
     open_store,
+    out_paths,
     resume_state,
 )
 from .record import epoch_line, val_scores
@@ -68,8 +68,8 @@ class Trainer:
             raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
         self.root = root
         self.val = load_val(cfg, self.store)
-        self.last_path = os.path.join(cfg.out_dir, "last.pt")
-        self.best_path = os.path.join(cfg.out_dir, "best.pt")
+        paths = out_paths(cfg)
+        self.last_path, self.best_path = paths["last.pt"], paths["best.pt"]
         self.device = env.device
         self.stopped_early = False
 

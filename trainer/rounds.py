@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from cdul.store import Store, attr_int
+from cdul.store import Store, attr_int, round_writer
 
 from .config import TrainConfig
 from .distributed import Dist
@@ -64,12 +64,6 @@ def written_by(cfg: TrainConfig, store: Store, k: int) -> bool:
     return attrs.get("source") == "cdul-train" and attrs.get("run") == os.path.abspath(cfg.out_dir)
 
 
-def _writer(store: Store, k: int) -> str:
-    attrs = store.round_array(k).attrs.asdict()
-    who = attrs.get("writer") if isinstance(attrs.get("writer"), dict) else {}
-    return f"{attrs.get('source', 'unknown')}" + (f", pid {who.get('pid')} on {who.get('host')}" if who else "")
-
-
 def drop_newer_rounds(cfg: TrainConfig, store: Store, env: Dist, k: int, log) -> None:
     """Rank 0 drops the rounds after ``k`` (this run's, or any with --drop-rounds-after) and
     the incomplete ones, once every rank has read them. Every rank refuses alike when rounds
@@ -78,9 +72,10 @@ def drop_newer_rounds(cfg: TrainConfig, store: Store, env: Dist, k: int, log) ->
     cap = cfg.drop_rounds_after
     foreign = [r for r in later if (cap is None or r <= cap) and not written_by(cfg, store, r)]
     if foreign:
+        who = round_writer(store.round_array(foreign[0]).attrs.asdict())
         raise TrainError(
             f"{cfg.store}: label rounds {foreign} are newer than round {k}, which this run trains from, and were "
-            f"written by another command ({_writer(store, foreign[0])}); pass --drop-rounds-after {k} to delete "
+            f"written by another command ({who}); pass --drop-rounds-after {k} to delete "
             "them, or train from the newest round into a new --out-dir"
         )
     env.barrier()  # every rank has read the rounds before rank 0 changes them

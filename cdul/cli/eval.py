@@ -61,7 +61,7 @@ def main(
 ):
     import torch
 
-    from cdul.data import DatasetError, fs, load_labelled
+    from cdul.data import DatasetError, fs, load_labelled, outputs
     from cdul.data.transfer import SharedMemoryFull
     from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
     from cdul.trainer.distributed import pick_device
@@ -71,6 +71,13 @@ def main(
     from cdul.trainer.report import write_json, write_plots
 
     fs.follow_symlinks(follow_symlinks)
+    try:
+        if out:
+            outputs.output_file(out, "--out")
+        if plots:
+            outputs.output_dir(plots, "--plots")
+    except outputs.OutputError as exc:
+        fail(str(exc))
     try:
         ckpt = load_checkpoint(checkpoint)
     except CheckpointError as exc:

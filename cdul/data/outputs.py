@@ -23,10 +23,8 @@ from __future__ import annotations
 import json
 import os
 
-from .base import DatasetError
 
-
-class OutputError(DatasetError):
+class OutputError(ValueError):
     """An output path a command will not write to; the message says why."""
 
 
