@@ -16,6 +16,7 @@ import numpy as np
 
 from . import layout as L
 from .lock import lock_state
+from .rounds import round_writer
 from .zstore import OpenMode, Store, StoreError
 
 # arrays whose rows must be finite where the image is ok
@@ -117,11 +118,7 @@ def leftovers(store: Store) -> list[str]:
     notes = []
     for name in store.incomplete_rounds():
         try:
-            attrs = store.array(name).attrs.asdict()
-            who = attrs.get("writer") if isinstance(attrs.get("writer"), dict) else {}
-            by = f", begun by {attrs.get('source', 'unknown')}" + (
-                f" (pid {who.get('pid')} on {who.get('host')})" if who else ""
-            )
+            by = f", begun by {round_writer(store.array(name).attrs.asdict())}"
         except Exception:  # metadata missing or cut short (a full disk): nothing more to say
             by = ", its metadata unreadable"
         notes.append(f"{name}: an incomplete label round{by}; ignored, removed by the next command that writes")

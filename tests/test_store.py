@@ -221,3 +221,36 @@ def test_verify_names_every_kind_of_bad_row(tmp_path):
     bad[layout.N_TILES][1] = 1  # a tile beyond n_tiles is padding: NaN there is fine
     s.write_chunk(1, bad)
     assert (layout.SIM_TILES, 1) not in {(d.array, d.chunk) for d in verify(s)}
+
+
+def test_a_remote_lock_is_taken_over_only_from_a_dead_owner():
+    """Without a kernel lock (an fsspec URL), the lock file names its owner: a live owner's
+    lock is refused, a dead owner's (pid gone, pid reused, or a beat too old) taken over."""
+    import socket
+    import time
+
+    import fsspec
+
+    from cdul.store import lock as lock_mod
+
+    url = "memory://locks/s.zarr"
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/locks/s.zarr/zarr.json", b"{}")
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": lock_mod._start_time(os.getpid())}
+    dead = [
+        {**me, "pid": 2**22 + 7},  # no such process
+        {**me, "started": "1"},  # this pid, but another process started it
+        {"host": "elsewhere", "pid": 1, "beat": time.time() - lock_mod.STALE - 1},
+    ]
+    live = [me, {"host": "elsewhere", "pid": 1, "beat": time.time()}]
+    for record in dead + live:
+        fs.pipe_file("/locks/s.zarr/.lock", json.dumps({**record, "token": "old"}).encode())
+        lock = StoreLock(url)
+        if record in live:
+            with pytest.raises(StoreLockedError, match="in use"):
+                lock.acquire()
+            continue
+        with lock:
+            assert json.loads(fs.cat_file("/locks/s.zarr/.lock"))["token"] == lock.token != "old"
+        assert not fs.exists("/locks/s.zarr/.lock")
+    fs.rm("/locks", recursive=True)

@@ -16,7 +16,7 @@ from embedding_stores import clustered, embedding_store
 from cdul.cli.extract import main as extract_cli
 from cdul.cli.refine import main as refine_cli
 from cdul.index import choose_index, load_or_build
-from cdul.store import Store, leftovers, layout
+from cdul.store import Store, layout, leftovers
 from cdul.store.rounds import RoundStore
 
 

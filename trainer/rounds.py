@@ -29,10 +29,12 @@ def starting_round(cfg: TrainConfig, store: Store, saved: dict | None, log) -> i
     """The round a run trains from: its checkpoint's, --start-round's, or the latest one
     that is not an orphan of this run."""
     cap = cfg.drop_rounds_after
-    if saved or cfg.start_round is not None:
-        k = saved["label_round"] if saved else cfg.start_round
-        if cfg.start_round is not None and not saved and k not in store.label_rounds():
+    k = None if not saved else int(saved["label_round"])
+    if k is None and cfg.start_round is not None:
+        k = cfg.start_round
+        if k not in store.label_rounds():
             raise TrainError(f"--start-round {k}: the store's complete rounds are {store.label_rounds()}")
+    if k is not None:
         if cap is not None and cap < k:
             raise TrainError(f"--drop-rounds-after {cap} would delete round {k}, which this run trains from")
         return k
