@@ -217,21 +217,29 @@ class StoreLock:
         import fcntl
 
         path = _lock_path(self.url)
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            try:
+                fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(path, flags), False
+        except FileNotFoundError:
+            return False  # removed by its releasing holder between our two opens
         except OSError as exc:
             if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise _read_only(self.url, exc) from None
             raise
-        record = _record(os.pread(fd, 4096, 0))
-        if record is None:
-            os.close(fd)
-            raise _foreign(self.url)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            record = _record(os.pread(fd, 4096, 0))
             os.close(fd)
             raise _busy(self.url, record, "wait for it to finish or stop it, then rerun") from None
+        record = _record(os.pread(fd, 4096, 0))  # ours to read now: nobody is writing it
+        in_store = os.path.exists(os.path.join(self.url, "zarr.json"))
+        if not created and (record is None or (not record and not in_store)):
+            os.close(fd)  # someone else's file: neither used nor removed
+            raise _foreign(self.url)
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

@@ -95,3 +95,14 @@ def test_train_refuses_an_out_dir_whose_files_are_links(tmp_path):
     (run / "metrics.csv").symlink_to(other / "metrics.csv")
     with pytest.raises(TrainError, match="symbolic link"):
         out_paths(TrainConfig(store="s", out_dir=str(run)))
+
+
+def test_an_empty_lock_file_of_someone_else_is_neither_used_nor_removed(tmp_path):
+    from cdul.store import StoreLock, StoreLockedError
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / ".lock").touch()
+    with pytest.raises(StoreLockedError, match="did not write"):
+        StoreLock(str(folder), create=True).acquire()
+    assert os.listdir(folder) == [".lock"] and (folder / ".lock").read_bytes() == b""

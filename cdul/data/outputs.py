@@ -120,6 +120,6 @@ def _cdul_lock(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             data = f.read(4096)
-        return not data.strip() or "token" in json.loads(data)
+        return "token" in json.loads(data)
     except (OSError, ValueError, TypeError):
         return False
