@@ -88,8 +88,16 @@ def _holder() -> dict:
 def owner_alive(record: dict, now: float | None = None) -> bool:
     """Whether the run a lock record names may still be running (a remote lock's test)."""
     if record.get("host") == socket.gethostname() and isinstance(record.get("pid"), int):
+        if not os.path.isdir("/proc/self"):  # no start times here: whether the pid runs at all
+            try:
+                os.kill(record["pid"], 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                pass
+            return True
         started = _start_time(record["pid"])
-        return started is not None and started == record.get("started", started)
+        return started is not None and started == (record.get("started") or started)
     beat = record.get("beat")
     return not isinstance(beat, (int, float)) or (now or time.time()) - beat < STALE
 
