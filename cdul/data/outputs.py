@@ -1,7 +1,8 @@
 """The output-path guard: where a command may create, replace or remove files.
 
 Every command that writes files goes through it (cdul-report --out, cdul-eval --out and
---plots, cdul-extract --out, cdul-refine's index cache, cdul-train --out-dir). Its rules:
+--plots, cdul-extract --out, cdul-refine's index cache, cdul-search --json, cdul-train
+--out-dir). Its rules:
 
 - a command writes only inside the path it was given: ``output_dir`` makes that folder (and
   its missing parents) or takes it as it is, and ``inside`` names a file in it, refusing a
