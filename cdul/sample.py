@@ -137,24 +137,24 @@ def labels_store(
     """A finished store written directly, without CLIP: image ids, status, optional ground
     truth, and ``labels`` [N, C] as round 0. What cdul-train reads; for tests, benchmarks and
     for training on soft labels that came from elsewhere."""
-    from cdul.store import Store, layout
+    from cdul.store import Store, StoreLock, layout
 
-    specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
-    store = Store.create(
-        url,
-        ids=ids,
-        classes=classes,
-        specs=specs,
-        targets=targets,
-        chunk_len=chunk_len,
-        attrs={"dataset": {"kind": kind, "root": root, "split": "train"}},
-    )
-    status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
-    arr = store.begin_round(0, {"zeta": 0.5, "lam": 0.0, "source": source, "epoch": None})
-    for chunk in store.chunks():
-        a, b = chunk.start, chunk.stop
-        store.write_chunk(chunk.k, {layout.STATUS: status[a:b]})
-        arr[a:b] = np.asarray(labels[a:b], dtype=np.float32)
-    store.finish_round(0)
-    store.set_attrs(complete=True)
+    with StoreLock(url, create=True):  # a writer like any other
+        specs = [s for s in layout.result_specs(len(classes)) if s.name == layout.STATUS]
+        store = Store.create(
+            url,
+            ids=ids,
+            classes=classes,
+            specs=specs,
+            targets=targets,
+            chunk_len=chunk_len,
+            attrs={"dataset": {"kind": kind, "root": root, "split": "train"}},
+        )
+        status = np.full(len(ids), layout.OK, np.uint8) if status is None else np.asarray(status, np.uint8)
+        with store.writing_round(0, {"zeta": 0.5, "lam": 0.0, "source": source, "epoch": None}) as arr:
+            for chunk in store.chunks():
+                a, b = chunk.start, chunk.stop
+                store.write_chunk(chunk.k, {layout.STATUS: status[a:b]})
+                arr[a:b] = np.asarray(labels[a:b], dtype=np.float32)
+        store.set_attrs(complete=True)
     return store

@@ -160,12 +160,11 @@ def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
                 "rounds derive from it; extract to a new store (or --overwrite) to change them"
             )
         store.drop_rounds_after(-1)
-    arr = store.begin_round(0, {**params, "source": "cdul-extract", "epoch": None})
-    for chunk in store.chunks(layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA):
-        arr[chunk.start : chunk.stop] = initial_labels(
-            chunk[layout.SIM_GLOBAL], chunk[layout.SIM_ALPHA], chunk[layout.SIM_BETA], zeta, lam
-        ).astype(np.float32)
-    store.finish_round(0)
+    with store.writing_round(0, {**params, "source": "cdul-extract", "epoch": None}) as arr:
+        for chunk in store.chunks(layout.SIM_GLOBAL, layout.SIM_ALPHA, layout.SIM_BETA):
+            arr[chunk.start : chunk.stop] = initial_labels(
+                chunk[layout.SIM_GLOBAL], chunk[layout.SIM_ALPHA], chunk[layout.SIM_BETA], zeta, lam
+            ).astype(np.float32)
     return True
 
 

@@ -77,7 +77,7 @@ def extract(
             progress=progress,
             ap=ap,
         )
-    with StoreLock(cfg.store):
+    with StoreLock(cfg.store, create=True):
         store = _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
         pending = store.pending_chunks()
         started = time.time()
@@ -126,7 +126,7 @@ def _extract_torchrun(
     rank, world, local_rank = env
     dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))  # barriers outwait a long extraction
     device = "cpu" if devices == ["cpu"] or not torch.cuda.is_available() else f"cuda:{local_rank}"
-    lock = StoreLock(cfg.store) if rank == 0 else None
+    lock = StoreLock(cfg.store, create=True) if rank == 0 else None
     try:
         if lock is not None:
             lock.acquire()

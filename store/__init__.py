@@ -2,10 +2,12 @@
 
 from . import layout
 from .attrs import attr_float, attr_int
-from .lock import StoreLock, StoreLockedError, lock_token
+from .location import check_location, remove_store, store_exists
+from .lock import StoreLock, StoreLockedError, held_record, lock_token
+from .rounds import round_writer
 from .url import is_url, normalise
-from .verify import Damage, open_verified, refuse_damaged, reopen_damaged, verify
-from .zstore import Chunk, Store, StoreError, check_location, remove_store, store_exists
+from .verify import Damage, leftovers, open_verified, refuse_damaged, reopen_damaged, verify
+from .zstore import Chunk, Store, StoreError
 
 __all__ = [
     "Chunk",
@@ -17,14 +19,17 @@ __all__ = [
     "attr_float",
     "attr_int",
     "check_location",
+    "held_record",
     "is_url",
     "layout",
+    "leftovers",
     "lock_token",
     "normalise",
     "open_verified",
     "refuse_damaged",
     "remove_store",
     "reopen_damaged",
+    "round_writer",
     "store_exists",
     "verify",
 ]

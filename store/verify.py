@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layout as L
+from .lock import lock_state
+from .rounds import round_writer
 from .zstore import OpenMode, Store, StoreError
 
 # arrays whose rows must be finite where the image is ok
@@ -116,6 +118,22 @@ def verify(store: Store) -> list[Damage]:
     """The damage of every chunk flagged done (and of every done flag)."""
     done, damage = _done_chunks(store)
     return damage + [d for k in done for d in check_chunk(store, k)]
+
+
+def leftovers(store: Store) -> list[str]:
+    """What --verify reports besides damage, one line each: incomplete label rounds (ignored by
+    every command, removed by the next one that writes to the store), the lock's state."""
+    notes = []
+    for name in store.incomplete_rounds():
+        try:
+            by = f", begun by {round_writer(store.array(name).attrs.asdict())}"
+        except Exception:  # metadata missing or cut short (a full disk): nothing more to say
+            by = ", its metadata unreadable"
+        notes.append(f"{name}: an incomplete label round{by}; ignored, removed by the next command that writes")
+    state = lock_state(store.url)
+    if state:
+        notes.append(state)
+    return notes
 
 
 def describe(damage: list[Damage], limit: int = 3) -> str:

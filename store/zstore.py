@@ -8,26 +8,21 @@ data is written; finalise. Resume falls out of idempotent, chunk-disjoint writes
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import fsspec
 import numpy as np
 import zarr
 
 from . import layout as L
-from .attrs import StoreError, attr_int, attr_ints, attr_strs
-from .lock import LOCK_NAME, lock_token
+from .attrs import StoreError, attr_int, attr_strs
+from .location import store_exists
+from .lock import lock_token
+from .rounds import RoundStore
 from .url import is_url, normalise
-
-
-def _fs_path(url: str):
-    fs, path = fsspec.core.url_to_fs(str(url))
-    return fs, path
 
 
 def _zarr_store(url: str):
@@ -35,60 +30,6 @@ def _zarr_store(url: str):
 
 
 OpenMode = Literal["r", "r+"]  # read, or read and write an existing store
-
-
-READ_ONLY = ("http", "https", "ftp", "zip", "tar", "github", "hf")
-
-
-def check_location(url: str, processes: int = 1) -> None:
-    """Refuse, before anything is written, a store location that cannot work: a protocol
-    fsspec does not know or cannot load, a read-only one, or a memory:// store shared by
-    several processes (each would see its own empty one)."""
-    url = normalise(url)
-    if not is_url(url):
-        return
-    try:
-        fs, _ = _fs_path(url)
-    except (ImportError, ValueError) as exc:
-        raise StoreError(f"{url}: this kind of URL cannot hold a store here ({exc})") from None
-    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
-    if protocols & set(READ_ONLY):
-        raise StoreError(
-            f"{url}: {'/'.join(sorted(protocols))} URLs are read-only; write the store to a path or a "
-            "writable URL (s3://, gs://, ...)"
-        )
-    if "memory" in protocols and processes > 1:
-        raise StoreError(
-            f"{url}: a memory:// store lives inside one process, and this run has {processes}; use one "
-            "device, or a path"
-        )
-
-
-def store_exists(url: str) -> bool:
-    fs, path = _fs_path(normalise(url))
-    return fs.exists(path.rstrip("/") + "/zarr.json")
-
-
-def remove_store(url: str) -> None:
-    """Delete a store, refusing anything that is not one (so --overwrite cannot wipe a home directory)."""
-    url = normalise(url)
-    fs, path = _fs_path(url)
-    if not fs.exists(path):
-        return
-    meta = path.rstrip("/") + "/zarr.json"
-    if fs.exists(meta):
-        try:
-            attrs = json.loads(fs.cat_file(meta)).get("attributes", {})
-        except (ValueError, OSError):
-            attrs = {}
-        if attrs.get("format") != L.FORMAT:
-            raise StoreError(f"{url} is a Zarr group but not a cdul store; refusing to delete it")
-    elif fs.isdir(path) and [p for p in fs.ls(path, detail=False) if not p.endswith("/" + LOCK_NAME)]:
-        raise StoreError(f"{url} exists and is not a cdul store; refusing to delete it")
-    # Keep the lock file: the run that asked for the overwrite holds it.
-    for entry in fs.ls(path, detail=False):
-        if not entry.endswith("/" + LOCK_NAME):
-            fs.rm(entry, recursive=True)
 
 
 def _dims_attrs(dims: Sequence[str]) -> dict:
@@ -130,7 +71,7 @@ class Chunk:
         return self.stop - self.start
 
 
-class Store:
+class Store(RoundStore):
     """An open cdul store. Rows are images; every array is chunked along them alike."""
 
     def __init__(self, group: zarr.Group, url: str):
@@ -350,48 +291,3 @@ class Store:
             with warnings.catch_warnings():  # zarr notes that v3 has no consolidation spec yet; xarray reads it
                 warnings.simplefilter("ignore", UserWarning)
                 zarr.consolidate_metadata(self.group.store)
-
-    # -- label rounds ------------------------------------------------------------------------
-    def label_rounds(self) -> list[int]:
-        """Complete rounds, oldest first. A round is listed only after all its rows are written."""
-        return sorted(attr_ints(self.group.attrs.get("label_rounds", [])))
-
-    def latest_round(self) -> int:
-        rounds = self.label_rounds()
-        if not rounds:
-            raise StoreError(f"{self.url} has no complete label round yet (is extraction finished?)")
-        return rounds[-1]
-
-    def round_array(self, k: int) -> zarr.Array:
-        return self.array(L.round_name(k))
-
-    def begin_round(self, k: int, attrs: Mapping) -> zarr.Array:
-        """Create (or recreate) round k, invisible to readers until finish_round(k)."""
-        if k in self.label_rounds():
-            raise StoreError(f"label round {k} is already complete in {self.url}")
-        name = L.round_name(k)
-        if name in self.group:
-            del self.group[name]
-        spec = L.ArraySpec(name, (len(self.classes),), np.float32, np.nan, ("image", "class"))
-        arr = self._new_array(self.group, spec, self.n, self.chunk_len)
-        arr.attrs.update({**attrs, "round": k, "complete": False})
-        return arr
-
-    def finish_round(self, k: int) -> None:
-        arr = self.round_array(k)
-        arr.attrs["complete"] = True
-        rounds = sorted(set(self.label_rounds()) | {k})
-        self.set_attrs(label_rounds=rounds)
-
-    def drop_rounds_after(self, k: int) -> None:
-        """Remove every round newer than k, complete or not (resume of a run that wrote them)."""
-        keep = [r for r in self.label_rounds() if r <= k]
-        self.set_attrs(label_rounds=keep)
-        if L.LABELS in self.group:
-            labels = self.group[L.LABELS]
-            if not isinstance(labels, zarr.Group):
-                raise StoreError(f"{self.url}: {L.LABELS} is an array where a group belongs: extract the store again")
-            for name in list(labels.array_keys()):
-                if int(name.split("_")[-1]) > k:
-                    del labels[name]
-        self._consolidate_if_complete()

@@ -212,7 +212,7 @@ def test_offline_weights_fail_fast_with_one_line(voc_root, tmp_path):
 @pytest.mark.slow
 def test_a_second_run_on_a_locked_store_is_refused(voc_root, tmp_path):
     out = str(tmp_path / "locked.zarr")
-    with StoreLock(out):
+    with StoreLock(out, create=True):
         r = cli(*base_args(voc_root, out, "--limit", "2"))
     assert r.returncode == 1 and "in use by another cdul run" in r.stderr
 

@@ -51,3 +51,21 @@ def test_a_new_report_replaces_only_its_own_files(store, tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (tmp_path / "outside.txt").read_text() == "keep"
     assert (out / "index.html").read_text() != "stale"
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".report")]
+
+
+def test_a_symbolic_link_inside_the_folder_is_never_written_through(store, tmp_path):
+    out, elsewhere = tmp_path / "report", tmp_path / "elsewhere"
+    assert _report(store, out).exit_code == 0
+    elsewhere.mkdir()
+    (elsewhere / "photo.png").write_text("someone's")
+    images = [p for p in out.rglob("*.png") if p.parent != out]
+    assert images, "the report keeps images in a subfolder"
+    sub = images[0].parent
+    for p in sub.iterdir():
+        p.unlink()
+    sub.rmdir()
+    sub.symlink_to(elsewhere, target_is_directory=True)
+    r = _report(store, out)
+    assert r.exit_code == 1 and "symbolic link" in r.output and "Traceback" not in r.output
+    assert sorted(os.listdir(elsewhere)) == ["photo.png"] and (elsewhere / "photo.png").read_text() == "someone's"
+    assert os.path.islink(sub)

@@ -100,12 +100,12 @@ def test_remove_refuses_what_is_not_a_store(tmp_path):
 
 def test_lock_is_exclusive_and_released(tmp_path):
     path = str(tmp_path / "s.zarr")
-    with StoreLock(path):
+    with StoreLock(path, create=True):
         with pytest.raises(StoreLockedError, match="in use"):
-            StoreLock(path).acquire()
+            StoreLock(path, create=True).acquire()
         holder = json.loads(open(os.path.join(path, ".lock")).read())
         assert holder["pid"] == os.getpid()
-    with StoreLock(path):
+    with StoreLock(path, create=True):
         pass
     assert os.listdir(path) == []  # a clean release leaves nothing in the store
 
@@ -153,7 +153,7 @@ def test_lock_file_removed_under_a_waiting_opener_is_not_trusted(tmp_path, monke
     """A process that opened the lock file just before its holder removed it must not
     believe it holds the lock of the store."""
     path = str(tmp_path / "s.zarr")
-    first = StoreLock(path)
+    first = StoreLock(path, create=True)
     first.acquire()
     real_open, opened = os.open, []
 
@@ -165,7 +165,7 @@ def test_lock_file_removed_under_a_waiting_opener_is_not_trusted(tmp_path, monke
         return fd
 
     monkeypatch.setattr(os, "open", open_then_holder_releases)
-    second = StoreLock(path)
+    second = StoreLock(path, create=True)
     second.acquire()
     assert opened
     assert os.path.exists(os.path.join(path, ".lock")) and second.token
@@ -175,7 +175,7 @@ def test_lock_file_removed_under_a_waiting_opener_is_not_trusted(tmp_path, monke
 
 def test_a_process_of_an_older_run_cannot_write_a_chunk(tmp_path):
     path = tmp_path / "s.zarr"
-    old_run = StoreLock(str(path))
+    old_run = StoreLock(str(path), create=True)
     old_run.acquire()
     small_store(path)
     orphan = Store.open(str(path), mode="r+")  # a worker of the run holding the lock
@@ -183,7 +183,7 @@ def test_a_process_of_an_older_run_cannot_write_a_chunk(tmp_path):
     old_run.release()
     with pytest.raises(StoreError, match="another run now owns"):  # the run is over
         orphan.write_chunk(1, {layout.SIM_GLOBAL: np.zeros((3, 2), np.float32)})
-    with StoreLock(str(path)):  # a new run (killed -9 runs leave their lock file: the same)
+    with StoreLock(str(path), create=True):  # a new run (killed -9 runs leave their lock file: the same)
         with pytest.raises(StoreError, match="another run now owns"):
             orphan.write_chunk(2, {layout.SIM_GLOBAL: np.zeros((1, 2), np.float32)})
         Store.open(str(path), mode="r+").write_chunk(2, {layout.SIM_GLOBAL: np.ones((1, 2), np.float32)})
@@ -221,3 +221,36 @@ def test_verify_names_every_kind_of_bad_row(tmp_path):
     bad[layout.N_TILES][1] = 1  # a tile beyond n_tiles is padding: NaN there is fine
     s.write_chunk(1, bad)
     assert (layout.SIM_TILES, 1) not in {(d.array, d.chunk) for d in verify(s)}
+
+
+def test_a_remote_lock_is_taken_over_only_from_a_dead_owner():
+    """Without a kernel lock (an fsspec URL), the lock file names its owner: a live owner's
+    lock is refused, a dead owner's (pid gone, pid reused, or a beat too old) taken over."""
+    import socket
+    import time
+
+    import fsspec
+
+    from cdul.store import lock as lock_mod
+
+    url = "memory://locks/s.zarr"
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/locks/s.zarr/zarr.json", b"{}")
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": lock_mod._start_time(os.getpid())}
+    dead = [
+        {**me, "pid": 2**22 + 7},  # no such process
+        {**me, "started": "1"},  # this pid, but another process started it
+        {"host": "elsewhere", "pid": 1, "beat": time.time() - lock_mod.STALE - 1},
+    ]
+    live = [me, {"host": "elsewhere", "pid": 1, "beat": time.time()}]
+    for record in dead + live:
+        fs.pipe_file("/locks/s.zarr/.lock", json.dumps({**record, "token": "old"}).encode())
+        lock = StoreLock(url)
+        if record in live:
+            with pytest.raises(StoreLockedError, match="in use"):
+                lock.acquire()
+            continue
+        with lock:
+            assert json.loads(fs.cat_file("/locks/s.zarr/.lock"))["token"] == lock.token != "old"
+        assert not fs.exists("/locks/s.zarr/.lock")
+    fs.rm("/locks", recursive=True)

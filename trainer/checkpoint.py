@@ -21,6 +21,8 @@ import tempfile
 import numpy as np
 import torch
 
+from cdul.data import outputs
+
 FORMAT = "cdul-train-checkpoint"
 VERSION = 1
 
@@ -61,14 +63,15 @@ def atomic_save(obj, path: str) -> None:
     """torch.save to a temporary file beside ``path``, then os.replace: a reader (or a crash)
     sees the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    outputs.output_dir(folder, "--out-dir")
+    final = outputs.inside(folder, os.path.basename(path), "--out-dir")  # never through a symbolic link
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)

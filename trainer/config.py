@@ -23,7 +23,19 @@ DIFFICULT = ("ignore", "positive")
 # Options a resumed run may change: where files are, how fast, how chatty. Anything else
 # would make the resumed run a different run.
 RESUME_FREE = frozenset(
-    {"store", "out_dir", "data", "val_data", "workers", "device", "quiet", "resume", "follow_symlinks", "start_round"}
+    {
+        "store",
+        "out_dir",
+        "data",
+        "val_data",
+        "workers",
+        "device",
+        "quiet",
+        "resume",
+        "follow_symlinks",
+        "start_round",
+        "drop_rounds_after",
+    }
 )  # a resumed run starts from its checkpoint's round
 
 
@@ -70,6 +82,7 @@ class TrainConfig:
     threshold: float = 0.5
     early_stop: bool = False
     start_round: int | None = None
+    drop_rounds_after: int | None = None  # permission to delete later rounds another command wrote
     resume: bool = False
     follow_symlinks: bool = False
     quiet: bool = False

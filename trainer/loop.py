@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 
 import numpy as np
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from cdul.data.transfer import handed_over
 from cdul.metrics import default_protocol
-from cdul.store import StoreLock, StoreLockedError, layout
+from cdul.store import Store, StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
@@ -46,6 +45,7 @@ from .prepare import (
     make_optimizer,
     make_scheduler,
     open_store,
+    out_paths,
     resume_state,
 )
 from .record import epoch_line, val_scores
@@ -71,8 +71,8 @@ class Trainer:
         self.val = load_val(cfg, self.store)
         # the pseudo labels' mAP: under --ap, else the protocol of the training set's kind
         self.protocol = cfg.ap or default_protocol(dataset_attr(self.store, "kind"))
-        self.last_path = os.path.join(cfg.out_dir, "last.pt")
-        self.best_path = os.path.join(cfg.out_dir, "best.pt")
+        paths = out_paths(cfg)
+        self.last_path, self.best_path = paths["last.pt"], paths["best.pt"]
         self.device = env.device
         self.stopped_early = False
 
@@ -85,6 +85,8 @@ class Trainer:
             except StoreLockedError as exc:
                 raise TrainError(str(exc)) from None
         try:
+            if lock is not None:  # what the store holds now, under the lock (rounds written meanwhile)
+                self.store = Store.open(self.cfg.store, mode="r+")
             self.setup()
             for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
                 record = self.train_one_epoch(epoch)
@@ -101,7 +103,7 @@ class Trainer:
         cfg, env, store = self.cfg, self.env, self.store
         saved = resume_state(cfg, store, self.last_path, self.log)
         self.round = starting_round(cfg, store, saved, self.log)
-        drop_newer_rounds(store, env, self.round, self.log)
+        drop_newer_rounds(cfg, store, env, self.round, self.log)
         torch.manual_seed(cfg.seed)
         if not env.main:
             env.barrier()  # rank 0 fills the weights cache first

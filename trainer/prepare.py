@@ -13,7 +13,7 @@ from typing import overload
 import numpy as np
 import torch
 
-from cdul.data import DatasetError, load_labelled
+from cdul.data import DatasetError, load_labelled, outputs
 from cdul.store import Store, StoreError, refuse_damaged
 
 from . import checkpoint as ckpt_io
@@ -64,6 +64,22 @@ class ValSplit:
     ids: list[str]
     targets: np.ndarray
     kind: str = "folder"
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv")  # what a run writes into --out-dir
+
+
+def out_paths(cfg: TrainConfig) -> dict[str, str]:
+    """The files of the run in --out-dir, through the output guard: refused when --out-dir is
+    a file or one of them is a symbolic link (never written through). Creates nothing."""
+    if os.path.lexists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
+        raise TrainError(f"--out-dir {cfg.out_dir} is a file, not a folder: choose another path")
+    try:
+        if os.path.isdir(cfg.out_dir):
+            return {n: outputs.inside(cfg.out_dir, n, "--out-dir") for n in RUN_FILES}
+    except outputs.OutputError as exc:
+        raise TrainError(str(exc)) from None
+    return {n: os.path.join(cfg.out_dir, n) for n in RUN_FILES}
 
 
 def open_store(url: str) -> Store:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from cdul.data import outputs
 from cdul.data.fs import atomic_write_text
 from cdul.metrics import binary_targets, precision_recall
 
@@ -39,8 +40,16 @@ def save_figure(fig, path: str, caveat: str | None = None, dpi: int = 110) -> st
     if caveat:
         fig.text(0.5, 0.01, caveat, ha="center", va="bottom", color="#b00020", fontsize=8, wrap=True)
     fig.tight_layout(rect=(0, 0.08 if caveat else 0, 1, 1))
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+    folder, name = os.path.split(os.path.abspath(path))
+    final = outputs.inside(folder, name)  # never through a symbolic link
+    tmp = f"{final}.tmp-{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, final)
+    finally:
+        pyplot().close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -68,7 +77,7 @@ def write_plots(
 ) -> list[str]:
     """pr_curves.png (one panel per class) and per_class_ap.png; returns the paths."""
     plt = pyplot()
-    os.makedirs(folder, exist_ok=True)
+    outputs.output_dir(folder, "--plots")
     c = len(classes)
     cols = math.ceil(math.sqrt(c))
     rows = math.ceil(c / cols)
@@ -103,4 +112,4 @@ def write_json(path: str, report: dict) -> None:
             return [plain(x) for x in v]
         return v
 
-    atomic_write_text(path, json.dumps(plain(report), indent=2) + "\n")
+    atomic_write_text(outputs.output_file(path), json.dumps(plain(report), indent=2) + "\n")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 
+from cdul.data import outputs
 from cdul.data.fs import atomic_write_text
 
 JSONL = "metrics.jsonl"
@@ -45,7 +46,8 @@ class RunLog:
 
     def write(self) -> None:
         atomic_write_text(
-            os.path.join(self.out_dir, JSONL), "".join(json.dumps(r, sort_keys=False) + "\n" for r in self.records)
+            outputs.inside(self.out_dir, JSONL, "--out-dir"),
+            "".join(json.dumps(r, sort_keys=False) + "\n" for r in self.records),
         )
         keys: list[str] = []
         for r in self.records:
@@ -55,4 +57,4 @@ class RunLog:
         writer.writeheader()
         for r in self.records:
             writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
-        atomic_write_text(os.path.join(self.out_dir, CSV), buf.getvalue())
+        atomic_write_text(outputs.inside(self.out_dir, CSV, "--out-dir"), buf.getvalue())

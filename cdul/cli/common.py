@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import functools
 import os
 from typing import NoReturn
@@ -132,6 +133,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     if not _SILENT.get():
         click.secho(f"Error: {message}", fg="red", err=True)
     raise CommandFailed(message, code)
+
+
+def write_error(store_url: str, exc: OSError) -> str:
+    """One line for an OSError met writing to a store: a full disk and a read-only store say
+    so (the store is left as it was: a label round appears only complete)."""
+    if exc.errno == errno.ENOSPC:
+        return f"{store_url}: the disk is full ({exc.filename or 'writing'}); free some space and rerun"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{store_url} is read-only ({exc.strerror}); copy the store somewhere writable and rerun"
+    return f"{store_url}: {exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}"
 
 
 def table(rows: list[tuple], header: tuple | None = None) -> str:

@@ -61,7 +61,7 @@ def main(
     follow_symlinks,
     quiet,
 ):
-    from cdul.data import DatasetError, fs, load_labelled
+    from cdul.data import DatasetError, fs, load_labelled, outputs
     from cdul.data.transfer import SharedMemoryFull
     from cdul.metrics import default_protocol
     from cdul.trainer.classifier import ClassifierError, load_classifier
@@ -69,6 +69,13 @@ def main(
     from cdul.trainer.report import write_json, write_plots
 
     fs.follow_symlinks(follow_symlinks)
+    try:
+        if out:
+            outputs.output_file(out, "--out")
+        if plots:
+            outputs.output_dir(plots, "--plots")
+    except outputs.OutputError as exc:
+        fail(str(exc))
     try:
         clf = load_classifier(checkpoint, device)
     except ClassifierError as exc:

@@ -368,8 +368,10 @@ def check_dense_options(dense: dict, tiled: bool) -> None:
 
 
 def _check_out(out: str) -> None:
-    from cdul.store import is_url, normalise
+    from cdul.data.outputs import OutputError, store_target
+    from cdul.store import normalise
 
-    path = normalise(out)
-    if not is_url(path) and os.path.lexists(path) and not os.path.isdir(path):
-        fail(f"--out {out} is a file, and a store is a folder: choose another path")
+    try:
+        store_target(normalise(out))
+    except OutputError as exc:
+        fail(str(exc))

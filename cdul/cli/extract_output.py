@@ -13,13 +13,16 @@ from .common import fail, table, warn
 def verify_store(url: str) -> None:
     """--verify: report the health of the store at url; exit 1 when it is damaged."""
     from cdul.extractor.tiling import describe_local
-    from cdul.store import Store, StoreError, layout, verify
+    from cdul.store import Store, StoreError, layout, leftovers, verify
 
     try:
         store = Store.open(url)
         damage = verify(store)
+        notes = leftovers(store)
     except StoreError as exc:
         fail(str(exc))
+    for note in notes:
+        click.echo(f"found: {note}")
     if not damage:
         done = int(store.done_flags().sum())
         state = "complete" if store.attrs.get("complete") else f"{store.n_chunks - done} chunks not done yet"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, write_error
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -156,4 +156,6 @@ def main(
                 )
     except (StoreError, StoreLockedError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(write_error(store_url, exc))
     click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

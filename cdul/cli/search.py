@@ -57,9 +57,16 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     ]
     click.echo(table([(h["rank"], h["id"], f"{h['score']:.4f}") for h in hits], ("rank", "image", "cosine")))
     if json_out:
+        from cdul.data import outputs
         from cdul.data.fs import atomic_write_text
 
-        atomic_write_text(json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits}, indent=1))
+        try:
+            atomic_write_text(
+                outputs.output_file(json_out, "--json"),
+                json.dumps({"query": query or os.path.abspath(image_path), "hits": hits}, indent=1),
+            )
+        except (outputs.OutputError, OSError) as exc:
+            fail(str(exc))
 
 
 def encode_query(store, text: str | None, image_path: str | None, cache_dir=None) -> np.ndarray:

@@ -145,7 +145,16 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
     "--start-round",
     type=click.IntRange(min=0),
     default=None,
-    help="New run: train from this label round and drop later ones.  [default: the newest complete round]",
+    help="New run: train from this label round; later rounds this run's --out-dir wrote are dropped, "
+    "others need --drop-rounds-after.  [default: the newest complete round]",
+)
+@click.option(
+    "--drop-rounds-after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete the store's label rounds newer than N, whoever wrote them (cdul-refine, another run), "
+    "and train from round N at most. Without it, a run deletes only rounds its own --out-dir wrote "
+    "and refuses to start over rounds of others (example: --resume --drop-rounds-after 2).",
 )
 @click.option(
     "--resume",

@@ -4,12 +4,13 @@ is cosine similarity), built chunk by chunk.
 Exact search (``IndexFlatIP``) up to ``FLAT_MAX`` images; beyond, an inverted-file index
 (``IndexIVFFlat``, nlist ~ 4 sqrt(N) lists, nprobe 16 probed), trained on an evenly spread
 sample. Both are overridable. On a machine with faiss-gpu and a GPU the index moves to the
-GPU. For a local store the built index is kept in ``<store>/_index/`` and reused while the
-embeddings it was built from are unchanged.
+GPU. For a local store the built index is kept (see :func:`cache_folders`) and reused while
+the embeddings it was built from are unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -18,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cdul.data.fs import atomic_write_text
-from cdul.store import Store, is_url, layout
+from cdul.data.outputs import OutputError, inside, replace_into
+from cdul.store import Store, held_record, is_url, layout
 
 FLAT_MAX = 200_000
 
@@ -105,30 +107,63 @@ def _fingerprint(store: Store, spec: IndexSpec) -> dict:
     return {"config_hash": store.attrs.get("config_hash"), "summary": store.attrs.get("summary"), "spec": asdict(spec)}
 
 
-def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
-    """The index kept in the store when it matches; otherwise a new one, kept for next time."""
+def cache_folders(store: Store) -> tuple[list[str], str | None]:
+    """(folders an index may be read from, the folder a new one is kept in). A command that
+    holds the store's lock (cdul-refine) keeps it in ``<store>/_index``; one that only reads
+    the store (cdul-search) never writes into it, and keeps it in the user's cache
+    (``$XDG_CACHE_HOME/cdul/faiss``, by store path), or nowhere when that cannot be written."""
+    if is_url(store.url):
+        return [], None
+    own = os.path.join(store.url, "_index")
+    if held_record(store.url):
+        return [own], own
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.sha256(os.path.realpath(store.url).encode()).hexdigest()[:16]
+    user = os.path.join(base, "cdul", "faiss", key)
+    return [own, user], user
+
+
+def _read_cached(folder: str, name: str, want: dict):
     import faiss
 
-    require_embeddings(store)
-    if is_url(store.url):
-        return build_index(store, spec, gpu)
-    folder = os.path.join(store.url, "_index")
-    name = f"{spec.kind}-{spec.nlist}"
     path, meta = os.path.join(folder, name + ".faiss"), os.path.join(folder, name + ".json")
-    want = _fingerprint(store, spec)
-    if os.path.exists(path) and os.path.exists(meta):
+    try:
         with open(meta) as f:
-            if json.load(f) == json.loads(json.dumps(want)):
-                index = faiss.read_index(path)
-                if spec.kind == "ivf":
-                    assert isinstance(index, faiss.IndexIVF)  # read_index gives the saved index's own class
-                    index.nprobe = spec.nprobe
-                return to_gpu(index) if gpu is not False else index
-    index = build_index(store, spec, gpu=False)
-    os.makedirs(folder, exist_ok=True)
-    faiss.write_index(index, path + ".tmp")
-    os.replace(path + ".tmp", path)
-    atomic_write_text(meta, json.dumps(want))
+            if json.load(f) != json.loads(json.dumps(want)):
+                return None
+        return faiss.read_index(path)
+    except (OSError, ValueError, RuntimeError):  # absent, unreadable or stale: build a new one
+        return None
+
+
+def _keep(index, folder: str, name: str, want: dict) -> None:
+    import faiss
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp = inside(folder, f".tmp-{os.getpid()}-{name}.faiss")
+        faiss.write_index(index, tmp)
+        replace_into(tmp, folder, name + ".faiss")
+        atomic_write_text(inside(folder, name + ".json"), json.dumps(want))
+    except (OSError, RuntimeError, OutputError):  # a cache that cannot be written: keep it in memory only
+        pass
+
+
+def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
+    """The cached index when it matches the store; otherwise a new one, kept for next time."""
+    require_embeddings(store)
+    name, want = f"{spec.kind}-{spec.nlist}", _fingerprint(store, spec)
+    readable, writable = cache_folders(store)
+    index = next((i for i in (_read_cached(f, name, want) for f in readable) if i is not None), None)
+    if index is None:
+        index = build_index(store, spec, gpu=False)
+        if writable:
+            _keep(index, writable, name, want)
+    if spec.kind == "ivf":
+        import faiss
+
+        assert isinstance(index, faiss.IndexIVF)  # read_index gives the saved index's own class
+        index.nprobe = spec.nprobe
     return to_gpu(index) if gpu is not False else index
 
 

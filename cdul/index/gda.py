@@ -196,7 +196,7 @@ def refine_gda(
     logit_scale = attr_float(store.section("model")["logit_scale"])
     new_k = store.label_rounds()[-1] + 1 if store.label_rounds() else 0
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
-    out = store.begin_round(
+    with store.writing_round(
         new_k,
         {
             "source": "cdul-refine --gda",
@@ -209,19 +209,18 @@ def refine_gda(
             "lam": base.get("lam"),
             "epoch": None,
         },
-    )
-    for start in range(0, store.n, store.chunk_len):
-        stop = min(start + store.chunk_len, store.n)
-        rows = np.full((stop - start, len(store.classes)), np.nan, np.float32)
-        for a in range(start, stop, batch):
-            z = min(a + batch, stop)
-            patches = torch.from_numpy(store.read(layout.EMB_PATCHES, a, z).astype(np.float32))
-            s_g = torch.from_numpy(store.read(layout.SIM_GLOBAL, a, z))
-            rows[a - start : z - start] = score(patches, s_g, logit_scale, w, b, opts).numpy()
-        ok = store.read(layout.STATUS, start, stop) == layout.OK
-        rows[~ok] = np.nan
-        out[start:stop] = rows
-        if progress:
-            progress(stop - start)
-    store.finish_round(new_k)
+    ) as out:
+        for start in range(0, store.n, store.chunk_len):
+            stop = min(start + store.chunk_len, store.n)
+            rows = np.full((stop - start, len(store.classes)), np.nan, np.float32)
+            for a in range(start, stop, batch):
+                z = min(a + batch, stop)
+                patches = torch.from_numpy(store.read(layout.EMB_PATCHES, a, z).astype(np.float32))
+                s_g = torch.from_numpy(store.read(layout.SIM_GLOBAL, a, z))
+                rows[a - start : z - start] = score(patches, s_g, logit_scale, w, b, opts).float().numpy()
+            ok = store.read(layout.STATUS, start, stop) == layout.OK
+            rows[~ok] = np.nan
+            out[start:stop] = rows
+            if progress:
+                progress(stop - start)
     return new_k, empty

@@ -86,7 +86,7 @@ def refine_labels(
     labels = LabelRows(store, source, cache_bytes)
     new_k = store.label_rounds()[-1] + 1
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}
-    out = store.begin_round(
+    with store.writing_round(
         new_k,
         {
             "source": "cdul-refine",
@@ -100,19 +100,18 @@ def refine_labels(
             "lam": base.get("lam"),
             "epoch": None,
         },
-    )
-    for start, rows, emb in embedding_chunks(store):
-        stop = min(start + store.chunk_len, store.n)
-        y = labels.chunk(start // store.chunk_len).copy()
-        if len(rows):
-            _, found = search(index, emb, knn + 1)
-            mean, has = neighbour_mean(labels, rows, found, knn)
-            local = rows - start
-            y[local[has]] = (1.0 - weight) * y[local[has]] + weight * mean[has]
-        out[start:stop] = y
-        if progress:
-            progress(stop - start)
-    store.finish_round(new_k)
+    ) as out:
+        for start, rows, emb in embedding_chunks(store):
+            stop = min(start + store.chunk_len, store.n)
+            y = labels.chunk(start // store.chunk_len).copy()
+            if len(rows):
+                _, found = search(index, emb, knn + 1)
+                mean, has = neighbour_mean(labels, rows, found, knn)
+                local = rows - start
+                y[local[has]] = (1.0 - weight) * y[local[has]] + weight * mean[has]
+            out[start:stop] = y
+            if progress:
+                progress(stop - start)
     return new_k
 
 

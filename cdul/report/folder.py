@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 
-from cdul.data import fs
+from cdul.data import fs, outputs
 from cdul.store import Store
 
 from .contents import gather
@@ -24,7 +24,7 @@ def _written_before(out_dir: str) -> list[str]:
     if not os.path.isdir(out_dir):
         raise ValueError(f"--out {out_dir} is a file, not a folder")
     try:
-        with open(os.path.join(out_dir, MANIFEST), encoding="utf-8") as f:
+        with open(outputs.inside(out_dir, MANIFEST), encoding="utf-8") as f:
             names = f.read().splitlines()
     except FileNotFoundError:
         if os.listdir(out_dir):
@@ -37,18 +37,23 @@ def _written_before(out_dir: str) -> list[str]:
 
 
 def _move_in(tmp: str, out_dir: str, old: list[str]) -> None:
-    """Replace the files of the old report by those built in tmp, touching nothing else."""
+    """Replace the files of the old report by those built in tmp, touching nothing else:
+    every name goes through the output guard (no symbolic link inside out_dir is followed)."""
     for name in old:
-        path = os.path.join(out_dir, name)
+        try:
+            path = outputs.inside(out_dir, name)
+        except outputs.OutputError:
+            continue  # a listed name that now leads through a link: not ours to remove
         if os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
     new = sorted(
         os.path.relpath(os.path.join(d, f), tmp).replace(os.sep, "/") for d, _, files in os.walk(tmp) for f in files
     )
     for name in new:
-        os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
-        os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
-    fs.atomic_write_text(os.path.join(out_dir, MANIFEST), "".join(n + "\n" for n in new))
+        outputs.inside(out_dir, name)  # refuse the whole report before moving any file in
+    for name in new:
+        outputs.replace_into(os.path.join(tmp, name), out_dir, name)
+    fs.atomic_write_text(outputs.inside(out_dir, MANIFEST), "".join(n + "\n" for n in new))
 
 
 def write_report(
@@ -60,7 +65,7 @@ def write_report(
     sources: Mapping[str, str] | None = None,
     note: str | None = None,
 ) -> str:
-    """Build the report next to out_dir and move it in; returns the path of index.html.
+    """Build the report inside out_dir and move it in place; returns the path of index.html.
     ``note``: a paragraph about the data, shown under the header."""
     old = _written_before(out_dir)
     data = gather(store_url, run_dir, eval_json, max_images, sources)
@@ -68,12 +73,16 @@ def write_report(
         data["note"] = note
     store = Store.open(store_url)
     root = str(store.section("dataset").get("root", ""))  # where cdul-extract read the images
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    made = not os.path.lexists(out_dir)
+    outputs.output_dir(out_dir)
+    tmp = tempfile.mkdtemp(prefix=".report-", dir=out_dir)
     try:
         build_page(tmp, data, store, root)
         _move_in(tmp, out_dir, old)
+    except BaseException:
+        if made:
+            shutil.rmtree(out_dir, ignore_errors=True)  # a folder this report made, holding only its own files
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # holds only what build_page wrote
     return os.path.join(out_dir, "index.html")
