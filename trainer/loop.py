@@ -116,11 +116,12 @@ class Trainer:
         self.sched = make_scheduler(cfg, self.opt)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.amp == "fp16")
         if saved:
-            model.load_state_dict(saved["model"])
-            self.opt.load_state_dict(saved["optimizer"])
-            self.sched.load_state_dict(saved["scheduler"])
-            if saved.get("scaler"):
-                self.scaler.load_state_dict(saved["scaler"])
+            parts = [(model, "model"), (self.opt, "optimizer"), (self.sched, "scheduler")]
+            for target, name in parts + ([(self.scaler, "scaler")] if saved.get("scaler") else []):
+                try:
+                    ckpt_io.restore(target, saved.get(name), self.last_path, name)
+                except ckpt_io.CheckpointError as exc:
+                    raise TrainError(str(exc)) from None
         self.epoch = saved["epoch"] if saved else 0
         self.model = model
         if env.active:
@@ -212,6 +213,11 @@ class Trainer:
         loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
         check_finite(unwrap(self.model), f"the model after epoch {epoch}")
         check_diverged(epoch, steps, skipped)
+        if not n_img:  # nothing was trained on: no round, no checkpoint, no "done"
+            raise TrainError(
+                f"epoch {epoch}: not one of its {int(unreadable)} images could be read under {self.root}; "
+                "check --data (the folder the store's images are in)"
+            )
         env.barrier()  # every rank's chunks are in the store
         self.sched.step()
         record = {

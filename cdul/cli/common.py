@@ -46,6 +46,11 @@ def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+def note(message: str) -> None:
+    """An option the command adjusted (a size clamped to what the data allows)."""
+    click.echo(f"note: {message}", err=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.secho(f"Error: {message}", fg="red", err=True)
     sys.exit(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from cdul.data import DATASETS
@@ -63,7 +65,7 @@ def main(
 
     from cdul.data import DatasetError, fs, load_labelled
     from cdul.data.transfer import SharedMemoryFull
-    from cdul.trainer.checkpoint import CheckpointError, load_checkpoint
+    from cdul.trainer.checkpoint import CheckpointError, load_checkpoint, restore
     from cdul.trainer.distributed import pick_device
     from cdul.trainer.evaluate import classifier_report, predict
     from cdul.trainer.model import WeightsError, new_model
@@ -86,9 +88,11 @@ def main(
         model = new_model(ckpt["arch"], len(classes))
     except (ValueError, WeightsError) as exc:
         fail(str(exc))
-    model.load_state_dict(ckpt["model"])
     try:
+        restore(model, ckpt["model"], checkpoint)
         check_finite(model, checkpoint)
+    except CheckpointError as exc:
+        fail(str(exc))
     except TrainError as exc:
         fail(f"{exc}; its scores would mean nothing")
     model.to(dev)
@@ -110,6 +114,10 @@ def main(
     except SharedMemoryFull as exc:
         fail(str(exc))
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
+    if not report["images"]:
+        fail(f"none of the {len(ds.ids)} images of {data} ({split}) could be read: there is nothing to score")
+    if not math.isfinite(report["map"]):
+        fail(f"no class has a positive among the {report['images']} images scored: mAP is undefined")
     report = {
         "checkpoint": checkpoint,
         "epoch": int(ckpt["epoch"]),
@@ -123,10 +131,15 @@ def main(
         "difficult": difficult,
         **report,
     }
-    if out:
-        write_json(out, report)
-    if plots:
-        write_plots(plots, scores, ds.targets, classes, report, difficult)
+    for option, path, write in (
+        ("--out", out, lambda: write_json(out, report)),
+        ("--plots", plots, lambda: write_plots(plots, scores, ds.targets, classes, report, difficult)),
+    ):
+        try:
+            if path:
+                write()
+        except OSError as exc:
+            fail(f"{option} {path}: cannot be written ({exc.strerror or exc})")
     if not quiet:
         rows = [(c, "-" if report["ap"][c] is None else f"{report['ap'][c]:.2f}") for c in classes]
         click.echo(table(rows, ("class", "AP")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, note
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -123,7 +123,9 @@ def main(
                     gpu=gpu,
                     cache_bytes=int(cache_gb * 2**30),
                     progress=bar.update,
+                    note=note,
                 )
+                knn = store.round_array(k).attrs["knn"]
     except (StoreError, StoreLockedError, ValueError) as exc:
         fail(str(exc))
     click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

@@ -8,7 +8,7 @@ import os
 import click
 import numpy as np
 
-from .common import CONTEXT, fail, table
+from .common import CONTEXT, fail, note, table
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -36,8 +36,12 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     if (query is None) == (image_path is None):
         raise click.UsageError("give a text QUERY or --image PATH (one of them)")
+    if query is not None and not query.strip():
+        fail('the text QUERY is empty: say what to look for ("a photo of a dog")')
+    from cdul.data.decode import DecodeError
     from cdul.extractor.clip_model import WeightsUnavailableError
     from cdul.index import choose_index, load_or_build, search
+    from cdul.limits import bounded
     from cdul.store import StoreError, layout, open_verified
 
     try:
@@ -46,7 +50,10 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
             fail(f"{store_url} has no image embeddings: extract with --keep-embeddings")
         vector = encode_query(store, query, image_path, cache_dir)
         index = load_or_build(store, choose_index(store.n, kind))
+        k = bounded(k, index.ntotal, "-k", f"images of {store_url} with an embedding", note)
         scores, rows = search(index, vector[None], k)
+    except DecodeError as exc:
+        fail(f"--image {image_path}: {exc}")
     except (StoreError, WeightsUnavailableError, ValueError, OSError) as exc:
         fail(str(exc))
     ids = store.read(layout.IDS)
@@ -59,7 +66,12 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     if json_out:
         from cdul.data.fs import atomic_write_text
 
-        atomic_write_text(json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits}, indent=1))
+        try:
+            atomic_write_text(
+                json_out, json.dumps({"query": query or os.path.abspath(image_path), "hits": hits}, indent=1)
+            )
+        except OSError as exc:
+            fail(f"--json {json_out}: cannot be written ({exc.strerror or exc})")
 
 
 def encode_query(store, text: str | None, image_path: str | None, cache_dir=None) -> np.ndarray:
@@ -68,20 +80,23 @@ def encode_query(store, text: str | None, image_path: str | None, cache_dir=None
     import torch.nn.functional as F
 
     from cdul.data.decode import decode_image
+    from cdul.data.inputs import read_input
     from cdul.extractor.clip_model import load_clip
     from cdul.extractor.views import ViewMaker
 
-    info = store.attrs.get("model") or {}
-    if not info:
+    info = store.section("model")
+    if "name" not in info:
         raise ValueError(f"{store.url} does not record its model (was extraction finished?)")
     weights = info.get("weights_file") or info.get("pretrained") or "none"
+    image = None
+    if text is None:
+        assert image_path is not None  # a text or an image: main() refuses neither
+        data = read_input(image_path, "--image")  # a regular file, or one line saying what it is
+        image = torch.tensor(decode_image(data, exif=bool(store.section("config").get("exif", True))))
     template = "{}" if text is not None else "a photo of a {}."
     bundle = load_clip(info["name"], weights, [text or "x"], cache_dir=cache_dir, template=template)
-    if text is not None:
+    if image is None:
         return bundle.text[0].numpy().astype(np.float32)
-    assert image_path is not None  # a text or an image: main() refuses neither
-    with open(image_path, "rb") as f:
-        image = torch.tensor(decode_image(f.read(), exif=bool(store.attrs.get("config", {}).get("exif", True))))
     maker = ViewMaker(
         bundle.input_size, bundle.mean, bundle.std, interpolation=bundle.interpolation, resize_mode=bundle.resize_mode
     )

@@ -105,6 +105,27 @@ def _fingerprint(store: Store, spec: IndexSpec) -> dict:
     return {"config_hash": store.attrs.get("config_hash"), "summary": store.attrs.get("summary"), "spec": asdict(spec)}
 
 
+def _cached(path: str, meta: str, want: dict, spec: IndexSpec, dim: int):
+    """The kept index when its record matches ``want``; None when there is none, it is stale,
+    or either file cannot be read (a damaged cache is rebuilt, never an error)."""
+    import faiss
+
+    try:
+        with open(meta, encoding="utf-8") as f:
+            if json.load(f) != json.loads(json.dumps(want)):
+                return None
+        index = faiss.read_index(path)
+    except (OSError, ValueError, RuntimeError, RecursionError):  # faiss raises RuntimeError for a damaged file
+        return None
+    if index.d != dim:
+        return None
+    if spec.kind == "ivf":
+        if not isinstance(index, faiss.IndexIVF):  # read_index gives the saved index's own class
+            return None
+        index.nprobe = spec.nprobe
+    return index
+
+
 def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
     """The index kept in the store when it matches; otherwise a new one, kept for next time."""
     import faiss
@@ -116,14 +137,9 @@ def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
     name = f"{spec.kind}-{spec.nlist}"
     path, meta = os.path.join(folder, name + ".faiss"), os.path.join(folder, name + ".json")
     want = _fingerprint(store, spec)
-    if os.path.exists(path) and os.path.exists(meta):
-        with open(meta) as f:
-            if json.load(f) == json.loads(json.dumps(want)):
-                index = faiss.read_index(path)
-                if spec.kind == "ivf":
-                    assert isinstance(index, faiss.IndexIVF)  # read_index gives the saved index's own class
-                    index.nprobe = spec.nprobe
-                return to_gpu(index) if gpu is not False else index
+    index = _cached(path, meta, want, spec, store.array(layout.EMB_GLOBAL).shape[1])
+    if index is not None:
+        return to_gpu(index) if gpu is not False else index
     index = build_index(store, spec, gpu=False)
     os.makedirs(folder, exist_ok=True)
     faiss.write_index(index, path + ".tmp")
