@@ -7,6 +7,7 @@ import os
 import shutil
 
 import pytest
+import torch
 from click.testing import CliRunner
 from extract_runs import extract_args
 from test_hostile_inputs import edit_attrs, one_line
@@ -90,3 +91,11 @@ def test_chunk_len_is_clamped_to_the_split(voc_root, tmp_path):
     assert r.exit_code == 0, r.output
     assert "note: --chunk-len 1000000000000 is more than" in r.stderr
     assert Store.open(out).chunk_len == 1024
+
+
+def test_img_size_is_clamped_to_the_largest_image(extracted, tmp_path):
+    url = _copy(extracted, tmp_path)
+    r = train(url, str(tmp_path / "run"), epochs=1, workers=0, img_size=10**9, batch_size=8)
+    assert r.exit_code == 0, r.output
+    saved = torch.load(str(tmp_path / "run" / "last.pt"), weights_only=True)
+    assert saved["img_size"] == max(448, int(Store.open(url).read(layout.HW).max()))

@@ -223,6 +223,16 @@ def test_knn_is_clamped_to_the_images_there_are(store):
     assert Store.open(store).round_array(1).attrs["knn"] == 29
 
 
+def test_ivf_lists_and_probes_are_clamped(store):
+    big = str(10**12)
+    r = CliRunner().invoke(refine_cli, ["--store", store, "-q", "--index", "ivf", "--nlist", big, "--nprobe", big])
+    assert r.exit_code == 0, r.output
+    assert "note: --nlist 1000000000000 is more than the 30 images" in r.stderr
+    assert "note: --nprobe 1000000000000 is more than the 30 lists" in r.stderr
+    attrs = Store.open(store).round_array(1).attrs
+    assert (attrs["nlist"], attrs["nprobe"]) == (30, 30)
+
+
 def _reads_without_blocking(read, rel):
     out = []
     worker = threading.Thread(

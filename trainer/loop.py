@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cdul.data.transfer import handed_over
+from cdul.limits import bounded
 from cdul.store import StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
-from .config import TrainConfig
+from .config import DEFAULT_IMG_SIZE, TrainConfig
 from .distributed import Dist
 from .evaluate import pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, collate
@@ -41,6 +42,7 @@ from .prepare import (
     check_finite,
     check_round,
     dataset_attr,
+    largest_side,
     load_val,
     make_optimizer,
     make_scheduler,
@@ -67,11 +69,17 @@ class Trainer:
         if not root:
             raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
         self.root = root
+        # an input size past the largest image (and the default) only allocates: clamped to it
+        most = max(DEFAULT_IMG_SIZE, largest_side(self.store))
+        cfg.img_size = bounded(cfg.img_size, most, "--img-size", "pixels of the largest image side", self.note)
         self.val = load_val(cfg, self.store)
         self.last_path = os.path.join(cfg.out_dir, "last.pt")
         self.best_path = os.path.join(cfg.out_dir, "best.pt")
         self.device = env.device
         self.stopped_early = False
+
+    def note(self, message: str) -> None:
+        self.log(f"note: {message}")
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -112,7 +112,7 @@ def main(
                     k = refine_gda(store, opts, progress=bar.update)
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
-            spec = choose_index(store.n, kind, nlist, nprobe)
+            spec = choose_index(store.n, kind, nlist, nprobe, note)
             with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
                 k = refine_labels(
                     store,

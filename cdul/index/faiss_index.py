@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cdul.data.fs import atomic_write_text
+from cdul.limits import bounded
 from cdul.store import Store, is_url, layout
 
 FLAT_MAX = 200_000
@@ -30,15 +31,21 @@ class IndexSpec:
     nprobe: int = 0
 
 
-def choose_index(n: int, kind: str = "auto", nlist: int | None = None, nprobe: int | None = None) -> IndexSpec:
+def choose_index(
+    n: int, kind: str = "auto", nlist: int | None = None, nprobe: int | None = None, note=None
+) -> IndexSpec:
+    """The index for n images; a --nlist above n (each list allocates) or a --nprobe above
+    the lists is clamped, and ``note`` hears of it."""
     if kind not in ("auto", "flat", "ivf"):
         raise ValueError(f"index kind must be auto, flat or ivf, not {kind!r}")
     if kind == "auto":
         kind = "flat" if n <= FLAT_MAX else "ivf"
     if kind == "flat":
         return IndexSpec("flat")
+    if nlist:
+        nlist = bounded(nlist, n, "--nlist", "images", note)
     nlist = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
-    return IndexSpec("ivf", nlist, nprobe or min(16, nlist))
+    return IndexSpec("ivf", nlist, bounded(nprobe, nlist, "--nprobe", "lists", note) if nprobe else min(16, nlist))
 
 
 def require_embeddings(store: Store) -> None:
