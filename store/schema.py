@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import zarr
 
 from cdul.data.inputs import FLAG, MAPPING, NAMES, POSITIVE, TEXT, TEXT_OR_NONE, Rule, integer, is_names
@@ -81,24 +82,27 @@ def check_attrs(url: str, attrs: Mapping) -> None:
             raise StoreError(f"{url}: attribute {key!r} is missing: extract the store again (cdul-extract --overwrite)")
 
 
-def _dims() -> dict[str, tuple[str, ...]]:
-    """Each array of the layout and its axes (the sizes do not matter here)."""
+def _dims() -> dict[str, tuple[tuple[str, ...], str]]:
+    """Each array of the layout: its axes (the sizes do not matter here) and the kind of its
+    values (numpy's dtype kind; strings are "T", "U" or "O" as zarr gives them back)."""
     specs = L.result_specs(1, tiles_max=1, embed_dim=1, patches=1, bank=1, text_dim=1)
-    dims = {s.name: s.dims for s in specs}
+    kind = {s.name: "T" if s.dtype is str else np.dtype(s.dtype).kind for s in specs}
+    dims = {s.name: (s.dims, kind[s.name]) for s in specs}
     dims.update(
         {
-            L.IDS: ("image",),
-            L.TARGETS: ("image", "class"),
-            L.DONE: ("chunk",),
-            L.IMAGE: ("image",),
-            L.CLASS: ("class",),
-            L.TILE: ("tile",),
+            L.IDS: (("image",), "T"),
+            L.TARGETS: (("image", "class"), "i"),
+            L.DONE: (("chunk",), "b"),
+            L.IMAGE: (("image",), "T"),
+            L.CLASS: (("class",), "T"),
+            L.TILE: (("tile",), "i"),
         }
     )
     return dims
 
 
 REQUIRED = (L.IDS, L.DONE)
+KINDS = {"f": "floats", "i": "signed integers", "u": "unsigned integers", "b": "booleans"}
 
 
 def array_node(group: zarr.Group, url: str, name: str) -> zarr.Array | None:
@@ -121,8 +125,8 @@ def check_arrays(group: zarr.Group, url: str, n: int, chunk_len: int, n_classes:
     """Every array of the layout present is readable and shaped as the attributes say."""
     sizes = {"image": n, "class": n_classes, "chunk": (n + chunk_len - 1) // chunk_len}
     dims = _dims()
-    dims.update({L.round_name(k): ("image", "class") for k in rounds})
-    for name, axes in dims.items():
+    dims.update({L.round_name(k): (("image", "class"), "f") for k in rounds})
+    for name, (axes, kind) in dims.items():
         arr = array_node(group, url, name)
         if arr is None:
             if name in REQUIRED or name.startswith(L.LABELS + "/"):
@@ -134,6 +138,13 @@ def check_arrays(group: zarr.Group, url: str, n: int, chunk_len: int, n_classes:
             raise StoreError(
                 f"{url}: {name} has shape {' x '.join(map(str, arr.shape))} where the attributes give {expected} "
                 f"({', '.join(axes)}): the store was edited; extract it again (cdul-extract --overwrite)"
+            )
+        got = getattr(arr.dtype, "kind", "?")
+        if got != kind and not (kind == "T" and got in "UO"):
+            raise StoreError(
+                f"{url}: {name} holds values of type {arr.dtype} where cdul writes "
+                f"{'strings' if kind == 'T' else KINDS.get(kind, kind)}: the store was edited; extract it again "
+                "(cdul-extract --overwrite)"
             )
         if axes[0] == "image" and arr.chunks[0] != chunk_len:
             raise StoreError(

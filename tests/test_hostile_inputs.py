@@ -86,6 +86,14 @@ def test_unreadable_array_metadata_is_one_line(store, array):
     one_line(CliRunner().invoke(refine_cli, ["--store", store, "-q"]), array, "cannot be read")
 
 
+def test_an_array_of_another_type_is_one_line(store):
+    path = os.path.join(store, layout.STATUS, "zarr.json")
+    meta = json.load(open(path))
+    meta.update(data_type="float64", fill_value=0.0)
+    json.dump(meta, open(path, "w"))
+    one_line(CliRunner().invoke(refine_cli, ["--store", store, "-q"]), "images/status holds values of type float64")
+
+
 @pytest.mark.parametrize("damage", ["garbage", "empty", "meta"])
 def test_a_damaged_index_cache_is_rebuilt(store, damage):
     assert CliRunner().invoke(refine_cli, ["--store", store, "-q", "--knn", "3"]).exit_code == 0
