@@ -99,3 +99,15 @@ def test_img_size_is_clamped_to_the_largest_image(extracted, tmp_path):
     assert r.exit_code == 0, r.output
     saved = torch.load(str(tmp_path / "run" / "last.pt"), weights_only=True)
     assert saved["img_size"] == max(448, int(Store.open(url).read(layout.HW).max()))
+
+
+def test_extracting_not_one_readable_image_fails_whatever_max_failures_allows(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "a.jpg").write_text("not an image\n")
+    os.mkfifo(root / "b.png")
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    args = extract_args(str(root), str(tmp_path / "s.zarr"), dataset="folder", quiet=True, workers=0, snippet=1)
+    r = CliRunner().invoke(extract_cli, [*args, "--classes", str(tmp_path / "classes.txt"), "--max-failures", "100%"])
+    assert r.exit_code == 3 and "not one of the 2 images could be read" in r.stderr, r.output
+    assert "a FIFO" in r.output + r.stderr

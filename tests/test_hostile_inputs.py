@@ -213,6 +213,21 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, fields, needle):
     one_line(r, "best.pt", needle)
 
 
+@pytest.mark.parametrize("option", ["--out", "--plots"])
+def test_eval_outputs_of_the_wrong_kind_are_one_line(tmp_path, option):
+    root = _voc(tmp_path / "voc", n=4)
+    ckpt = _checkpoint(tmp_path / "best.pt")
+    target = tmp_path / "target"
+    if option == "--out":
+        target.mkdir()  # a folder where the JSON file goes
+    else:
+        target.write_text("a file where the plots folder goes\n")
+    r = CliRunner().invoke(
+        eval_cli, ["-c", ckpt, "--data", root, "--device", "cpu", "--workers", "0", option, str(target)]
+    )
+    one_line(r, option)
+
+
 @pytest.mark.parametrize("kind", ["folder", "text", "empty"])
 def test_search_by_an_image_that_is_not_one_is_one_line(store, tmp_path, kind):
     path = tmp_path / "q.jpg"

@@ -352,6 +352,8 @@ def main(
     if summary.speed.get("extrapolated"):
         click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
     failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
+    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
+        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
     if failed > allowed:
         fail(
             f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
