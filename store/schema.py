@@ -86,8 +86,8 @@ def _dims() -> dict[str, tuple[tuple[str, ...], str]]:
     """Each array of the layout: its axes (the sizes do not matter here) and the kind of its
     values (numpy's dtype kind; strings are "T", "U" or "O" as zarr gives them back)."""
     specs = L.result_specs(1, tiles_max=1, embed_dim=1, patches=1, bank=1, text_dim=1)
-    kind = {s.name: "T" if s.dtype is str else np.dtype(s.dtype).kind for s in specs}
-    dims = {s.name: (s.dims, kind[s.name]) for s in specs}
+    kind: dict[str, str] = {s.name: "T" if s.dtype is str else np.dtype(s.dtype).kind for s in specs}
+    dims: dict[str, tuple[tuple[str, ...], str]] = {s.name: (s.dims, kind[s.name]) for s in specs}
     dims.update(
         {
             L.IDS: (("image",), "T"),
