@@ -259,8 +259,8 @@ def main(
     # sizes that allocate: never above what the split can fill (the defaults are always allowed)
     chunk_len = bounded(chunk_len, max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
     if batch_size:
-        views = 2 if local == "dense" else 1 + (max_tiles if tile_px else (snippet or 3) ** 2)
-        batch_size = bounded(batch_size, max(256, len(data) * views), "--batch-size", "views of the split", note)
+        per_image = 2 if local == "dense" else 1 + (max_tiles if tile_px else (snippet or 3) ** 2)
+        batch_size = bounded(batch_size, max(256, len(data) * per_image), "--batch-size", "views of the split", note)
     if pretrained.lower() in ("none", "random"):
         warn(
             "--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
