@@ -61,6 +61,7 @@ def main(
     follow_symlinks,
     quiet,
 ):
+    import numpy as np
     import torch
 
     from cdul.data import DatasetError, fs, load_labelled
@@ -113,9 +114,9 @@ def main(
         )
     except SharedMemoryFull as exc:
         fail(str(exc))
-    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
-    if not report["images"]:
+    if not len(scores) or not np.isfinite(scores).all(axis=1).any():
         fail(f"none of the {len(ds.ids)} images of {data} ({split}) could be read: there is nothing to score")
+    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
     if not math.isfinite(report["map"]):
         fail(f"no class has a positive among the {report['images']} images scored: mAP is undefined")
     report = {
