@@ -119,8 +119,8 @@ EVAL = {
         lambda v: isinstance(v, Mapping) and all(NUMBER_OR_NONE[0](x) for x in v.values()),
         "an object of class names and APs (numbers or null)",
     ),
-    "CF1": inputs.NUMBER,
-    "OF1": inputs.NUMBER,
+    "CF1": NUMBER_OR_NONE,  # cdul-eval writes null for a score that is not defined
+    "OF1": NUMBER_OR_NONE,
     "threshold": inputs.NUMBER,
     "dataset": inputs.TEXT,
     "split": inputs.TEXT,
@@ -161,4 +161,4 @@ def read_eval(path: str) -> dict:
             f"--eval {path}",
             default=None if key in ("dataset", "split", "weights") else inputs.REQUIRED,
         )
-    return dict(report)
+    return {**report, **{k: float("nan") for k in ("CF1", "OF1") if report[k] is None}}
