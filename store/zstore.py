@@ -18,10 +18,11 @@ import numpy as np
 import zarr
 
 from . import layout as L
-from .attrs import StoreError, attr_int, attr_strs
+from .attrs import StoreError
 from .location import store_exists
 from .lock import lock_token
 from .rounds import RoundStore
+from .schema import array_node, check_store
 from .url import is_url, normalise
 
 
@@ -79,9 +80,8 @@ class Store(RoundStore):
         self.url = normalise(url)
         attrs = group.attrs.asdict()
         self.attrs = attrs
-        self.n = attr_int(attrs["n_images"])
-        self.chunk_len = attr_int(attrs["chunk_len"])
-        self.classes = attr_strs(attrs["classes"])
+        # every command relies on the metadata: types, ranges and array shapes checked here
+        self.n, self.chunk_len, self.classes = check_store(group, normalise(url), attrs)
         self.n_chunks = (self.n + self.chunk_len - 1) // self.chunk_len
         self.run_token = lock_token(self.url)  # the run this process writes chunks for
 
@@ -256,12 +256,12 @@ class Store(RoundStore):
 
     # -- reading -----------------------------------------------------------------------------
     def has(self, name: str) -> bool:
-        return name in self.group
+        return array_node(self.group, self.url, name) is not None
 
     def array(self, name: str) -> zarr.Array:
-        node = self.group[name]
-        if not isinstance(node, zarr.Array):
-            raise StoreError(f"{self.url}: {name} is a group where an array belongs: extract the store again")
+        node = array_node(self.group, self.url, name)
+        if node is None:
+            raise KeyError(name)
         return node
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -3,7 +3,7 @@
 Layers, bottom to top; a module imports from its own layer and the layers below, never from
 a layer above, and the members of the two middle layers do not import each other:
 
-- bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.metrics``, ``cdul.labels``
+- bottom: ``cdul`` (the package itself), ``cdul.data``, ``cdul.limits``, ``cdul.metrics``, ``cdul.labels``
 - kernels and store: ``cdul.kernels``, ``cdul.store`` (not each other)
 - parts: ``cdul.extractor``, ``cdul.trainer``, ``cdul.index`` (not each other)
 - application: ``cdul.cli``, ``cdul.demo``, ``cdul.report``, ``cdul.reproduce``, ``cdul.sample``,
@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("kernels", "extractor", "store", "trainer", "benchmarks")
 LAYERS = [
-    {"cdul", "cdul.data", "cdul.metrics", "cdul.labels"},
+    {"cdul", "cdul.data", "cdul.limits", "cdul.metrics", "cdul.labels"},
     {"cdul.kernels", "cdul.store"},
     {"cdul.extractor", "cdul.trainer", "cdul.index"},
     {

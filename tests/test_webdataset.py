@@ -222,27 +222,17 @@ def write_tar(path, members: list[tuple[str, bytes]]) -> str:
 def bad_inputs(tmp_path):
     png = samples()[0][2]
     ok = write_tar(tmp_path / "ok.tar", [("a.png", png), ("a.json", b'{"labels": ["cat"]}')])
-    (tmp_path / "noise.tar").write_bytes(b"not a tar file at all" * 100)
     (tmp_path / "z.tar.gz").write_bytes(b"")
     classes = tmp_path / "classes.txt"
     classes.write_text("dog\n")
     return [
         ([str(tmp_path / "missing-{0..1}.tar")], "no such shard"),
-        ([str(tmp_path / "noise.tar")], "not a readable tar shard"),
         ([str(tmp_path / "z.tar.gz")], "uncompressed .tar"),
         (
             [write_tar(tmp_path / "mixed.tar", [("a.png", png), ("a.json", b'{"labels": []}'), ("b.png", png)])],
             'no "labels"',
         ),
         ([write_tar(tmp_path / "bad.tar", [("a.png", png), ("a.json", b'{"labels": "cat"}')])], "list of class names"),
-        (
-            [
-                write_tar(tmp_path / "twice.tar", [("a.png", png), ("b.png", png), ("a.png", png)]),
-                "--classes",
-                str(classes),
-            ],
-            "in the shard twice",
-        ),
         ([ok, "--classes", str(classes)], "unknown class 'cat'"),
         ([write_tar(tmp_path / "unlabelled.tar", [("a.png", png), ("a.json", b'{"url": "x"}')])], "pass --classes"),
         ([write_tar(tmp_path / "empty.tar", [])], "no samples"),

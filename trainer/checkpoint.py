@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 import torch
 
-from cdul.data import outputs
+from cdul.data import inputs, outputs
 
 FORMAT = "cdul-train-checkpoint"
 VERSION = 1
@@ -95,4 +95,36 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a cdul-train checkpoint")
     if ckpt.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {ckpt.get('version')}; this cdul reads {VERSION}")
+    try:
+        for key, rule in FIELDS.items():
+            inputs.field(ckpt, key, rule, str(path))
+        if ckpt.get("loss") not in ("kl", "bce"):
+            raise inputs.InputError(f"{path}: 'loss' is {inputs.shown(ckpt.get('loss'))}, where kl or bce belongs")
+    except inputs.InputError as exc:
+        raise CheckpointError(f"{exc}: not a checkpoint cdul-train wrote") from None
     return ckpt
+
+
+FIELDS = {
+    "classes": (lambda v: inputs.is_names(v) and bool(v), "a non-empty list of distinct class names"),
+    "arch": inputs.NAME,
+    "img_size": inputs.integer(1),
+    "epoch": inputs.integer(0),
+    "label_round": inputs.integer(0),
+    "model": inputs.MAPPING,
+    "config": inputs.MAPPING,
+}
+
+
+def restore(target, state, path: str, what: str = "model") -> None:
+    """``target.load_state_dict(state)`` (a model, optimizer, scheduler or scaler);
+    CheckpointError, one line, where the saved state does not fit (another architecture,
+    missing or unexpected keys, other shapes)."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: its {what} state does not fit (the checkpoint's architecture or shapes do not match its "
+            f"weights: {first[:160]})"
+        ) from None

@@ -43,6 +43,9 @@ class ConfigError(Exception):
     pass
 
 
+DEFAULT_IMG_SIZE = 448  # the paper's input size
+
+
 @dataclass
 class TrainConfig:
     store: str
@@ -54,7 +57,7 @@ class TrainConfig:
     val_limit: int | None = None
     arch: str = "resnet101"
     weights: str = "imagenet"
-    img_size: int = 448
+    img_size: int = DEFAULT_IMG_SIZE
     augment: bool = False
     loss: str = "kl"
     warmup: int = 0

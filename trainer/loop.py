@@ -27,11 +27,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cdul.data.transfer import handed_over
+from cdul.limits import bounded
 from cdul.metrics import default_protocol
 from cdul.store import Store, StoreLock, StoreLockedError, layout
 
 from . import checkpoint as ckpt_io
-from .config import TrainConfig
+from .config import DEFAULT_IMG_SIZE, TrainConfig
 from .distributed import Dist
 from .evaluate import pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, collate
@@ -41,6 +42,7 @@ from .prepare import (
     check_finite,
     check_round,
     dataset_attr,
+    largest_side,
     load_val,
     make_optimizer,
     make_scheduler,
@@ -68,6 +70,9 @@ class Trainer:
         if not root:
             raise TrainError(f"{cfg.store} does not say where its images are; pass --data ROOT")
         self.root = root
+        # an input size past the largest image (and the default) only allocates: clamped to it
+        most = max(DEFAULT_IMG_SIZE, largest_side(self.store))
+        cfg.img_size = bounded(cfg.img_size, most, "--img-size", "pixels of the largest image side", self.note)
         self.val = load_val(cfg, self.store)
         # the pseudo labels' mAP: under --ap, else the protocol of the training set's kind
         self.protocol = cfg.ap or default_protocol(dataset_attr(self.store, "kind"))
@@ -75,6 +80,9 @@ class Trainer:
         self.last_path, self.best_path = paths["last.pt"], paths["best.pt"]
         self.device = env.device
         self.stopped_early = False
+
+    def note(self, message: str) -> None:
+        self.log(f"note: {message}")
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -121,11 +129,12 @@ class Trainer:
         self.sched = make_scheduler(cfg, self.opt)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.amp == "fp16")
         if saved:
-            model.load_state_dict(saved["model"])
-            self.opt.load_state_dict(saved["optimizer"])
-            self.sched.load_state_dict(saved["scheduler"])
-            if saved.get("scaler"):
-                self.scaler.load_state_dict(saved["scaler"])
+            parts = [(model, "model"), (self.opt, "optimizer"), (self.sched, "scheduler")]
+            for target, name in parts + ([(self.scaler, "scaler")] if saved.get("scaler") else []):
+                try:
+                    ckpt_io.restore(target, saved.get(name), self.last_path, name)
+                except ckpt_io.CheckpointError as exc:
+                    raise TrainError(str(exc)) from None
         self.epoch = saved["epoch"] if saved else 0
         self.model = model
         if env.active:
@@ -219,6 +228,11 @@ class Trainer:
         loss_sum, n_loss, n_img, steps, skipped, unreadable, change = env.sum(sums.tolist())
         check_finite(unwrap(self.model), f"the model after epoch {epoch}")
         check_diverged(epoch, steps, skipped)
+        if not n_img:  # nothing was trained on: no round, no checkpoint, no "done"
+            raise TrainError(
+                f"epoch {epoch}: not one of its {int(unreadable)} images could be read under {self.root}; "
+                "check --data (the folder the store's images are in)"
+            )
         env.barrier()  # every rank's chunks are in the store
         self.sched.step()
         record = {

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cdul.data import DatasetError, load_labelled, outputs
-from cdul.store import Store, StoreError, refuse_damaged
+from cdul.store import Store, StoreError, layout, refuse_damaged
 
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
@@ -93,6 +93,13 @@ def open_store(url: str) -> Store:
     if not store.label_rounds():
         raise TrainError(f"{url} has no complete label round (round 0 is written when cdul-extract finishes)")
     return store
+
+
+def largest_side(store: Store) -> int:
+    """The longest side, in pixels, of any image of the store (0 where it records none)."""
+    if not store.has(layout.HW):
+        return 0
+    return max((int(c[layout.HW].max(initial=0)) for c in store.chunks(layout.HW)), default=0)
 
 
 @overload

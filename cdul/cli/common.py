@@ -129,6 +129,11 @@ def silent_failures():
         _SILENT.reset(token)
 
 
+def note(message: str) -> None:
+    """An option the command adjusted (a size clamped to what the data allows)."""
+    click.echo(f"note: {message}", err=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     if not _SILENT.get():
         click.secho(f"Error: {message}", fg="red", err=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from cdul.data import DATASETS
@@ -61,6 +63,8 @@ def main(
     follow_symlinks,
     quiet,
 ):
+    import numpy as np
+
     from cdul.data import DatasetError, fs, load_labelled, outputs
     from cdul.data.transfer import SharedMemoryFull
     from cdul.metrics import default_protocol
@@ -103,8 +107,12 @@ def main(
         )
     except SharedMemoryFull as exc:
         fail(str(exc))
+    if not len(scores) or not np.isfinite(scores).all(axis=1).any():
+        fail(f"none of the {len(ds.ids)} images of {data} ({split}) could be read: there is nothing to score")
     protocol = ap or default_protocol(kind)
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold, protocol=protocol)
+    if not math.isfinite(report["map"]):
+        fail(f"no class has a positive among the {report['images']} images scored: mAP is undefined")
     report = {
         "checkpoint": checkpoint,
         "epoch": int(ckpt["epoch"]),
@@ -118,10 +126,15 @@ def main(
         "difficult": difficult,
         **report,
     }
-    if out:
-        write_json(out, report)
-    if plots:
-        write_plots(plots, scores, ds.targets, classes, report, difficult)
+    for option, path, write in (
+        ("--out", out, lambda: write_json(out, report)),
+        ("--plots", plots, lambda: write_plots(plots, scores, ds.targets, classes, report, difficult)),
+    ):
+        try:
+            if path:
+                write()
+        except OSError as exc:
+            fail(f"{option} {path}: cannot be written ({exc.strerror or exc})")
     if not quiet:
         rows = [(c, "-" if report["ap"][c] is None else f"{report['ap'][c]:.2f}") for c in classes]
         click.echo(table(rows, ("class", "AP")))

@@ -10,10 +10,12 @@ import click
 
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
+from cdul.data.inputs import InputError, check_template
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
+from cdul.limits import bounded
 
 from . import common
-from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, warn
+from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, note, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
 RESUME = "chunks finished so far are kept; rerun the same command to resume"
@@ -218,8 +220,10 @@ def main(
     check_dense_options(dense, tiled=snippet is not None or tile_px is not None or keep_tiles)
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
-    if "{}" not in template:
-        raise click.BadParameter("the template needs a {} where the class name goes", param_hint="--prompt")
+    try:
+        check_template(template)
+    except InputError as exc:
+        fail(str(exc))
     import torch
 
     from cdul.extractor.clip_model import (
@@ -237,6 +241,7 @@ def main(
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError, check_location, store_exists
+    from cdul.store.layout import DEFAULT_CHUNK_LEN
 
     dist = torchrun_env()
     try:
@@ -249,22 +254,29 @@ def main(
         check_location(out, processes=dist[1] if dist else len(devices))
     except StoreError as exc:
         fail(str(exc))
+    fs.follow_symlinks(follow_symlinks)  # listing shards already follows it; workers read it from the environment
     try:
         data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
     except DatasetError as exc:
         fail(str(exc))
+    # sizes that allocate: never above what the split can fill (the defaults are always allowed)
+    chunk_len = bounded(chunk_len, max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
+    if batch_size:
+        per_image = 2 if local == "dense" else 1 + (max_tiles if tile_px else (snippet or 3) ** 2)
+        batch_size = bounded(batch_size, max(256, len(data) * per_image), "--batch-size", "views of the split", note)
     if pretrained.lower() in ("none", "random"):
         warn(
             "--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
             "use them for speed and plumbing only."
         )
     _check_out(out)
-    fs.follow_symlinks(follow_symlinks)  # read again in every worker process, from the environment
     try:
         check_model(model)
         if local == "dense":
             dense["dense_size"] = dense_size or model_input_size(model)
-            dense_grid(model_config(model), dense["dense_size"])
+            patches = dense_grid(model_config(model), dense["dense_size"]) ** 2 * min(len(data), chunk_len)
+            if keep_patches:
+                dense["keep_patches"] = bounded(keep_patches, patches, "--keep-patches", "patches of a chunk", note)
         resolve_weights(register_model(model), pretrained, cache_dir)
         embed_dim = model_embed_dim(model) if keep_embeddings else 0
     except (WeightsUnavailableError, ValueError) as exc:
@@ -344,6 +356,8 @@ def main(
     if summary.speed.get("extrapolated"):
         click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
     failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
+    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
+        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
     if failed > allowed:
         fail(
             f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail, write_error
+from .common import CONTEXT, fail, note, write_error
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -142,7 +142,7 @@ def main(
                     )
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
-            spec = choose_index(store.n, kind, nlist, nprobe)
+            spec = choose_index(store.n, kind, nlist, nprobe, note)
             with tqdm(total=store.n, unit="img", desc="refine", disable=quiet) as bar:
                 k = refine_labels(
                     store,
@@ -153,7 +153,9 @@ def main(
                     gpu=gpu,
                     cache_bytes=int(cache_gb * 2**30),
                     progress=bar.update,
+                    note=note,
                 )
+                knn = store.round_array(k).attrs["knn"]
     except (StoreError, StoreLockedError, ValueError) as exc:
         fail(str(exc))
     except OSError as exc:

@@ -8,7 +8,7 @@ import os
 import click
 import numpy as np
 
-from .common import CONTEXT, fail, table
+from .common import CONTEXT, fail, note, table
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -36,8 +36,12 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 def main(query, store_url, image_path, k, json_out, kind, cache_dir):
     if (query is None) == (image_path is None):
         raise click.UsageError("give a text QUERY or --image PATH (one of them)")
+    if query is not None and not query.strip():
+        fail('the text QUERY is empty: say what to look for ("a photo of a dog")')
+    from cdul.data.decode import DecodeError
     from cdul.extractor.clip_model import WeightsUnavailableError
     from cdul.index import choose_index, load_or_build, search
+    from cdul.limits import bounded
     from cdul.store import StoreError, layout, open_verified
 
     try:
@@ -46,7 +50,10 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
             fail(f"{store_url} has no image embeddings: extract with --keep-embeddings")
         vector = encode_query(store, query, image_path, cache_dir)
         index = load_or_build(store, choose_index(store.n, kind))
+        k = bounded(k, index.ntotal, "-k", f"images of {store_url} with an embedding", note)
         scores, rows = search(index, vector[None], k)
+    except DecodeError as exc:
+        fail(f"--image {image_path}: {exc}")
     except (StoreError, WeightsUnavailableError, ValueError, OSError) as exc:
         fail(str(exc))
     ids = store.read(layout.IDS)
@@ -75,8 +82,9 @@ def encode_query(store, text: str | None, image_path: str | None, cache_dir=None
     if text is not None:
         return encoder.text(text)
     assert image_path is not None  # a text or an image: main() refuses neither
-    with open(image_path, "rb") as f:
-        return encoder.image(f.read())
+    from cdul.data.inputs import read_input
+
+    return encoder.image(read_input(image_path, "--image"))  # a regular file, or one line saying what it is
 
 
 class QueryEncoder:
@@ -89,14 +97,14 @@ class QueryEncoder:
         from cdul.extractor.clip_model import load_clip
         from cdul.extractor.views import ViewMaker
 
-        info = store.attrs.get("model") or {}
-        if not info:
+        info = store.section("model")
+        if "name" not in info:
             raise ValueError(f"{store.url} does not record its model (was extraction finished?)")
         weights = info.get("weights_file") or info.get("pretrained") or "none"
         # one throwaway class embedding: the text tower is kept for the queries
         self.bundle = b = load_clip(info["name"], weights, ["x"], cache_dir=cache_dir, keep_text=True)
         self.maker = ViewMaker(b.input_size, b.mean, b.std, interpolation=b.interpolation, resize_mode=b.resize_mode)
-        self.exif = bool(store.attrs.get("config", {}).get("exif", True))
+        self.exif = bool(store.section("config").get("exif", True))
 
     def text(self, text: str) -> np.ndarray:
         assert self.bundle.encode_texts is not None  # kept by load_clip(keep_text=True)

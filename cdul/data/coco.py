@@ -9,56 +9,53 @@ and negative for the rest; COCO has no "difficult" label.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from . import fs
 from .base import Dataset, DatasetError, check_unique, safe_relpath
+from .inputs import INTEGER, NAME, TEXT, field, items, load_object
 
 
-def _need(obj: dict, key: str, where: str):
-    if not isinstance(obj, dict) or key not in obj:
-        raise DatasetError(f"{where}: missing key {key!r}")
-    return obj[key]
+def _categories(ann: str, data) -> tuple[dict[int, int], list[str]]:
+    """Category id -> column, and the names in column order (by id)."""
+    cats = [
+        (field(c, "id", INTEGER, where), field(c, "name", NAME, where).strip(), where)
+        for where, c in items(data, "categories", ann)
+    ]
+    cat_index: dict[int, int] = {}
+    names: dict[str, int] = {}
+    for cid, name, where in sorted(cats):
+        if cid in cat_index:
+            raise DatasetError(f"{where}: category id {cid} appears twice")
+        if name in names:
+            raise DatasetError(f"{where}: category name {name!r} appears twice (ids {names[name]} and {cid})")
+        cat_index[cid], names[name] = len(cat_index), cid
+    return cat_index, list(names)
 
 
 def load_coco(root: str, split: str, year: str = "2014") -> Dataset:
     ann = fs.child(root, f"annotations/instances_{split}{year}.json")
     if not fs.exists(ann):
         raise DatasetError(f"{ann}: annotation file not found (expected the COCO {year} layout under {root})")
-    try:
-        data = json.loads(fs.read_text(ann))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{ann}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    cats = _need(data, "categories", ann)
-    images = _need(data, "images", ann)
-    annotations = _need(data, "annotations", ann)
-    cats = sorted(cats, key=lambda c: _need(c, "id", f"{ann}: categories[]"))
-    cat_index: dict[int, int] = {}  # category id -> column
-    for c in cats:
-        cid = c["id"]
-        if cid in cat_index:
-            raise DatasetError(f"{ann}: category id {cid} appears twice")
-        cat_index[cid] = len(cat_index)
-    names = [str(_need(c, "name", f"{ann}: category {c['id']}")) for c in cats]
+    data = load_object(ann)
+    cat_index, names = _categories(ann, data)
     img_index: dict[int, int] = {}  # image id -> row
     ids: list[str] = []
-    for i, im in enumerate(images):
-        where = f"{ann}: images[{i}]"
-        iid = _need(im, "id", where)
+    for where, im in items(data, "images", ann):
+        iid = field(im, "id", INTEGER, where)
         if iid in img_index:
             raise DatasetError(f"{where}: image id {iid} appears twice")
         img_index[iid] = len(ids)
-        ids.append(safe_relpath(f"{split}{year}/{_need(im, 'file_name', where)}", where))
+        ids.append(safe_relpath(f"{split}{year}/{field(im, 'file_name', TEXT, where)}", where))
     check_unique(ids, ann)
     targets = np.full((len(ids), len(names)), -1, dtype=np.int8)
-    for i, a in enumerate(annotations):
-        where = f"{ann}: annotations[{i}]"
-        iid, cid = _need(a, "image_id", where), _need(a, "category_id", where)
+    for where, a in items(data, "annotations", ann):
+        iid, cid = field(a, "image_id", INTEGER, where), field(a, "category_id", INTEGER, where)
         if iid not in img_index:
             raise DatasetError(f"{where}: image_id {iid} is not among the images")
         if cid not in cat_index:
             raise DatasetError(f"{where}: category_id {cid} is not among the categories")
         targets[img_index[iid], cat_index[cid]] = 1
+    if not names:
+        raise DatasetError(f"{ann}: 'categories' is empty; a dataset needs at least one class")
     return Dataset(f"coco{year}", fs.normalise_root(root), split, names, ids, targets)

@@ -12,8 +12,10 @@ escaped (``caf\\xe9.jpg``); reading such a name finds the file by its original b
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 
 import fsspec
@@ -82,11 +84,42 @@ def _original_name(path: str) -> str:
     return os.fsdecode(raw)
 
 
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a socket or a device: never read (a FIFO would block forever)."""
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def open_regular(path: str):
+    """A local regular file opened for binary reading. It is opened without blocking and
+    checked before any byte is read: a folder raises IsADirectoryError, anything else that
+    is not a regular file NotRegularFile."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file: not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_bytes(path: str) -> bytes:
+    """The whole file (local files: regular ones only, see open_regular)."""
     if "://" in path:
         with fsspec.open(path, "rb") as f:
             return f.read()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return f.read()
 
 
@@ -95,14 +128,14 @@ def read_range(path: str, offset: int, size: int) -> bytes:
     if "://" in path:
         fs, p = fsspec.core.url_to_fs(path)
         return fs.cat_file(p, start=offset, end=offset + size)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         f.seek(offset)
         return f.read(size)
 
 
 def open_binary(path: str):
     """A seekable binary file object (close it, or use it in a ``with``)."""
-    return fsspec.open(path, "rb").open() if "://" in path else open(path, "rb")
+    return fsspec.open(path, "rb").open() if "://" in path else open_regular(path)
 
 
 class FileReader:

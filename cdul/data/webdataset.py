@@ -21,13 +21,14 @@ Random access: listing scans each shard's tar headers once, seeking over the dat
 than reading it, and keeps every member's offset and size. A reading process builds the
 same index for a shard the first time it needs it and keeps the last few, so reading one
 sample is one ranged read. A shard cut short is listed up to where it ends; a sample whose
-data runs past the end fails to read and is recorded as a failed image.
+data runs past the end fails to read and is recorded as a failed image. A shard of which
+nothing can be listed (cut inside its first header, not a tar file, a FIFO) is listed as
+one sample, ``<shard>/__unreadable__``, which fails to read with the reason.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import os
 import posixpath
 import re
@@ -36,12 +37,14 @@ import tarfile
 from . import fs
 from .base import Dataset, DatasetError, label_matrix
 from .folder import read_class_file
+from .inputs import InputError, parse_json
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 LABEL_EXT = "json"
 SHARD_EXT = ".tar"
 _META = re.compile(r"__[^/]*__($|/)")  # webdataset's metadata members (__key__, ...), skipped as it skips them
 
+UNREADABLE = "__unreadable__"  # the key of the one sample listed for a shard that cannot be listed
 Members = dict  # key -> {extension: (offset, size)}, in the order of the shard
 
 
@@ -145,7 +148,10 @@ def shard_urls(spec: str) -> list[str]:
     from webdataset.shardlists import expand_urls
 
     if "{" not in spec and "::" not in spec and fs.isdir(spec):
-        urls = [fs.join(spec, p) for p in fs.walk_files(spec) if p.endswith(SHARD_EXT)]
+        try:
+            urls = [fs.join(spec, p) for p in fs.walk_files(spec) if p.endswith(SHARD_EXT)]
+        except fs.OutsideRoot as exc:
+            raise DatasetError(f"{spec}: {exc}") from None
         if not urls:
             raise DatasetError(f"{spec}: no {SHARD_EXT} shards in this folder")
     else:
@@ -179,12 +185,10 @@ def common_root(urls: list[str]) -> tuple[str, list[str]]:
     return (f"{scheme}://{folder}" if scheme else folder), rels
 
 
-def parse_labels(data: bytes | None) -> list[str] | None:
-    """The ``labels`` list of a sample's JSON, or None where there is none."""
-    try:
-        meta = json.loads(data) if data is not None else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+def parse_labels(data: bytes | None, where: str = "the sample's JSON") -> list[str] | None:
+    """The ``labels`` list of a sample's JSON, or None where there is none. ValueError
+    (InputError) for a member that is not JSON or nests too deeply."""
+    meta = parse_json(data, where) if data is not None else None
     if not isinstance(meta, dict) or "labels" not in meta:
         return None
     labels = meta["labels"]
@@ -205,8 +209,14 @@ def _list(urls: list[str], rels: list[str]) -> tuple[list[str], list[list[str] |
             members, size, kept = scan(url, keep=(LABEL_EXT,))
         except FileNotFoundError:
             raise DatasetError(f"{url}: no such shard") from None
-        except (OSError, tarfile.TarError, ValueError) as exc:
-            raise DatasetError(f"{url}: not a readable tar shard: {exc}") from None
+        except (OSError, tarfile.TarError, ValueError):
+            # nothing of it can be listed (cut inside its first header, not a tar, not a
+            # regular file): one failed image stands for it, and reading it says why
+            cut.add(len(ids))
+            ids.append(f"{rel}/{UNREADABLE}")
+            labels.append(None)
+            where.append(url)
+            continue
         for key, sample in members.items():
             image_id = f"{rel}/{key}"
             if split_id(image_id) != (rel, key):
@@ -214,7 +224,9 @@ def _list(urls: list[str], rels: list[str]) -> tuple[list[str], list[list[str] |
             if truncated(sample, size):
                 cut.add(len(ids))
             try:
-                labels.append(parse_labels(kept.get((key, LABEL_EXT))))
+                labels.append(parse_labels(kept.get((key, LABEL_EXT)), f"{url}: {key}.{LABEL_EXT}"))
+            except InputError:
+                raise
             except ValueError as exc:
                 raise DatasetError(f"{url}: {key}.{LABEL_EXT}: {exc}") from None
             ids.append(image_id)

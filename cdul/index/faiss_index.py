@@ -20,6 +20,7 @@ import numpy as np
 
 from cdul.data.fs import atomic_write_text
 from cdul.data.outputs import OutputError, inside, replace_into
+from cdul.limits import bounded
 from cdul.store import Store, held_record, is_url, layout
 
 FLAT_MAX = 200_000
@@ -32,15 +33,21 @@ class IndexSpec:
     nprobe: int = 0
 
 
-def choose_index(n: int, kind: str = "auto", nlist: int | None = None, nprobe: int | None = None) -> IndexSpec:
+def choose_index(
+    n: int, kind: str = "auto", nlist: int | None = None, nprobe: int | None = None, note=None
+) -> IndexSpec:
+    """The index for n images; a --nlist above n (each list allocates) or a --nprobe above
+    the lists is clamped, and ``note`` hears of it."""
     if kind not in ("auto", "flat", "ivf"):
         raise ValueError(f"index kind must be auto, flat or ivf, not {kind!r}")
     if kind == "auto":
         kind = "flat" if n <= FLAT_MAX else "ivf"
     if kind == "flat":
         return IndexSpec("flat")
+    if nlist:
+        nlist = bounded(nlist, n, "--nlist", "images", note)
     nlist = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # faiss wants >= 39 points per list
-    return IndexSpec("ivf", nlist, nprobe or min(16, nlist))
+    return IndexSpec("ivf", nlist, bounded(nprobe, nlist, "--nprobe", "lists", note) if nprobe else min(16, nlist))
 
 
 def require_embeddings(store: Store) -> None:
@@ -123,17 +130,24 @@ def cache_folders(store: Store) -> tuple[list[str], str | None]:
     return [own, user], user
 
 
-def _read_cached(folder: str, name: str, want: dict):
+def _read_cached(folder: str, name: str, want: dict, spec: IndexSpec, dim: int):
+    """The kept index when its record matches ``want``; None when there is none, it is stale,
+    or either file cannot be read (a damaged cache is rebuilt, never an error)."""
     import faiss
 
     path, meta = os.path.join(folder, name + ".faiss"), os.path.join(folder, name + ".json")
     try:
-        with open(meta) as f:
+        with open(meta, encoding="utf-8") as f:
             if json.load(f) != json.loads(json.dumps(want)):
                 return None
-        return faiss.read_index(path)
-    except (OSError, ValueError, RuntimeError):  # absent, unreadable or stale: build a new one
+        index = faiss.read_index(path)
+    except (OSError, ValueError, RuntimeError, RecursionError):  # faiss raises RuntimeError for a damaged file
         return None
+    if index.d != dim:
+        return None
+    if spec.kind == "ivf" and not isinstance(index, faiss.IndexIVF):  # read_index gives the saved index's class
+        return None
+    return index
 
 
 def _keep(index, folder: str, name: str, want: dict) -> None:
@@ -153,8 +167,9 @@ def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
     """The cached index when it matches the store; otherwise a new one, kept for next time."""
     require_embeddings(store)
     name, want = f"{spec.kind}-{spec.nlist}", _fingerprint(store, spec)
+    dim = store.array(layout.EMB_GLOBAL).shape[1]
     readable, writable = cache_folders(store)
-    index = next((i for i in (_read_cached(f, name, want) for f in readable) if i is not None), None)
+    index = next((i for i in (_read_cached(f, name, want, spec, dim) for f in readable) if i is not None), None)
     if index is None:
         index = build_index(store, spec, gpu=False)
         if writable:
@@ -162,7 +177,7 @@ def load_or_build(store: Store, spec: IndexSpec, gpu: bool | None = None):
     if spec.kind == "ivf":
         import faiss
 
-        assert isinstance(index, faiss.IndexIVF)  # read_index gives the saved index's own class
+        assert isinstance(index, faiss.IndexIVF)  # read back or built as one
         index.nprobe = spec.nprobe
     return to_gpu(index) if gpu is not False else index
 

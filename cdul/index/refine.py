@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cdul.limits import bounded
 from cdul.store import Store
 
 from .faiss_index import IndexSpec, embedding_chunks, load_or_build, search
@@ -73,8 +74,10 @@ def refine_labels(
     gpu: bool | None = None,
     cache_bytes: int = 2 << 30,
     progress: Callable[[int], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> int:
-    """Write the refined labels as the next round; returns its number."""
+    """Write the refined labels as the next round; returns its number. A ``knn`` above the
+    other images there are is clamped to them (``note`` hears of it)."""
     if knn < 1:
         raise ValueError("--knn must be >= 1")
     if not 0.0 <= weight <= 1.0:
@@ -83,6 +86,7 @@ def refine_labels(
     if source not in store.label_rounds():
         raise ValueError(f"round {source} is not a complete label round of {store.url}")
     index = load_or_build(store, spec, gpu)
+    knn = bounded(knn, index.ntotal - 1, "--knn", "other images with embeddings", note)
     labels = LabelRows(store, source, cache_bytes)
     new_k = store.label_rounds()[-1] + 1
     base = store.round_array(0).attrs.asdict() if 0 in store.label_rounds() else {}

@@ -3,12 +3,12 @@ zeta sweep, per-image top classes, and the training and evaluation records."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
 import numpy as np
 
+from cdul.data import inputs
 from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import default_protocol, pseudo_label_map
 from cdul.store import attr_float, layout, open_verified
@@ -49,6 +49,8 @@ def gather(
 ) -> dict:
     """Everything the report shows, as plain data (also written as report.json). ``sources``
     (image id -> what it is, e.g. photo or filler) adds a column to the per-image table."""
+    training = read_training(run_dir) if run_dir is not None else None  # the user's files first: cheap to check
+    evaluation = read_eval(eval_json) if eval_json is not None else None
     store = open_verified(store_url)
     classes = store.classes
     status = store.read(layout.STATUS)
@@ -97,10 +99,71 @@ def gather(
                 **({"source": sources.get(ids[i], "?")} if sources else {}),
             }
         )
-    if run_dir and os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            data["training"] = [json.loads(line) for line in f if line.strip()]
-    if eval_json and os.path.exists(eval_json):
-        with open(eval_json) as f:
-            data["eval"] = json.load(f)
+    if training is not None:
+        data["training"] = training
+    if evaluation is not None:
+        data["eval"] = evaluation
     return data
+
+
+NUMBER_OR_NONE = inputs.NUMBER_OR_NONE
+ROUND: inputs.Rule = (lambda v: v is None or inputs.INTEGER[0](v)), "a round number or null"
+RECORD = {
+    "epoch": inputs.integer(0),
+    "loss": NUMBER_OR_NONE,
+    "val_map": NUMBER_OR_NONE,
+    "pseudo_map": NUMBER_OR_NONE,
+    "images_per_s": NUMBER_OR_NONE,
+    "label_round": ROUND,
+    "label_round_written": ROUND,
+    "weights": inputs.TEXT_OR_NONE,
+}
+EVAL = {
+    "map": inputs.NUMBER,
+    "ap": (
+        lambda v: isinstance(v, Mapping) and all(NUMBER_OR_NONE[0](x) for x in v.values()),
+        "an object of class names and APs (numbers or null)",
+    ),
+    "CF1": NUMBER_OR_NONE,  # cdul-eval writes null for a score that is not defined
+    "OF1": NUMBER_OR_NONE,
+    "threshold": inputs.NUMBER,
+    "dataset": inputs.TEXT,
+    "split": inputs.TEXT,
+    "weights": inputs.TEXT_OR_NONE,
+}
+
+
+def read_training(run_dir: str) -> list[dict]:
+    """The epoch records of a cdul-train run folder (its metrics.jsonl), checked; a folder
+    with none is an error (the report would show nothing of it)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isdir(run_dir):
+        raise inputs.InputError(f"--run {run_dir}: no such run folder")
+    if not os.path.exists(path):
+        raise inputs.InputError(f"--run {run_dir}: no metrics.jsonl in it; is it a cdul-train --out-dir?")
+    text = inputs.read_input(path, "--run").decode("utf-8", "replace")
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            where = f"{path}:{lineno}"
+            record = inputs.check(inputs.parse_json(line, where), inputs.MAPPING, where)
+            for key, rule in RECORD.items():
+                inputs.field(record, key, rule, where, default=None)
+            records.append(dict(record))
+    if not records:
+        raise inputs.InputError(f"--run {run_dir}: metrics.jsonl holds no epoch yet")
+    return records
+
+
+def read_eval(path: str) -> dict:
+    """A cdul-eval JSON report, checked field by field."""
+    report = inputs.load_object(path, "--eval")
+    for key, rule in EVAL.items():
+        inputs.field(
+            report,
+            key,
+            rule,
+            f"--eval {path}",
+            default=None if key in ("dataset", "split", "weights") else inputs.REQUIRED,
+        )
+    return {**report, **{k: float("nan") for k in ("CF1", "OF1") if report[k] is None}}
