@@ -53,7 +53,13 @@ SECTIONS: dict[str, dict[str, Rule]] = {
         "embed_dim": integer(1),
     },
     "dataset": {"kind": TEXT, "root": TEXT, "split": TEXT, "class_keys": NAMES},
-    "tiling": {"mode": ((lambda v: v in ("grid", "pixel")), "grid or pixel"), "G": integer(1), "P": integer(1)},
+    "tiling": {
+        "mode": ((lambda v: v in ("grid", "pixel", "dense")), "grid, pixel or dense"),
+        "G": integer(1),
+        "P": integer(1),
+        "size": integer(1),  # dense: the pass's size in pixels and its patches per side
+        "grid": integer(1),
+    },
     "summary": {key: integer(0) for key in ("images", "ok", "failed", "no_tiles", "tiles")},
     "prompts": {"template": TEXT, "ensemble": FLAG},
     "config": {"exif": FLAG},

@@ -192,3 +192,18 @@ def test_bad_writes_are_refused(tmp_path):
         open_table(str(tmp_path / "u.csv"), ["a;b"], scores=False),
     ):
         pass
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_symbolic_link_is_never_written_through(tmp_path, suffix):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    target = elsewhere / f"theirs{suffix}"
+    target.write_bytes(b"keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    link = out / f"labels{suffix}"
+    link.symlink_to(target)
+    with pytest.raises(TableError, match="is a symbolic link"), open_table(str(link), CLASSES, scores=False):
+        pass
+    assert target.read_bytes() == b"keep me" and link.is_symlink() and os.listdir(out) == [link.name]

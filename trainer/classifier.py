@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, restore
 from .distributed import pick_device
 from .evaluate import score_batches
 from .images import IMAGENET_MEAN, IMAGENET_STD
@@ -77,12 +77,10 @@ def load_classifier(path: str, device: str | torch.device = "auto") -> Classifie
     try:
         dev = device if isinstance(device, torch.device) else pick_device(device)
         model = new_model(arch, len(classes))
-        model.load_state_dict(state)
+        restore(model, state, path)
         check_finite(model, path)
-    except (ValueError, WeightsError) as exc:
+    except (ValueError, WeightsError, CheckpointError) as exc:
         raise ClassifierError(str(exc)) from None
-    except RuntimeError as exc:  # a state dict that does not fit the architecture
-        raise ClassifierError(f"{path}: its weights do not fit {arch} ({str(exc).splitlines()[0][:120]})") from None
     except TrainError as exc:
         raise ClassifierError(f"{exc}; its scores would mean nothing") from None
     model.eval().to(dev)

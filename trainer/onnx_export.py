@@ -30,6 +30,8 @@ import warnings
 import numpy as np
 import torch
 
+from cdul.data import outputs
+
 from .classifier import Classifier
 
 OPSET = 17
@@ -81,11 +83,11 @@ def export_onnx(clf: Classifier, out: str, *, check: bool = True) -> dict:
     onnxruntime installed, a random batch is scored by both and must agree within 1e-4.
     Returns a summary: out, bytes, classes, input_size, score, max_abs_diff (None unchecked)."""
     onnx = _onnx()
+    try:
+        outputs.table_file(out)
+    except outputs.OutputError as exc:
+        raise ExportError(f"{exc} (model.onnx, say)") from None
     folder = os.path.dirname(os.path.abspath(out))
-    if os.path.isdir(out):
-        raise ExportError(f"--out {out} is a folder; give a file name such as model.onnx")
-    if not os.path.isdir(folder):
-        raise ExportError(f"--out {out}: the folder {folder} does not exist")
     clf.model.to("cpu").to(memory_format=torch.contiguous_format)
     model = _Scored(clf.model, clf.score_function).float().eval()
     example = torch.zeros(2, 3, clf.img_size, clf.img_size)

@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from cdul.data import OWN_CLASSES, Dataset, DatasetError, load_dataset
+from cdul.data import OWN_CLASSES, Dataset, DatasetError, load_dataset, outputs
 from cdul.data.transfer import SharedMemoryFull
 from cdul.labels import Decision, TableError, decide, open_table, table_format
 
@@ -53,11 +53,10 @@ def check_out(out: str) -> None:
         table_format(out)
     except TableError as exc:
         raise PredictError(str(exc)) from None
-    if os.path.isdir(out):
-        raise PredictError(f"--out {out} is a folder; give a file name such as preds.parquet")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise PredictError(f"--out {out}: the folder {folder} does not exist")
+    try:
+        outputs.table_file(out)
+    except outputs.OutputError as exc:
+        raise PredictError(f"{exc} (preds.parquet, say)") from None
 
 
 def open_dataset(kind: str, data: str, split: str, classes: list[str], limit: int | None) -> Dataset:

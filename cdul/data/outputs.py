@@ -13,6 +13,9 @@ Every command that writes files goes through it (cdul-report --out, cdul-eval --
 - ``store_target`` is where a new store may be made: nothing there yet, an empty folder, or
   a cdul store (its own ``zarr.json``); any other folder is refused before anything is
   written in it;
+- ``table_file`` is a file written whole into a folder that must already exist (the tables
+  and models of cdul-export and cdul-predict): refused when it is a folder or a symbolic
+  link, or when its folder is missing;
 - ``replace_into`` moves a finished temporary file to its final name, so a file appears
   complete or not at all.
 
@@ -78,6 +81,22 @@ def output_file(path: str, what: str = "--out") -> str:
     if os.path.isdir(path):
         raise OutputError(f"{what} {path} is a folder; give a file name")
     output_dir(os.path.dirname(os.path.abspath(path)), what)
+    return path
+
+
+def table_file(path: str, what: str = "--out") -> str:
+    """A file to write whole in a folder that exists already: refused when it is a folder, a
+    symbolic link, or its folder is missing (nothing is created for it)."""
+    path = os.fspath(path)
+    if _remote(path):
+        return path
+    if os.path.islink(path):
+        raise OutputError(f"{what} {path} is a symbolic link; give the path of the file itself")
+    if os.path.isdir(path):
+        raise OutputError(f"{what} {path} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"{what} {path}: the folder {folder} does not exist")
     return path
 
 

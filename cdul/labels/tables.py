@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from cdul.data import outputs
+
 FORMATS = (".csv", ".jsonl", ".parquet")
 SCORE_PREFIX = "score:"
 
@@ -188,11 +190,10 @@ def open_table(
     """A table at ``path`` (see the module's docstring), complete only when the block ends."""
     path = os.fspath(path)
     kind = table_format(path)
-    if os.path.isdir(path):
-        raise TableError(f"{path} is a folder; give a file name ending in {kind}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise TableError(f"{path}: the folder {folder} does not exist")
+    try:
+        outputs.table_file(path)
+    except outputs.OutputError as exc:
+        raise TableError(str(exc)) from None
     bad = [n for n in extra_columns if n in ("path", "labels", "scores") or n.startswith(SCORE_PREFIX)]
     if bad or len(set(extra_columns)) != len(extra_columns):
         raise TableError(f"extra columns {list(extra_columns)}: repeated, or a name the table uses itself")

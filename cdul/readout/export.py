@@ -135,6 +135,7 @@ def scores_map(store: Store, source: ScoreSource) -> float:
         for chunk in store.chunks(layout.TARGETS, layout.STATUS):
             yield source.read(chunk.start, chunk.stop), chunk[layout.TARGETS], chunk[layout.STATUS] == layout.OK
 
-    recorded = (store.section("summary").get("pseudo_label_map") or {}).get("ap")
-    protocol = recorded or default_protocol(store.section("dataset").get("kind"))
+    maps = store.section("summary").get("pseudo_label_map")
+    recorded = maps.get("ap") if isinstance(maps, dict) else None
+    protocol = str(recorded or default_protocol(store.section("dataset").get("kind")))
     return pseudo_label_map(chunks, store.n, len(store.classes), protocol=protocol)
