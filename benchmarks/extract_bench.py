@@ -32,13 +32,13 @@ import click
 import torch
 
 from cdul.data import load_dataset
-from cdul.extractor import pipeline
+from cdul.extractor import modes, pipeline
 from cdul.extractor.clip_model import load_clip, model_config
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.dense import DenseTower, dense_grid
 from cdul.extractor.encoder import Encoder
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import resolve_precision
+from cdul.extractor.modes import resolve_precision
 from cdul.extractor.tiling import Tiling
 
 from . import naive
@@ -102,7 +102,7 @@ def run_limit(
     ``crops`` need, at most ``max_batches`` and about a second's worth per timing."""
     dev = torch.device(device)
     precision = resolve_precision("auto", dev)
-    tower = pipeline._tower(visual or bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
+    tower = modes._tower(visual or bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
     enc = Encoder(tower, batch_size, dev, precision, compile_mode != "none", graph=compile_mode == "cuda-graph")
     enc.capture(bundle.input_size)
     x = torch.randn(batch_size, 3, bundle.input_size, bundle.input_size, device=dev).to(enc.in_dtype)

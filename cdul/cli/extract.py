@@ -233,7 +233,7 @@ def main(
     )
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.dense import dense_grid
-    from cdul.extractor.pipeline import resolve_compile, resolve_precision, resolve_views
+    from cdul.extractor.modes import resolve_compile, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError, check_location, store_exists
