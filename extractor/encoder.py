@@ -131,8 +131,11 @@ class Encoder:
         if self.fixed_shape:
             x = self._stage(x)
         if not self.graph:
+            if self.static_out:  # a new step for torch.compile's CUDA graphs: no earlier output is in use
+                torch.compiler.cudagraph_mark_step_begin()
             with self._amp():
-                return self.visual(x)
+                out = self.visual(x)
+            return out.clone() if self.static_out else out
         if self._graph is None:
             self._capture()
         assert self._graph is not None and self._out is not None  # set by _capture
@@ -158,8 +161,7 @@ class Encoder:
             parts = []
             for i in range(0, n, b):
                 part = self._piece(views[i : i + b])
-                # a graph's next replay overwrites its output
-                parts.append(part.clone() if self.graph or self.static_out else part)
+                parts.append(part.clone() if self.graph else part)  # the next replay overwrites it
             emb = torch.cat(parts)
         self.rows += n
         return emb if emb.shape[0] == n else emb[:n]
