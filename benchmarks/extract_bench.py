@@ -79,6 +79,7 @@ def run_ours(
         "seconds": counts["work_seconds"],
         "stages": counts["stage_seconds"],
         "load_seconds": counts["load_seconds"],
+        "recompiles": counts.get("tower_recompiles", 0),  # a compiled tower: graphs compiled after start-up
     }
 
 
@@ -229,6 +230,8 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             work = ours["seconds"]
             record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
             record("extract", "startup", params, {"seconds": (ours["load_seconds"], "s")})
+            if runnable not in ("none", "cuda-graph"):
+                record("extract", "recompiles", {**params, "compile": runnable}, {"count": (ours["recompiles"], "")})
             rows.append(
                 (
                     model,
@@ -244,7 +247,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             click.echo(
                 f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
                 f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
-                f"ours/limit {rows[-1][6]:5.2f}  ({n} images, {ours['seconds']:.1f} s)"
+                f"ours/limit {rows[-1][6]:5.2f}  ({n} images, {ours['seconds']:.1f} s, {ours['recompiles']} recompiles)"
             )
             click.echo(
                 "           host stage shares: "
