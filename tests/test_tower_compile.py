@@ -77,3 +77,21 @@ def test_compiled_tower_compiles_once_and_scores_as_eager(voc_root, tmp_path, mo
     for name in ("sim/global", "sim/alpha", "sim/beta"):
         a, b = (stores[m].array(name)[:] for m in ("default", "none"))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_vit_tower_is_one_graph_without_breaks():
+    from cdul.extractor.clip_model import load_clip
+    from cdul.extractor.modes import _tower
+
+    bundle = load_clip("cdul-tiny-vit", "none", ["a", "b"], device=CPU)
+    torch._dynamo.reset()
+    counters.clear()
+    enc = Encoder(_tower(bundle.visual, CPU, "default"), 4, CPU, "fp32", fixed_shape=True)
+    enc.capture(bundle.input_size)
+    x = torch.randn(10, 3, bundle.input_size, bundle.input_size)
+    with torch.no_grad():
+        ref = bundle.visual(x)
+    torch.testing.assert_close(enc(x, 10), ref, rtol=1e-4, atol=1e-5)  # pieces of 4, 4 and 2
+    torch.testing.assert_close(enc(x[:3], 3), ref[:3], rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
