@@ -25,8 +25,9 @@ from cdul.data import load_dataset
 from cdul.extractor.clip_model import load_clip
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import PRECISIONS, Encoder
+from cdul.extractor.modes import _tower, resolve_precision
 from cdul.extractor.packing import ViewSpec
-from cdul.extractor.pipeline import _tower, make_loader, resolve_precision
+from cdul.extractor.pipeline import make_loader
 from cdul.extractor.stages import images_per_batch
 from cdul.extractor.tiling import Tiling
 from cdul.store import Store

@@ -14,8 +14,10 @@ them), model loading excluded from all three:
 - naive: one image at a time, PIL crops, float32, a batch of one image's crops, one file
   per image (benchmarks/naive.py);
 - limit: the same encoder stage on ready-made tensors at our batch size and precision, no
-  I/O, in its best configuration: eager, a CUDA graph (on CUDA) and, with ``--compile
-  MODE``, compiled (the fastest is the limit, and ours runs with the same choice).
+  I/O, in every mode the device offers (``tower_limits.py``: eager, a CUDA graph, compiled,
+  compiled with CUDA graphs, channels_last ResNets on the CPU), each with its FLOP rate and
+  share of the device's fp16 peak: the fastest is the limit, and ours runs the fastest mode
+  the pipeline has.
 
 ``--tilings dense`` measures ours with ``--local dense`` (one pass per image, every patch
 scored) and, where the same run also measures ``3``, records dense over snippet 3 for the
@@ -36,14 +38,13 @@ from cdul.extractor import pipeline
 from cdul.extractor.clip_model import load_clip, model_config
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.dense import DenseTower, dense_grid
-from cdul.extractor.encoder import Encoder
 from cdul.extractor.job import extract
-from cdul.extractor.pipeline import resolve_precision
 from cdul.extractor.tiling import Tiling
 
 from . import naive
 from .bench_data import jpeg_dataset, work_dir
-from .common import decoding_workers, record, timeit
+from .common import decoding_workers, record
+from .tower_limits import available_modes, tower_limits
 
 MOST_IMAGES = 16384
 
@@ -78,6 +79,7 @@ def run_ours(
         "seconds": counts["work_seconds"],
         "stages": counts["stage_seconds"],
         "load_seconds": counts["load_seconds"],
+        "recompiles": counts.get("tower_recompiles", 0),  # a compiled tower: graphs compiled after start-up
     }
 
 
@@ -95,31 +97,6 @@ def run_naive(root, model, tiling, device, limit: int) -> dict:
     return naive.run(paths, out, net, preprocess, text, scale, device, snippet=snippet, tile_px=tile_px)
 
 
-def run_limit(
-    bundle, device, batch_size, crops: int, max_batches: int, compile_mode: str = "none", visual=None
-) -> dict:
-    """The encoder stage alone on one ready batch, called back to back: as many calls as
-    ``crops`` need, at most ``max_batches`` and about a second's worth per timing."""
-    dev = torch.device(device)
-    precision = resolve_precision("auto", dev)
-    tower = pipeline._tower(visual or bundle.visual, dev, compile_mode)  # channels_last on CUDA, as ours
-    enc = Encoder(tower, batch_size, dev, precision, compile_mode != "none", graph=compile_mode == "cuda-graph")
-    enc.capture(bundle.input_size)
-    x = torch.randn(batch_size, 3, bundle.input_size, bundle.input_size, device=dev).to(enc.in_dtype)
-    if dev.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else None
-    one = timeit(lambda: enc(x, batch_size), warmup=1 if compile_mode == "none" else 2, repeat=1, sync=sync)
-    n = max(1, min(max_batches, math.ceil(crops / batch_size), math.ceil(1.0 / max(one, 1e-6))))
-
-    def go():
-        for _ in range(n):
-            enc(x, batch_size)
-
-    seconds = timeit(go, warmup=0, repeat=3, sync=sync)
-    return {"crops_per_s": n * batch_size / seconds}
-
-
 def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: list, tiles_ips: float | None):
     """Ours with --local dense against the dense tower alone (its limit, best of ``modes``),
     on at least ``seconds`` of work at that limit; with snippet 3's img/s of the same run,
@@ -131,12 +108,14 @@ def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: 
         return 0.0
     device, batch_size = params["device"], params["batch_size"]
     tower = DenseTower(bundle.visual)
-    limits = {m: run_limit(bundle, device, batch_size, batch_size * 24, 24, m, tower)["crops_per_s"] for m in modes}
-    best = max(limits, key=limits.get)
+    modes = [m for m in modes if m != "channels-last"]
+    limits, best, runnable = tower_limits(bundle, {**params, "tiling": "dense"}, batch_size * 24, 24, modes, tower)
     n = min(MOST_IMAGES, max(params["images"], math.ceil(seconds * limits[best])))
-    ours = run_ours(jpeg_dataset(n), model, Tiling.grid(1), device, batch_size, workers, params["views"], best, "dense")
+    ours = run_ours(
+        jpeg_dataset(n), model, Tiling.grid(1), device, batch_size, workers, params["views"], runnable, "dense"
+    )
     ips = ours["images"] / ours["seconds"]
-    params = {**params, "images": ours["images"], "compile": best}
+    params = {**params, "images": ours["images"], "compile": runnable}
     record("extract", "dense", params, {"images_per_s": (ips, "img/s")})
     record("extract", "dense-limit", params, {"images_per_s": (limits[best], "img/s")})
     record("extract", "ratio", params, {"ours_over_limit": (ips / limits[best], "x")})
@@ -166,11 +145,12 @@ def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: 
 @click.option("--workers", type=int, default=None, help="Decoding processes for ours.")
 @click.option("--views", default="auto", help="Ours: auto, kernel or exact view path.")
 @click.option(
-    "--compile",
-    "compile_mode",
-    default="none",
-    help="Also measure the limit with the tower compiled in this mode (eager and, on CUDA, "
-    "cuda-graph are always measured); ours uses the fastest.",
+    "--modes",
+    "tower_modes",
+    default=None,
+    help="Comma list of the tower's modes for the limit (none, cuda-graph, default, "
+    "reduce-overhead, channels-last); ours uses the fastest the pipeline has.  [default: "
+    "every mode the device offers]",
 )
 @click.option(
     "--seconds",
@@ -179,7 +159,7 @@ def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: 
     help="Ours gets at least this many seconds of encoder work at the limit (more images than "
     "--images where needed, at most 16384).  [default: 4 on a GPU, 0 on the CPU]",
 )
-def main(quick, models, tilings, images, naive_images, device, batch_size, workers, views, compile_mode, seconds):
+def main(quick, models, tilings, images, naive_images, device, batch_size, workers, views, tower_modes, seconds):
     cuda = torch.cuda.is_available()
     device = ("cuda:0" if cuda else "cpu") if device == "auto" else device
     on_gpu = device.startswith("cuda")
@@ -192,8 +172,9 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     seconds = (4.0 if on_gpu else 0.0) if seconds is None else seconds
     root = jpeg_dataset(images)
     rows = []
-    modes = list(dict.fromkeys(["none"] + (["cuda-graph"] if on_gpu else []) + [compile_mode]))  # for the limits
     for model in models:
+        modes = tower_modes.split(",") if tower_modes else available_modes(on_gpu, model)
+        torch._dynamo.reset()  # each model compiles afresh, far from the recompile limit
         snippet3, bundle = None, None
         for spec in tilings:
             params = {
@@ -212,13 +193,12 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             views_per_image = 1 + (tiling.size**2 if tiling.mode == "grid" and not tiling.whole_image else 0)
             crops = views_per_image * images
             most = 4 if not on_gpu else 24
-            limits = {m: run_limit(bundle, device, batch_size, crops, most, m)["crops_per_s"] for m in modes}
-            best = max(limits, key=limits.get)
+            limits, best, runnable = tower_limits(bundle, params, crops, most, modes)
             # enough images for `seconds` of encoder work at the limit: a throughput is measured
             # where the start-up (workers, first batches) weighs what it does on a real dataset
             n = min(MOST_IMAGES, max(images, math.ceil(seconds * limits[best] / views_per_image)))
             params["images"] = n
-            ours = run_ours(jpeg_dataset(n), model, tiling, device, batch_size, workers, views, best)
+            ours = run_ours(jpeg_dataset(n), model, tiling, device, batch_size, workers, views, runnable)
             if spec == tilings[-1] or (tilings[-1] == "dense" and spec == tilings[-2]):
                 bundle = None  # the model's last use here: its memory goes back before the next model
             views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
@@ -233,7 +213,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
                 record(
                     "extract",
                     variant,
-                    {**params, "compile": best},
+                    {**params, "compile": runnable, "limit_mode": best},
                     {"images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")},
                 )
             if len(limits) > 1:
@@ -241,7 +221,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             record(
                 "extract",
                 "ratio",
-                {**params, "compile": best},
+                {**params, "compile": runnable, "limit_mode": best},
                 {
                     "ours_over_naive": (ips["ours"] / ips["naive"], "x"),
                     "ours_over_limit": (ips["ours"] / ips["limit"], "x"),
@@ -250,6 +230,8 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             work = ours["seconds"]
             record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
             record("extract", "startup", params, {"seconds": (ours["load_seconds"], "s")})
+            if runnable not in ("none", "cuda-graph"):
+                record("extract", "recompiles", {**params, "compile": runnable}, {"count": (ours["recompiles"], "")})
             rows.append(
                 (
                     model,
@@ -265,7 +247,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
             click.echo(
                 f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
                 f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
-                f"ours/limit {rows[-1][6]:5.2f}  ({n} images, {ours['seconds']:.1f} s)"
+                f"ours/limit {rows[-1][6]:5.2f}  ({n} images, {ours['seconds']:.1f} s, {ours['recompiles']} recompiles)"
             )
             click.echo(
                 "           host stage shares: "

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks in one go (about 6-7 minutes on one H100): the GPU-only tests of the encoder
+# The GPU checks in one go (about 9-11 minutes on one H100): the GPU-only tests of the encoder
 # and the view kernel, the extraction benchmark (ours / naive / encoder limit for RN50x64 at
 # 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3; --local dense for the ViTs, with its
-# ratio to snippet 3), JPEG decoding on the CPU and with nvjpeg, the bottleneck
+# ratio to snippet 3; ViT-B-32's tower in every mode, compiled ones included), cdul-train
+# against a bare loop, JPEG decoding on the CPU and with nvjpeg, the bottleneck
 # breakdown for ViT-B-32, and the device timeline of ours (ViT-B-32 and RN50: device time
 # by kind of work, idle time by host stage, the pipeline now and as it was; ViT-B-16 dense). Every step has its own
 # time limit; logs and a results CSV land in $OUT as the steps finish. Further checks, one
@@ -42,13 +43,21 @@ fi
 # variants and can use the whole limit (its GPU tests: tests/test_kernel_scoring.py -m gpu)
 step gpu_tests 90 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
   tests/test_extract_views.py -q -p no:cacheprovider -m gpu
-# ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph
+# ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph (each
+# with its FLOP rate and share of the fp16 peak)
 step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
-  --naive-images "$NV" --seconds "$SEC"
+  --naive-images "$NV" --seconds "$SEC" --modes none,cuda-graph
+# the tower in every mode (compiled, compiled with CUDA graphs) for one model; ours runs the
+# fastest; its tower-best row is what options.AUTO_COMPILE should say for this card
+step extract_compiled 300 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \
+  --naive-images 4 --seconds "$SEC"
 # JPEG decoding: the CPU workers' rate, and nvjpeg's rate and distance to PIL's pixels
 step decode_bench 30 $PY -m cdul.benchmarks.decode_bench --images 512
 # the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode
 step bottleneck 60 $PY -m cdul.benchmarks.bottleneck --model "$PM" --images $((N * 4))
 # where the device's time goes in ours, and where it waits; the pipeline now and as it was
 step timeline 90 $PY -m cdul.benchmarks.timeline --models "$TM" --images $((N * 4)) --settings now,before
+# cdul-train's loop against a bare PyTorch loop (same model, images, batch, optimiser): the ratio
+if [ "$Q" = 1 ]; then TB="--quick --images 256"; else TB="--images 2048"; fi
+step train_bench 120 $PY -m cdul.benchmarks.train_bench $TB
 step timeline_dense 45 $PY -m cdul.benchmarks.timeline --models "$DM" --local dense --images $((N * 8)) --settings now

@@ -9,10 +9,15 @@ How the tower runs (``--compile``):
   The kernels are those of the eager tower, so the numbers are eager's up to the
   libraries' choice of algorithm for the fixed shape.
 - ``default``, ``reduce-overhead``, ``max-autotune``: ``torch.compile`` (the tower is
-  compiled in ``pipeline._tower``; here it only gets fixed-shape pieces).
+  compiled in ``modes._tower``; here it only gets fixed-shape pieces, and ``capture``
+  calls it once, so that it compiles at start-up, not in the first timed batch).
 
-With a fixed shape every piece has ``batch_size`` rows: the last piece is padded with zeros
-and the padding's embeddings are dropped.
+With a fixed shape (a graph or a compiled tower) every piece goes through one static input
+buffer of ``batch_size`` rows in the encoder's dtype and layout (channels_last on CUDA): a
+piece's rows are copied in, the rows past them are zeros, and the padding's embeddings are
+dropped. The tower thus sees one tensor of one shape, dtype and stride in every call, so a
+compiled tower's guards hold and it compiles once (a last, short piece of a chunk included).
+Compilations are counted (``dynamo_graphs``) so that a run can report recompilations.
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ from __future__ import annotations
 import torch
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def dynamo_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far (every recompilation and
+    every graph break adds one)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 class Encoder:
@@ -33,6 +46,7 @@ class Encoder:
         precision: str,
         fixed_shape: bool = False,
         graph: bool = False,
+        static_out: bool = False,
     ):
         if graph and device.type != "cuda":
             raise ValueError("--compile cuda-graph needs a CUDA device")
@@ -42,23 +56,40 @@ class Encoder:
         self.in_dtype = self.amp_dtype if self.autocast else torch.float32
         self.graph = graph
         self.fixed_shape = fixed_shape or graph
+        self.static_out = static_out  # the tower's output is overwritten by its next call (CUDA graphs)
+        self.fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.calls = self.rows = 0
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._in: torch.Tensor | None = None  # the graph's static input and output
+        self._in: torch.Tensor | None = None  # the static input (fixed shape); a graph's output
         self._out: torch.Tensor | None = None
         self.note = ""  # why the graph was given up, if it was
 
     def _amp(self, cache: bool = True):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast, cache_enabled=cache)
 
+    @torch.inference_mode()
+    def _static_in(self, like: torch.Tensor | None = None, size: int = 0) -> torch.Tensor:
+        """The one input buffer of a fixed shape: [batch_size, 3, R, R], zeros."""
+        if self._in is None:
+            shape = (self.batch_size, *like.shape[1:]) if like is not None else (self.batch_size, 3, size, size)
+            x = torch.zeros(shape, dtype=self.in_dtype, device=self.device)
+            self._in = x.contiguous(memory_format=self.fmt)
+        return self._in
+
     def capture(self, size: int) -> None:
         """Record the graph for [batch_size, 3, size, size] inputs now, before the loader's
-        threads start (a capture must not see another thread's CUDA calls)."""
-        if self.graph and self._graph is None:
-            x = torch.zeros(self.batch_size, 3, size, size, dtype=self.in_dtype, device=self.device)
+        threads start (a capture must not see another thread's CUDA calls); a compiled tower
+        is called once here, so that it compiles now."""
+        if not self.fixed_shape:
+            return
+        static_in = self._static_in(size=size)
+        if not self.graph:
+            with torch.inference_mode(), self._amp():
+                self.visual(static_in)
+        elif self._graph is None:
             try:
                 with torch.inference_mode():
-                    self._capture(x.contiguous(memory_format=torch.channels_last))
+                    self._capture()
             except Exception as exc:  # a tower that cannot be captured runs eagerly
                 self._after_failed_capture()
                 self.graph, self._graph, self._in, self._out = False, None, None, None
@@ -76,11 +107,11 @@ class Encoder:
         except Exception:  # the eager tower does not need it
             pass
 
-    def _capture(self, x: torch.Tensor) -> None:
-        """Record the tower on a static input shaped like ``x`` (warmed up on a side stream
-        first, as CUDA graphs need; autocast's weight cache off, as capture needs)."""
-        self._in = static_in = torch.empty_like(x)
-        static_in.copy_(x)
+    def _capture(self) -> None:
+        """Record the tower on the static input (warmed up on a side stream first, as CUDA
+        graphs need; autocast's weight cache off, as capture needs)."""
+        static_in = self._in
+        assert static_in is not None  # made before
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side), self._amp(cache=False):
@@ -97,30 +128,39 @@ class Encoder:
         """The tower on one piece. A graph's output is its static buffer: valid until the
         next replay, which comes after every later kernel of this batch on the one stream."""
         self.calls += 1
+        if self.fixed_shape:
+            x = self._stage(x)
         if not self.graph:
+            if self.static_out:  # a new step for torch.compile's CUDA graphs: no earlier output is in use
+                torch.compiler.cudagraph_mark_step_begin()
             with self._amp():
-                return self.visual(x)
+                out = self.visual(x)
+            return out.clone() if self.static_out else out
         if self._graph is None:
-            self._capture(x)
-        else:
-            assert self._in is not None  # captured with the graph
-            self._in.copy_(x)
+            self._capture()
         assert self._graph is not None and self._out is not None  # set by _capture
         self._graph.replay()
         return self._out
 
+    def _stage(self, x: torch.Tensor) -> torch.Tensor:
+        """A piece of at most ``batch_size`` rows, copied into the static input: its rows
+        first, zeros after."""
+        static_in = self._static_in(like=x)
+        k = x.shape[0]
+        static_in[:k].copy_(x)
+        if k < self.batch_size:
+            static_in[k:].zero_()
+        return static_in
+
     @torch.inference_mode()
     def __call__(self, views: torch.Tensor, n: int) -> torch.Tensor:
         b = self.batch_size
-        if views.shape[0] <= b and (not self.fixed_shape or views.shape[0] == b):
+        if views.shape[0] <= b:
             emb = self._piece(views)
         else:
             parts = []
             for i in range(0, n, b):
-                x = views[i : i + b]
-                if self.fixed_shape and x.shape[0] < b:
-                    x = torch.cat([x, x.new_zeros(b - x.shape[0], *x.shape[1:])])
-                part = self._piece(x)
+                part = self._piece(views[i : i + b])
                 parts.append(part.clone() if self.graph else part)  # the next replay overwrites it
             emb = torch.cat(parts)
         self.rows += n

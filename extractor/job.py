@@ -96,6 +96,9 @@ def extract(
             "tiles": counts.get("tiles", 0),
             "devices": devices,
         }
+        for key in ("tower_graphs", "tower_recompiles"):  # a compiled tower: its compilations
+            if key in counts:
+                speed[key] = counts[key]
         result = finalise_store(store, zeta, lam, model=counts.get("model"), ap=ap)
         store.set_attrs(last_run=speed)
         return Summary(result, counts, speed, store)

@@ -4,3 +4,18 @@ the command line reads them for ``--help``)."""
 VIEW_MODES = ("auto", "kernel", "exact")
 COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
 PRECISION_MODES = ("auto", "fp32", "fp16", "bf16")
+
+# ``--compile auto``: the tower mode that measured fastest in the pipeline, per device class
+# (the first entry whose name is part of the device's name, else its type). The evidence,
+# benchmarks/results/NOTES.md (one H200, ViT-B-32, snippet 3, batch 256, fp16): ours 1791
+# img/s with the eager tower replayed from a CUDA graph against 488 eager (host-bound); the
+# compiled tower alone 3045 img/s against 2254 for the graph, but in the pipeline it reached
+# only 311 img/s in a 512-image run, before its calls had one fixed shape and its compile
+# moved to start-up; `bash benchmarks/gpu_run.sh` measures it again (extract_bench's
+# `tower-best` rows name the fastest mode of each model): a faster mode goes here, by name.
+# The CPU: eager (no CUDA graph; a compile costs tens of seconds for a gain the CPU runs
+# have not shown).
+AUTO_COMPILE = (
+    ("cuda", "cuda-graph"),
+    ("cpu", "none"),
+)

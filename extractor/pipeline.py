@@ -30,8 +30,8 @@ from .bank import dense_extras
 from .clip_model import eval_preprocess, load_clip
 from .config import WorkerConfig
 from .dense import DenseEncoder, DenseTower
-from .encoder import PRECISIONS, Encoder
-from .options import COMPILE_MODES, VIEW_MODES
+from .encoder import Encoder, dynamo_graphs
+from .modes import STATIC_OUT, _tower, resolve_compile, resolve_precision, resolve_views
 from .packing import PackedBatch, ViewSpec
 from .parent import decoding_worker_init
 from .reader import BatchReader, BatchSampler, unbatched
@@ -67,39 +67,6 @@ def loader_prefetch(per_batch: int) -> int:
     return PREFETCH if per_batch <= 64 else PREFETCH_LARGE
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, not {precision!r}")
-    return precision
-
-
-def resolve_views(views: str, device: torch.device) -> str:
-    """auto: the batch kernel on CUDA, the float64 matrix path on the CPU."""
-    if views not in VIEW_MODES:
-        raise ValueError(f"views must be one of {', '.join(VIEW_MODES)}, not {views!r}")
-    if views == "auto":
-        return "kernel" if device.type == "cuda" else "exact"
-    if views == "kernel" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError(
-            "--views kernel on the CPU runs Triton's interpreter: set TRITON_INTERPRET=1 "
-            "before starting (or use --views exact)"
-        )
-    return views
-
-
-def resolve_compile(mode: str, device: torch.device) -> str:
-    """auto: the eager tower in a CUDA graph on CUDA, eager on the CPU."""
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, not {mode!r}")
-    if mode == "auto":
-        return "cuda-graph" if device.type == "cuda" else "none"
-    if mode == "cuda-graph" and device.type != "cuda":
-        raise ValueError("--compile cuda-graph needs a CUDA device (use auto or none on the CPU)")
-    return mode
-
-
 def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
     """What the decoding workers need, from the model's configuration alone (no weights), so
     that they can start before the model is loaded; None where the configuration is not
@@ -119,17 +86,6 @@ def view_spec(cfg: WorkerConfig, size: int, interpolation: str, resize_mode: str
     if cfg.config.local == "dense":
         return ViewSpec(cfg.config.dense_size or size, interpolation, resize_mode), None
     return ViewSpec(size, interpolation, resize_mode), cfg.config.tiling
-
-
-def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
-    mode = resolve_compile(mode, device)
-    if device.type == "cuda":
-        visual = visual.to(memory_format=torch.channels_last)
-    if mode not in ("none", "cuda-graph"):  # a CUDA graph is captured by the Encoder
-        compiled = torch.compile(visual, mode=None if mode == "default" else mode, dynamic=False)
-        assert isinstance(compiled, torch.nn.Module)  # a module compiles to a module (OptimizedModule)
-        visual = compiled
-    return visual
 
 
 _LOADED: dict = {}
@@ -184,8 +140,16 @@ def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_m
     size = spec.size
     mode = resolve_compile(cfg.run.compile, device)
     fixed = mode != "none"
-    tower_encoder = Encoder(tower, cfg.run.batch_size, device, cfg.config.precision, fixed, graph=mode == "cuda-graph")
-    tower_encoder.capture(size)
+    tower_encoder = Encoder(
+        tower,
+        cfg.run.batch_size,
+        device,
+        cfg.config.precision,
+        fixed,
+        graph=mode == "cuda-graph",
+        static_out=mode in STATIC_OUT,
+    )
+    tower_encoder.capture(size)  # a compiled tower compiles here
     encoder: Encoder | DenseEncoder = tower_encoder
     pad = cfg.run.batch_size if fixed else 0
 
@@ -301,6 +265,7 @@ def extract_chunks(
     batches, n_batches = None, 0
     if early is not None:  # the decoding workers start now and fill their queue while the model loads
         batches, n_batches = start_loader(*early)
+    graphs = [dynamo_graphs()]  # torch.compile's graphs so far: before, after the start-up, at the end
     try:
         bundle, tower = _loaded(cfg, list(store.classes), device)
         tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
@@ -310,6 +275,7 @@ def extract_chunks(
     except BaseException:
         del batches  # the workers started early are shut down before the error goes up
         raise
+    graphs.append(dynamo_graphs())
     if batches is None:
         batches, n_batches = start_loader(stages.spec, stages.tiling)
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
@@ -376,6 +342,10 @@ def extract_chunks(
         torch.cuda.synchronize(device)
     counts["crops"] = encoder.rows
     counts["encoder_calls"] = encoder.calls
+    if cfg.run.compile not in ("none", "cuda-graph"):  # compiled: one graph at start-up, none after
+        graphs.append(dynamo_graphs())
+        counts["tower_graphs"] = graphs[1] - graphs[0]  # more than one: graph breaks (0: compiled earlier)
+        counts["tower_recompiles"] = graphs[2] - graphs[1]
     out: dict[str, object] = {
         **counts,
         "load_seconds": ready - started,  # loader start, model, text embeddings, graph capture
@@ -383,8 +353,14 @@ def extract_chunks(
     }
     del batches  # the decoding workers exit now, their work done
     tower_encoder = encoder.dense if isinstance(encoder, DenseEncoder) else encoder  # the one a graph may run
-    if tower_encoder.note:
-        out["notes"] = [tower_encoder.note]
+    out["notes"] = [tower_encoder.note] if tower_encoder.note else []
+    if counts["tower_recompiles"]:
+        out["notes"].append(
+            f"the compiled image tower was compiled again {counts['tower_recompiles']} times during the run "
+            "(its input's shape or layout changed): set TORCH_LOGS=recompiles to see why"
+        )
+    if not out["notes"]:
+        del out["notes"]
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
     out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
     return out

@@ -12,7 +12,8 @@ import torch
 from cdul.extractor.clip_model import eval_preprocess, load_clip, model_input_size
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import Encoder
-from cdul.extractor.pipeline import build_stages, early_view_spec, resolve_compile
+from cdul.extractor.modes import resolve_compile
+from cdul.extractor.pipeline import build_stages, early_view_spec
 from cdul.extractor.tiling import Tiling
 
 CPU = torch.device("cpu")

@@ -129,9 +129,10 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     default="auto",
     help="How the image tower runs. cuda-graph: captured once in a CUDA graph and replayed, one "
     "launch per batch instead of hundreds (the same kernels as eager). default, reduce-overhead, "
-    "max-autotune: torch.compile in that mode (the first batches pay the compile). With any of "
-    "these every encoder call has --batch-size rows. none: eager. auto: cuda-graph on CUDA, none "
-    "on the CPU.",
+    "max-autotune: torch.compile in that mode, compiled once at start-up (the store's last_run "
+    "records tower_recompiles, 0 when one graph served the run). With any of these every encoder "
+    "call has --batch-size rows (a short last piece is padded). none: eager. auto: the fastest "
+    "mode measured for the device (cuda-graph on CUDA, none on the CPU). Example: --compile default",
 )
 @click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
 @click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
@@ -237,7 +238,7 @@ def main(
     )
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.dense import dense_grid
-    from cdul.extractor.pipeline import resolve_compile, resolve_precision, resolve_views
+    from cdul.extractor.modes import resolve_compile, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
     from cdul.store import StoreError, check_location, store_exists

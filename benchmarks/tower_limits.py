@@ -1,0 +1,101 @@
+"""The extraction's limit: the image tower alone, in every mode the device offers.
+
+The encoder stage (``extractor.encoder.Encoder``, at the pipeline's batch size and
+precision) on one ready batch, called back to back, no I/O. Modes:
+
+- ``none``: eager (on CUDA channels_last, as ``modes._tower`` runs every tower there);
+- ``cuda-graph`` (CUDA): the eager tower replayed from one CUDA graph;
+- ``default``: ``torch.compile``; ``reduce-overhead`` (CUDA): compiled and replayed from
+  CUDA graphs;
+- ``channels-last`` (ResNets on the CPU): eager with channels_last weights and input (on CUDA
+  that is ``none``); the pipeline has no such mode on the CPU, so it only bounds what one
+  could gain.
+
+The fastest is the limit; ours runs the fastest mode the pipeline has. Each mode's row also
+gives the tower's FLOP rate and its share of the device's dense fp16 peak (``devices.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from cdul.extractor import modes as tower_modes
+from cdul.extractor.encoder import Encoder
+from cdul.extractor.options import COMPILE_MODES
+
+from .common import device_name, record, timeit
+from .devices import share_of_peak, tower_flops
+
+
+def available_modes(on_gpu: bool, model: str) -> list[str]:
+    """Every mode of the tower the device offers, eager first."""
+    if on_gpu:
+        return ["none", "cuda-graph", "default", "reduce-overhead"]
+    return ["none", "default"] + (["channels-last"] if model.startswith("RN") else [])
+
+
+def run_limit(bundle, device, batch_size, crops: int, max_batches: int, mode: str = "none", visual=None) -> dict:
+    """The encoder stage alone on one ready batch, called back to back: as many calls as
+    ``crops`` need, at most ``max_batches`` and about a second's worth per timing."""
+    dev = torch.device(device)
+    precision = tower_modes.resolve_precision("auto", dev)
+    visual = visual or bundle.visual
+    fmt = torch.channels_last if dev.type == "cuda" or mode == "channels-last" else torch.contiguous_format
+    if mode == "channels-last":
+        tower = copy.deepcopy(visual).to(memory_format=torch.channels_last)  # the model itself stays as it is
+        mode_run = "none"
+    else:
+        tower, mode_run = tower_modes._tower(visual, dev, mode), mode  # channels_last on CUDA, as ours
+    enc = Encoder(
+        tower,
+        batch_size,
+        dev,
+        precision,
+        mode_run != "none",
+        graph=mode_run == "cuda-graph",
+        static_out=mode_run in tower_modes.STATIC_OUT,
+    )
+    enc.capture(bundle.input_size)
+    x = torch.randn(batch_size, 3, bundle.input_size, bundle.input_size, device=dev).to(enc.in_dtype)
+    x = x.contiguous(memory_format=fmt)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    one = timeit(lambda: enc(x, batch_size), warmup=1 if mode_run == "none" else 2, repeat=1, sync=sync)
+    n = max(1, min(max_batches, math.ceil(crops / batch_size), math.ceil(1.0 / max(one, 1e-6))))
+
+    def go():
+        for _ in range(n):
+            enc(x, batch_size)
+
+    seconds = timeit(go, warmup=0, repeat=3, sync=sync)
+    return {"crops_per_s": n * batch_size / seconds}
+
+
+def tower_limits(bundle, params: dict, crops: int, max_batches: int, modes: list[str], visual=None, size=None):
+    """Every mode's views/s, recorded with its FLOP rate and share of the peak; returns
+    (limits by mode, the fastest mode, the fastest mode the pipeline runs)."""
+    device, batch_size = params["device"], params["batch_size"]
+    flops = tower_flops(visual or bundle.visual, size or bundle.input_size, device)
+    name = device_name()
+    limits = {}
+    for mode in modes:
+        rate = run_limit(bundle, device, batch_size, crops, max_batches, mode, visual)["crops_per_s"]
+        limits[mode] = rate
+        metrics = {"views_per_s": (rate, "views/s"), "tflops": (rate * flops / 1e12, "TFLOP/s")}
+        share = share_of_peak(rate, flops, name)
+        if share is not None:
+            metrics["peak_share"] = (share, "")
+        record("extract", "tower", {**params, "mode": mode, "gflops_per_view": round(flops / 1e9, 3)}, metrics)
+        shown = f"{100 * share:5.1f}% of peak" if share is not None else "no peak known"
+        print(f"  tower {mode:15s} {rate:10.1f} views/s  {rate * flops / 1e12:8.3f} TFLOP/s  {shown}")
+    best = max(limits, key=limits.__getitem__)
+    runnable = max((m for m in limits if m in COMPILE_MODES), key=limits.__getitem__)
+    record(
+        "extract",
+        "tower-best",
+        {**params, "mode": best, "pipeline_mode": runnable},
+        {"views_per_s": (limits[best], "views/s")},
+    )
+    return limits, best, runnable

@@ -1,0 +1,40 @@
+"""The benchmark's FLOP count and device peaks (benchmarks/devices.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cdul.benchmarks.devices import peak_tflops, share_of_peak, tower_flops
+
+
+def test_flops_of_a_tiny_tower_match_a_hand_count():
+    torch.manual_seed(0)
+    tower = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1, bias=False),  # 4*8*8 outputs, 3*3*3 multiply-adds each
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 5, bias=False),  # 5 outputs, 256 multiply-adds each
+    )
+    assert tower_flops(tower, 8) == 2 * (4 * 8 * 8 * 27 + 5 * 256)
+
+
+@pytest.mark.parametrize(
+    ("name", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA GeForce RTX 4090", 165.0),
+        ("NVIDIA L40S", None),  # not an L4
+        ("NVIDIA H100 PCIe", None),  # another peak, no entry
+        ("CPU Intel(R) Xeon(R) x2", None),
+    ],
+)
+def test_peak_by_device_name(name, peak):
+    assert peak_tflops(name) == peak
+
+
+def test_share_of_peak():
+    assert share_of_peak(500.0, 989 * 10**9, "NVIDIA H200") == pytest.approx(0.5)
+    assert share_of_peak(1000.0, 10**9, "CPU x86_64 x2") is None
