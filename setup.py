@@ -40,9 +40,13 @@ setup(
     packages=_packages(),
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
     package_data={"cdul.extractor": ["model_configs/*.json"]},
+    # Ranges, so that `pip install .` keeps the torch an environment already has. The lower
+    # bounds follow the APIs the code calls (torch.nn.utils.get_total_norm: torch 2.6, with
+    # torchvision 0.21); the versions tested are the exact pins of requirements/lock.txt,
+    # which scripts/env.sh installs.
     install_requires=[
-        "torch==2.14.1",
-        "torchvision==0.29.1",
+        "torch>=2.6,<3",
+        "torchvision>=0.21,<1",
         "open_clip_torch>=3.0",
         "triton",
         "zarr>=3.0",
