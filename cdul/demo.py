@@ -18,7 +18,7 @@ import sys
 
 import click
 
-from cdul.cli.common import CONTEXT, warn
+from cdul.cli.common import CONTEXT, version_option, warn
 
 
 def pick_clip_weights(model: str, pretrained: str) -> str:
@@ -69,6 +69,7 @@ def _run(name: str, command, args: list[str]) -> None:
 
 
 @click.command(context_settings=CONTEXT)
+@version_option
 @click.option("--out-dir", default="sample", help="Where the sample dataset, store, run and report go.")
 @click.option("--model", default="ViT-B-32", help="CLIP architecture (small enough for a CPU).")
 @click.option("--pretrained", default="openai", help="CLIP weights; random ones if they cannot be had.")

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from importlib import metadata
 from typing import NoReturn
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+def versions() -> str:
+    """cdul's version and those of the packages that decide its numbers, read from the
+    installed metadata (nothing is imported, so --version answers at once)."""
+    from cdul import __version__
+
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"cdul {__version__} (torch {installed('torch')}, torchvision {installed('torchvision')}, "
+        f"open_clip {installed('open_clip_torch')}, Python {platform.python_version()})"
+    )
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{ctx.info_name}: {versions()}")
+        ctx.exit()
+
+
+# Every command takes it: one line under @click.command.
+version_option = click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the versions of cdul, torch, torchvision, open_clip and Python, and exit.",
+)
 
 
 follow_symlinks_option = click.option(

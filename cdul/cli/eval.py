@@ -7,7 +7,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option, table
+from .common import CONTEXT, fail, follow_symlinks_option, table, version_option
 
 HELP = """Score the classifier of CHECKPOINT (last.pt or best.pt of a cdul-train run) on a labelled
 split: mAP (VOC protocol), per-class AP, CF1/OF1. The checkpoint carries the architecture,
@@ -22,6 +22,7 @@ Example:
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--checkpoint", "-c", required=True, help="A cdul-train checkpoint (last.pt, best.pt).")
 @click.option("--data", required=True, help="Dataset root (path or fsspec URL).")
 @click.option(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, version_option
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -38,6 +38,7 @@ The kNN options do not apply to it.
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--knn", type=click.IntRange(min=1), default=10, help="Neighbours per image (K).")
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=0.3, help="Weight W of the neighbours' mean.")

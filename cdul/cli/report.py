@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail
+from .common import CONTEXT, fail, version_option
 
 
 @click.command(context_settings=CONTEXT)
+@version_option
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract.")
 @click.option("--run", "run_dir", default=None, help="A cdul-train run folder (training curves).")
 @click.option("--eval", "eval_json", default=None, help="A cdul-eval JSON report (per-class AP).")

@@ -8,7 +8,7 @@ import os
 import click
 import numpy as np
 
-from .common import CONTEXT, fail, table
+from .common import CONTEXT, fail, table, version_option
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -20,6 +20,7 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.argument("query", required=False)
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--image", "image_path", default=None, help="Search by this image instead of a text.")

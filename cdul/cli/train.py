@@ -10,7 +10,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option
+from .common import CONTEXT, fail, follow_symlinks_option, version_option
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
 with gradient alignment (CDUL, ICCV 2023, section 3.2): after --warmup epochs, every --update-every-th
@@ -32,6 +32,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--store", "-s", required=True, help="The store from cdul-extract (path or fsspec URL).")
 @click.option("--out-dir", "-o", required=True, help="Run folder for checkpoints and metrics (local path).")
 @click.option(
