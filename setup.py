@@ -52,6 +52,7 @@ setup(
         "zarr>=3.0",
         "numpy>=1.24",
         "click>=8.1",
+        "PyYAML>=5.1",  # --config run.yaml
         "tqdm>=4.60",
         "fsspec>=2023.1",
         "pillow>=10",
@@ -70,6 +71,7 @@ setup(
             "xarray>=2024.10",
             "ruff==0.17.6",
             "mypy==2.4.1",
+            "tensorboard>=2.14",  # cdul-train --report-to tensorboard (optional at run time)
         ],
     },
     entry_points={

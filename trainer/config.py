@@ -17,11 +17,13 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 AMP = ("bf16", "fp16", "none")
 DIFFICULT = ("ignore", "positive")
+REPORT_TO = ("none", "tensorboard")
 
 # Options a resumed run may change: where files are, how fast, how chatty. Anything else
 # would make the resumed run a different run.
 RESUME_FREE = frozenset(
     {"store", "out_dir", "data", "val_data", "workers", "device", "quiet", "resume", "follow_symlinks", "start_round"}
+    | {"overwrite", "report_to"}
 )  # a resumed run starts from its checkpoint's round
 
 
@@ -68,14 +70,19 @@ class TrainConfig:
     early_stop: bool = False
     start_round: int | None = None
     resume: bool = False
+    overwrite: bool = False
+    report_to: str = "none"
     follow_symlinks: bool = False
     quiet: bool = False
 
     def check(self) -> TrainConfig:
         choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP, "difficult": DIFFICULT}
+        choices["report_to"] = REPORT_TO
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
         positive = {
             "img_size": self.img_size,
             "batch_size": self.batch_size,
@@ -90,6 +97,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
         if self.warmup < 0 or self.workers < 0 or self.label_lr < 0 or self.clip_grad < 0:
             raise ConfigError("--warmup, --workers, --label-lr and --clip-grad must not be negative")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --out-dir and --overwrite starts it over: pass one")
         if not 0.0 < self.label_eps < 0.5:
             raise ConfigError(f"--label-eps must be in (0, 0.5), got {self.label_eps}")
         return self

@@ -7,7 +7,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option, table, version_option
+from .common import CONTEXT, fail, follow_symlinks_option, table, version_option, warn_random_clip
 
 HELP = """Score the classifier of CHECKPOINT (last.pt or best.pt of a cdul-train run) on a labelled
 split: mAP (VOC protocol), per-class AP, CF1/OF1. The checkpoint carries the architecture,
@@ -110,6 +110,7 @@ def main(
         )
     except SharedMemoryFull as exc:
         fail(str(exc))
+    warn_random_clip(f"{checkpoint} (trained on its pseudo labels)", ckpt.get("clip"))
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold)
     report = {
         "checkpoint": checkpoint,

@@ -12,7 +12,7 @@ from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 
-from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, version_option, warn
+from .common import CONTEXT, FailureLimit, config_option, fail, follow_symlinks_option, version_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
 RESUME = "chunks finished so far are kept; rerun the same command to resume"
@@ -32,6 +32,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 
 @click.command(help=HELP, context_settings=CONTEXT)
 @version_option
+@config_option
 @click.argument("dataset_root")
 @click.option(
     "--dataset",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail, version_option
+from .common import CONTEXT, fail, version_option, warn_random_clip
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -141,6 +141,7 @@ def main(
                         f"the second fit kept no bank entry of {len(empty)} classes, whose means are their text "
                         f"embeddings: {', '.join(empty)}"
                     )
+                warn_random_clip(store_url, store.section("model"))
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
             spec = choose_index(store.n, kind, nlist, nprobe)
@@ -157,4 +158,5 @@ def main(
                 )
     except (StoreError, StoreLockedError, ValueError) as exc:
         fail(str(exc))
+    warn_random_clip(store_url, store.section("model"))
     click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

@@ -8,7 +8,7 @@ import os
 import click
 import numpy as np
 
-from .common import CONTEXT, fail, table, version_option
+from .common import CONTEXT, fail, table, version_option, warn_random_clip
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -50,6 +50,7 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
         scores, rows = search(index, vector[None], k)
     except (StoreError, WeightsUnavailableError, ValueError, OSError) as exc:
         fail(str(exc))
+    warn_random_clip(store_url, store.section("model"))
     ids = store.read(layout.IDS)
     hits = [
         {"rank": i + 1, "id": str(ids[r]), "row": int(r), "score": float(s)}
