@@ -40,14 +40,19 @@ setup(
     packages=_packages(),
     package_dir={"cdul": "cdul", **{f"cdul.{p}": p for p in PARTS}},
     package_data={"cdul.extractor": ["model_configs/*.json"], "cdul.serve": ["static/*"]},
+    # Ranges, so that `pip install .` keeps the torch an environment already has. The lower
+    # bounds follow the APIs the code calls (torch.nn.utils.get_total_norm: torch 2.6, with
+    # torchvision 0.21); the versions tested are the exact pins of requirements/lock.txt,
+    # which scripts/env.sh installs.
     install_requires=[
-        "torch==2.14.1",
-        "torchvision==0.29.1",
+        "torch>=2.6,<3",
+        "torchvision>=0.21,<1",
         "open_clip_torch>=3.0",
         "triton",
         "zarr>=3.0",
         "numpy>=1.24",
         "click>=8.1",
+        "PyYAML>=5.1",  # --config run.yaml
         "tqdm>=4.60",
         "fsspec>=2023.1",
         "pillow>=10",
@@ -72,6 +77,7 @@ setup(
             "mypy==2.4.1",
             "onnx>=1.16",
             "onnxruntime>=1.18",
+            "tensorboard>=2.14",  # cdul-train --report-to tensorboard (optional at run time)
         ],
     },
     entry_points={

@@ -16,6 +16,8 @@ import time
 
 import click
 
+from cdul.cli.common import version_option
+
 SUBJECTS = ("extract", "host_ops", "scaling", "store", "memory", "train", "predict", "kernel", "refine", "export")
 
 
@@ -31,6 +33,7 @@ Speed numbers are ratios measured in one run; absolute times depend on the machi
 
 
 @click.command(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@version_option
 @click.option("--quick", is_flag=True, help="CPU-sized runs (each subject in about 3 minutes or less on 2 cores).")
 @click.option("--only", default=None, help="Comma list of subjects: " + ", ".join(SUBJECTS))
 @click.option("--no-report", is_flag=True, help="Do not rewrite REPORT.md and the plots afterwards.")

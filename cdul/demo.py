@@ -19,7 +19,7 @@ import sys
 
 import click
 
-from cdul.cli.common import CONTEXT, warn
+from cdul.cli.common import CONTEXT, version_option, warn
 
 
 def pick_clip_weights(model: str, pretrained: str) -> str:
@@ -64,12 +64,27 @@ def runnable(name: str) -> str:
 
 
 def _run(name: str, command, args: list[str]) -> None:
-    """Echo the command as a user can copy and run it, then run it in this process."""
+    """Echo the command as a user can copy and run it, then run it in this process. The
+    echoed commands, pasted in order after the demo, redo it with the same results."""
     click.secho(f"$ {shlex.join([runnable(name), *args])}", fg="cyan", err=True)
     command.main(args, prog_name=name, standalone_mode=False)
 
 
+def real_weights_line(name: str, args: list[str], option: str, real: str) -> str:
+    """``name args`` with ``option``'s value replaced by the real weights' name."""
+    i = args.index(option)
+    return shlex.join([runnable(name), *args[: i + 1], real, *args[i + 2 :]])
+
+
+def write_sources(path: str, sources: dict[str, str]) -> None:
+    """The photo/filler word of each image, as cdul-report --sources reads it."""
+    from cdul.data.fs import atomic_write_text
+
+    atomic_write_text(path, "id,source\n" + "".join(f"{k},{v}\n" for k, v in sorted(sources.items())))
+
+
 @click.command(context_settings=CONTEXT)
+@version_option
 @click.option("--out-dir", default="sample", help="Where the sample dataset, store, run and report go.")
 @click.option("--model", default="ViT-B-32", help="CLIP architecture (small enough for a CPU).")
 @click.option("--pretrained", default="openai", help="CLIP weights; random ones if they cannot be had.")
@@ -82,8 +97,8 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
     """Extract, train, evaluate and report on a sample that needs no download."""
     from cdul.cli.eval import main as evaluate
     from cdul.cli.extract import main as extract
+    from cdul.cli.report import main as report
     from cdul.cli.train import main as train
-    from cdul.report import write_report
     from cdul.sample import SAMPLE_NOTE, build_sample
 
     os.makedirs(out_dir, exist_ok=True)
@@ -93,88 +108,39 @@ def main(out_dir, model, pretrained, gpus, arch, epochs, img_size, quiet):
     sources = build_sample(data)
     q = ["-q"] if quiet else []
     clip_weights, classifier_weights = pick_clip_weights(model, pretrained), pick_classifier_weights(arch)
-    _run(
-        "cdul-extract",
-        extract,
-        [
-            data,
-            "--dataset",
-            "voc2012",
-            "--split",
-            "train",
-            "--out",
-            store,
-            "--model",
-            model,
-            "--pretrained",
-            clip_weights,
-            "--gpus",
-            gpus,
-            "--keep-tiles",
-            "--keep-embeddings",
-            "--overwrite",
-            *q,
-        ],
-    )
-    if os.path.exists(os.path.join(run, "last.pt")):
-        shutil.rmtree(run)  # a fresh run on the fresh store
-    _run(
-        "cdul-train",
-        train,
-        [
-            "--store",
-            store,
-            "--out-dir",
-            run,
-            "--val-data",
-            data,
-            "--val-split",
-            "val",
-            "--arch",
-            arch,
-            "--weights",
-            classifier_weights,
-            "--img-size",
-            str(img_size),
-            "--epochs",
-            str(epochs),
-            "--batch-size",
-            "8",
-            "--lr",
-            "1e-4",
-            "--workers",
-            "0",
-            *(["--quiet"] if quiet else []),
-        ],
-    )
+    extract_args = [
+        *(data, "--dataset", "voc2012", "--split", "train", "--out", store, "--model", model),
+        *("--pretrained", clip_weights, "--gpus", gpus, "--keep-tiles", "--keep-embeddings", "--overwrite", *q),
+    ]
+    _run("cdul-extract", extract, extract_args)
+    train_args = [
+        *("--store", store, "--out-dir", run, "--val-data", data, "--val-split", "val", "--arch", arch),
+        *("--weights", classifier_weights, "--img-size", str(img_size), "--epochs", str(epochs)),
+        *("--batch-size", "8", "--lr", "1e-4", "--workers", "0", "--overwrite", *(["--quiet"] if quiet else [])),
+    ]
+    _run("cdul-train", train, train_args)
     eval_json = os.path.join(run, "eval.json")
-    _run(
-        "cdul-eval",
-        evaluate,
-        [
-            "--checkpoint",
-            os.path.join(run, "best.pt"),
-            "--data",
-            data,
-            "--dataset",
-            "voc2012",
-            "--split",
-            "val",
-            "--out",
-            eval_json,
-            "--workers",
-            "0",
-        ],
-    )
-    index = write_report(os.path.join(out_dir, "report"), store, run, eval_json, sources=sources, note=SAMPLE_NOTE)
+    eval_args = [
+        *("--checkpoint", os.path.join(run, "best.pt"), "--data", data, "--dataset", "voc2012"),
+        *("--split", "val", "--out", eval_json, "--workers", "0"),
+    ]
+    _run("cdul-eval", evaluate, eval_args)
+    sources_csv = os.path.join(out_dir, "sources.csv")
+    write_sources(sources_csv, sources)
+    report_args = ["--store", store, "--run", run, "--eval", eval_json, "--out", os.path.join(out_dir, "report")]
+    _run("cdul-report", report, [*report_args, "--sources", sources_csv, "--note", SAMPLE_NOTE])
+    index = os.path.join(out_dir, "report", "index.html")
     click.secho(f"\nreport: {index} (also report.md beside it)", fg="green", bold=True)
     serve = shlex.join([runnable("cdul-serve"), "--store", store])
     click.secho(f"browse, search and check the labels: {serve}  (then open http://127.0.0.1:8000/)", fg="green")
+    if clip_weights == "none" and pretrained != "none":
+        click.echo("cdul-extract with the real CLIP weights (on a connected machine, it downloads them):", err=True)
+        click.echo(f"  {real_weights_line('cdul-extract', extract_args, '--pretrained', pretrained)}", err=True)
     random = [what for what, w in (("CLIP", clip_weights), ("classifier", classifier_weights)) if w == "none"]
     if random:
         warn(
             f"the {' and the '.join(random)} started from random weights (offline): every mAP above and in the "
-            "report is meaningless; on a connected machine the same command uses the real weights"
+            "report is meaningless; on a connected machine the demo, and the extract line above, use the real weights"
         )
 
 

@@ -88,8 +88,29 @@ def test_demo_writes_a_full_report(tmp_path):
     assert (report / "img").is_dir() and len(list((report / "img").iterdir())) == len(data["images"])
     assert {rec["source"] for rec in data["images"]} == {"photo", "filler"}
 
-    # the echoed commands run as printed
+    # the echoed commands, pasted in order after the demo, run and give the same results
     echoed = [line[2:] for line in r.stderr.splitlines() if line.startswith("$ ")]
-    assert [os.path.basename(shlex.split(c)[0]) for c in echoed] == ["cdul-extract", "cdul-train", "cdul-eval"]
-    rerun = subprocess.run(shlex.split(echoed[-1]), cwd=copy, capture_output=True, text=True, env=env, timeout=300)
-    assert rerun.returncode == 0 and f"mAP {data['eval']['map']:.2f}" in rerun.stdout, rerun.stderr[-2000:]
+    names = [os.path.basename(shlex.split(c)[0]) for c in echoed]
+    assert names == ["cdul-extract", "cdul-train", "cdul-eval", "cdul-report"]
+    assert "--pretrained none" in echoed[0] and "--overwrite" in echoed[1] and "--sources" in echoed[3]
+    lines = r.stderr.splitlines()
+    real = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("cdul-extract with the real")).strip()
+    assert real == echoed[0].replace("--pretrained none", "--pretrained openai")  # printed apart, not run
+    metrics = (out / "run" / "metrics.jsonl").read_text().splitlines()
+    (out / "run" / "notes.txt").write_text("mine")
+    for name, command in zip(names, echoed):
+        rerun = subprocess.run(shlex.split(command), cwd=copy, capture_output=True, text=True, env=env, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        if name == "cdul-eval":
+            assert f"mAP {data['eval']['map']:.2f}" in rerun.stdout
+        flagged = [line for line in rerun.stderr.splitlines() if "comes from a CLIP with random weights" in line]
+        assert len(flagged) == (name != "cdul-extract"), (name, rerun.stderr)  # one line each (offline here)
+    again = json.loads((report / "report.json").read_text())
+    assert again["pseudo_label_map"] == data["pseudo_label_map"] and again["eval"]["map"] == data["eval"]["map"]
+    assert again["images"] == data["images"] and "<td>filler</td>" in (report / "index.html").read_text()
+    drop = ("seconds", "time", "images_per_s")
+    rows = [json.loads(m) for m in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in row.items() if not k.endswith(drop)} for row in rows] == [
+        {k: v for k, v in json.loads(m).items() if not k.endswith(drop)} for m in metrics
+    ]
+    assert (out / "run" / "notes.txt").read_text() == "mine"  # --overwrite removes only the run's files

@@ -11,9 +11,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from test_trainer_cli import extract
 from train_runs import train
 
+from cdul.cli.eval import main as evaluate
 from cdul.store import Store, layout
 from cdul.trainer import checkpoint as ckpt_io
 from cdul.trainer import stream as stream_mod
@@ -86,7 +88,39 @@ def test_resume_reproduces_the_uninterrupted_run(interrupt, pristine, reference,
 
     resumed = run(store, out, resume=True, **val)
     assert resumed.exit_code == 0, resumed.output + repr(resumed.exception)
+    assert_same_run(reference, store, out)
 
+
+def test_overwrite_starts_the_run_over(pristine, reference, voc_root, tmp_path):
+    """A second run into the same --out-dir: refused, then --overwrite drops the first run's
+    files and label rounds (nothing else) and retraces the run from round 0."""
+    store, out = str(tmp_path / "voc.zarr"), str(tmp_path / "run")
+    shutil.copytree(pristine, store)
+    val = {"val_data": voc_root, "val_split": "train"}
+    assert run(store, out, **val).exit_code == 0
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("mine")
+    again = run(store, out, **val)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    both = run(store, out, resume=True, overwrite=True, **val)
+    assert both.exit_code == 2 and "pass one" in both.output
+    result = train(store, out, **{**RUN, "quiet": False}, overwrite=True, **val)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "--overwrite: removed last.pt, best.pt, metrics.jsonl, metrics.csv" in result.output
+    assert "written by the run --overwrite replaces: starting again from round 0" in result.output
+    assert open(os.path.join(out, "notes.txt")).read() == "mine"
+    assert_same_run(reference, store, out)
+    # the store came from random CLIP weights: cdul-train and cdul-eval of its checkpoint say so once
+    evaluated = CliRunner().invoke(
+        evaluate, ["--checkpoint", os.path.join(out, "best.pt"), "--data", voc_root, "--split", "train", "-q"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    for output in (result.stderr, evaluated.stderr):
+        assert sum("comes from a CLIP with random weights" in line for line in output.splitlines()) == 1, output
+
+
+def assert_same_run(reference, store, out):
+    """The run in ``out`` on ``store`` ended exactly as the uninterrupted reference run."""
     ref_store, ref_out = reference
     a = torch.load(os.path.join(ref_out, "last.pt"), weights_only=True)
     b = torch.load(os.path.join(out, "last.pt"), weights_only=True)

@@ -15,15 +15,16 @@ from .prepare import TrainError
 from .stream import LabelStream, chunk_order, row_order
 
 
-def train(cfg: TrainConfig, log=None) -> dict:
-    """Run (or resume) a training run as ``cfg`` says; under torchrun, this rank's share."""
+def train(cfg: TrainConfig, log=None, on_start=None) -> dict:
+    """Run (or resume) a training run as ``cfg`` says; under torchrun, this rank's share.
+    ``on_start()`` is called on rank 0 once every check has passed, before the first epoch."""
     from .loop import Trainer
 
     cfg.check()
     fs.follow_symlinks(cfg.follow_symlinks)
     env = setup_dist(cfg.device)
     try:
-        return Trainer(cfg, env, log).fit()
+        return Trainer(cfg, env, log, on_start).fit()
     finally:
         teardown_dist(env)
 

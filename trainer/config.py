@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 AMP = ("bf16", "fp16", "none")
 DIFFICULT = ("ignore", "positive")
+REPORT_TO = ("none", "tensorboard")
 
 # Options a resumed run may change: where files are, how fast, how chatty. Anything else
 # would make the resumed run a different run.
@@ -35,6 +36,8 @@ RESUME_FREE = frozenset(
         "follow_symlinks",
         "start_round",
         "drop_rounds_after",
+        "overwrite",
+        "report_to",
     }
 )  # a resumed run starts from its checkpoint's round
 
@@ -87,14 +90,19 @@ class TrainConfig:
     start_round: int | None = None
     drop_rounds_after: int | None = None  # permission to delete later rounds another command wrote
     resume: bool = False
+    overwrite: bool = False
+    report_to: str = "none"
     follow_symlinks: bool = False
     quiet: bool = False
 
     def check(self) -> TrainConfig:
         choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP, "difficult": DIFFICULT}
+        choices["report_to"] = REPORT_TO
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
         positive = {
             "img_size": self.img_size,
             "batch_size": self.batch_size,
@@ -111,6 +119,8 @@ class TrainConfig:
             raise ConfigError("--warmup, --workers, --label-lr and --clip-grad must not be negative")
         if self.ap is not None and self.ap not in PROTOCOLS:
             raise ConfigError(f"--ap must be one of {', '.join(PROTOCOLS)}, not {self.ap!r}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --out-dir and --overwrite starts it over: pass one")
         if not 0.0 < self.label_eps < 0.5:
             raise ConfigError(f"--label-eps must be in (0, 0.5), got {self.label_eps}")
         return self

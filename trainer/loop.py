@@ -61,8 +61,9 @@ class Trainer:
     loader: torch.utils.data.DataLoader | None  # from setup() until the end of fit()
     runlog: RunLog | None  # rank 0's
 
-    def __init__(self, cfg: TrainConfig, env: Dist, log=None):
+    def __init__(self, cfg: TrainConfig, env: Dist, log=None, on_start=None):
         self.cfg, self.env = cfg, env
+        self.on_start = on_start if env.main else None
         self.log = log if (log is not None and env.main) else (lambda *_: None)
         self.store = open_store(cfg.store)
         self.classes = list(self.store.classes)
@@ -104,12 +105,15 @@ class Trainer:
             return self.summary()
         finally:
             self.loader = None  # stops the persistent workers now, not at garbage collection
+            runlog = getattr(self, "runlog", None)  # absent where setup() stopped early
+            if runlog is not None:
+                runlog.close()
             if lock is not None:
                 lock.release()
 
     def setup(self) -> None:
         cfg, env, store = self.cfg, self.env, self.store
-        saved = resume_state(cfg, store, self.last_path, self.log)
+        saved = resume_state(cfg, store, self.last_path, self.log, main=env.main)
         self.round = starting_round(cfg, store, saved, self.log)
         drop_newer_rounds(cfg, store, env, self.round, self.log)
         torch.manual_seed(cfg.seed)
@@ -160,7 +164,8 @@ class Trainer:
             generator=torch.Generator().manual_seed(cfg.seed),
         )  # worker seeds: not from the global RNG
         self.step = Step(cfg, self.model, self.opt, self.scaler, self.device)
-        self.runlog = RunLog(cfg.out_dir, keep_until=self.epoch if saved else None) if env.main else None
+        keep = self.epoch if saved else None
+        self.runlog = RunLog(cfg.out_dir, keep_until=keep, report_to=cfg.report_to) if env.main else None
         if saved:
             self.history = saved["history"]
         else:
@@ -185,6 +190,8 @@ class Trainer:
             f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
             f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else "")
         )
+        if self.on_start is not None:
+            self.on_start()
         if saved:
             ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
 
@@ -329,6 +336,7 @@ class Trainer:
             "history": self.history,
             "store_n": self.store.n,
             "dataset": dataset_attr(self.store, "kind"),
+            "clip": dict(self.store.section("model")),  # the CLIP that made the labels (cdul-eval warns on random)
         }
 
     def summary(self) -> dict:

@@ -19,6 +19,7 @@ from cdul.store import Store, StoreError, layout, refuse_damaged
 from . import checkpoint as ckpt_io
 from .config import TrainConfig
 from .stream import RoundScan
+from .tboard import remove_events
 
 
 class TrainError(Exception):
@@ -149,13 +150,37 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.epochs + 1, gamma=1.0)
 
 
-def resume_state(cfg: TrainConfig, store: Store, path: str, log) -> dict | None:
-    """The checkpoint to continue from, or None for a new run; refuses to clobber a run."""
+# What a run writes into --out-dir, and all that --overwrite removes (eval.json, reports and
+# anything else there stay).
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv")  # and tensorboard/events.out.tfevents.*
+
+
+def start_over(out_dir: str, log) -> None:
+    """--overwrite: remove the files an earlier run wrote into ``out_dir``, and nothing else.
+    The label rounds that run wrote are dropped by :mod:`.rounds` (they carry its --out-dir)."""
+    gone = []
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path):
+            os.remove(path)
+            gone.append(name)
+    gone += remove_events(out_dir)
+    if gone:
+        log(f"--overwrite: removed {', '.join(gone)} from {out_dir}; starting a new run")
+
+
+def resume_state(cfg: TrainConfig, store: Store, path: str, log, main: bool = True) -> dict | None:
+    """The checkpoint to continue from, or None for a new run; refuses to clobber a run
+    unless --overwrite (then rank 0, ``main``, removes it)."""
+    if cfg.overwrite:
+        if main:
+            start_over(os.path.dirname(path) or ".", log)
+        return None
     if not cfg.resume:
         if os.path.exists(path):
             raise TrainError(
                 f"{os.path.dirname(path) or '.'} already holds a run ({os.path.basename(path)}); "
-                "pass --resume to continue it, or choose another --out-dir"
+                "pass --resume to continue it, --overwrite to start it over, or choose another --out-dir"
             )
         return None
     if not os.path.exists(path):

@@ -10,8 +10,9 @@ would have to delete them refuses, with one line saying what to pass.
 A crash after a round was written but before the checkpoint that knows it is repaired on
 ``--resume``: rounds newer than the checkpoint's are dropped and redone from the same state,
 so the resumed run retraces the uninterrupted one. A new run that finds rounds written by an
-earlier attempt of itself (killed before its first checkpoint) starts again from the round
-that attempt started from.
+earlier attempt of itself (killed before its first checkpoint), or by the run ``--overwrite``
+replaces (the same --out-dir), starts again from the round that attempt started from and
+drops them; rounds other runs wrote stay.
 """
 
 from __future__ import annotations
@@ -53,10 +54,8 @@ def _before_orphans(cfg: TrainConfig, store: Store, latest: int, log) -> int:
     while k > 0 and written_by(cfg, store, k):
         k = attr_int(store.round_array(k).attrs.get("from_round", k - 1))  # a round number, as begin_round writes it
     if k != latest:
-        log(
-            f"label rounds after {k} were written by an attempt of this run that stopped before its first "
-            f"checkpoint: starting again from round {k}"
-        )
+        by = "the run --overwrite replaces" if cfg.overwrite else "an attempt of this run stopped before a checkpoint"
+        log(f"label rounds after {k} were written by {by}: starting again from round {k}")
     return k
 
 

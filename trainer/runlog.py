@@ -3,6 +3,7 @@ in ``metrics.csv``, next to the checkpoints.
 
 Both files are rewritten whole (temporary file + os.replace) after every epoch, so they are
 never half-written, and a resumed run first drops the epochs its checkpoint does not cover.
+With ``report_to="tensorboard"`` each record also goes to TensorBoard (:mod:`.tboard`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 
 from cdul.data import outputs
 from cdul.data.fs import atomic_write_text
+
+from .tboard import TensorBoardLog
 
 JSONL = "metrics.jsonl"
 CSV = "metrics.csv"
@@ -30,9 +33,10 @@ def _plain(value):
 
 
 class RunLog:
-    def __init__(self, out_dir: str, keep_until: int | None = None):
+    def __init__(self, out_dir: str, keep_until: int | None = None, report_to: str = "none"):
         """``keep_until``: the epochs (<=) of an earlier log to keep (resume); None starts afresh."""
         self.out_dir = out_dir
+        self.tensorboard = TensorBoardLog(out_dir) if report_to == "tensorboard" else None
         self.records: list[dict] = []
         path = os.path.join(out_dir, JSONL)
         if keep_until is not None and os.path.exists(path):
@@ -43,6 +47,12 @@ class RunLog:
     def append(self, record: dict) -> None:
         self.records.append(_plain(record))
         self.write()
+        if self.tensorboard is not None:
+            self.tensorboard.append(self.records[-1])
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def write(self) -> None:
         atomic_write_text(

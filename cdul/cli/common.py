@@ -7,11 +7,84 @@ import contextvars
 import errno
 import functools
 import os
+import platform
+from collections.abc import Mapping
+from importlib import metadata
 from typing import NoReturn
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+def versions() -> str:
+    """cdul's version and those of the packages that decide its numbers, read from the
+    installed metadata (nothing is imported, so --version answers at once)."""
+    from cdul import __version__
+
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"cdul {__version__} (torch {installed('torch')}, torchvision {installed('torchvision')}, "
+        f"open_clip {installed('open_clip_torch')}, Python {platform.python_version()})"
+    )
+
+
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{ctx.info_name}: {versions()}")
+        ctx.exit()
+
+
+# Every command takes it: one line under @click.command.
+version_option = click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the versions of cdul, torch, torchvision, open_clip and Python, and exit.",
+)
+
+
+def _load_config(ctx: click.Context, _param, path: str | None) -> None:
+    """--config FILE: its keys become the command's defaults (click's default_map), so
+    options given on the command line win. YAML or JSON (YAML reads both)."""
+    if not path or ctx.resilient_parsing:
+        return
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"--config {path}: {str(exc).splitlines()[0]}")
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        fail(f"--config {path}: expected a mapping of option names to values, found {type(values).__name__}")
+    names = {p.name for p in ctx.command.params if p.name and p.expose_value}
+    given = {str(k).lstrip("-").replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(str(k) for k in values if str(k).lstrip("-").replace("-", "_") not in names)
+    if unknown:
+        fail(f"--config {path}: unknown options {', '.join(unknown)} (see {ctx.info_name} --help)")
+    ctx.default_map = {**(ctx.default_map or {}), **given}
+
+
+# cdul-train and cdul-extract take it: one line under @click.command.
+config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="A YAML or JSON file of option values, keyed by option name (dashes or underscores); options on "
+    "the command line win. E.g. --config run.yaml holding 'epochs: 30' and 'img-size: 224'.",
+)
 
 
 follow_symlinks_option = click.option(
@@ -132,6 +205,33 @@ def silent_failures():
 def note(message: str) -> None:
     """An option the command adjusted (a size clamped to what the data allows)."""
     click.echo(f"note: {message}", err=True)
+
+
+# How a store's ``model`` attributes (and a checkpoint's ``clip`` entry) name random CLIP weights.
+RANDOM_WEIGHTS = ("none", "random")
+
+
+def warn_random_clip(what: str, model: object) -> None:
+    """One line on stderr when ``model`` (a store's model attributes) says the CLIP had random
+    weights: every score and pseudo label made from it is meaningless. Only rank 0 says it."""
+    pretrained = model.get("pretrained") if isinstance(model, Mapping) else None
+    if str(pretrained).lower() in RANDOM_WEIGHTS and os.environ.get("RANK", "0") == "0":
+        warn(
+            f"{what} comes from a CLIP with random weights (--pretrained {pretrained}): its scores and labels "
+            "are meaningless; extract with real weights for real results"
+        )
+
+
+def warn_random_store(url: str) -> None:
+    """:func:`warn_random_clip` for the store at ``url``; says nothing where it cannot be
+    opened (the command reports that itself)."""
+    from cdul.store import Store, StoreError
+
+    try:
+        model = Store.open(url).section("model")
+    except (StoreError, OSError, ValueError):
+        return
+    warn_random_clip(url, model)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

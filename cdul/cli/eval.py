@@ -9,7 +9,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option, table
+from .common import CONTEXT, fail, follow_symlinks_option, table, version_option, warn_random_clip
 
 HELP = """Score the classifier of CHECKPOINT (last.pt or best.pt of a cdul-train run) on a labelled
 split: mAP (VOC protocol), per-class AP, CF1/OF1. The checkpoint carries the architecture,
@@ -24,6 +24,7 @@ Example:
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--checkpoint", "-c", required=True, help="A cdul-train checkpoint (last.pt, best.pt).")
 @click.option("--data", required=True, help="Dataset root (path or fsspec URL).")
 @click.option(
@@ -109,6 +110,7 @@ def main(
         fail(str(exc))
     if not len(scores) or not np.isfinite(scores).all(axis=1).any():
         fail(f"none of the {len(ds.ids)} images of {data} ({split}) could be read: there is nothing to score")
+    warn_random_clip(f"{checkpoint} (trained on its pseudo labels)", ckpt.get("clip"))
     protocol = ap or default_protocol(kind)
     report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold, protocol=protocol)
     if not math.isfinite(report["map"]):

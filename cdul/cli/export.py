@@ -6,7 +6,7 @@ import math
 
 import click
 
-from .common import CONTEXT, decision_options, fail, table
+from .common import CONTEXT, decision_options, fail, table, version_option, warn_random_store
 
 HELP = """Write the labels of the finished store --store as a table, one row per image: its id as
 the store holds it, the classes decided from its scores (--threshold, --top-k or the default
@@ -30,6 +30,7 @@ metadata holds the class names, input size, mean and std; it runs with onnxrunti
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--store", "-s", default=None, help="A finished store from cdul-extract (path or fsspec URL).")
 @click.option(
     "--checkpoint",
@@ -84,6 +85,7 @@ def main(store, checkpoint, out, round_, decision, scores, quiet):
         click.echo(table([_row(q) for q in result.classes], ("class", "positives", "decided", "precision", "recall")))
     if result.map is not None:
         click.echo(f"mAP of the scores ({result.source}) against the store's ground truth: {result.map:.2f}")
+    warn_random_store(store)
 
 
 def _onnx(checkpoint: str, out: str) -> None:

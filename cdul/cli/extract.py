@@ -15,7 +15,7 @@ from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 from cdul.limits import bounded
 
 from . import common
-from .common import CONTEXT, FailureLimit, fail, follow_symlinks_option, note, warn
+from .common import CONTEXT, FailureLimit, config_option, fail, follow_symlinks_option, note, version_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
 RESUME = "chunks finished so far are kept; rerun the same command to resume"
@@ -34,6 +34,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
+@config_option
 @click.argument("dataset_root")
 @click.option(
     "--dataset",

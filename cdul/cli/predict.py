@@ -7,7 +7,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option, table
+from .common import CONTEXT, fail, follow_symlinks_option, table, version_option
 
 HELP = """Label the images of DATA with the classifier of CHECKPOINT (best.pt or last.pt of a
 cdul-train run): one row per image with the classes it keeps, optionally every class's
@@ -31,6 +31,7 @@ Examples:
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--checkpoint", "-c", required=True, help="A cdul-train checkpoint (best.pt, last.pt).")
 @click.option("--data", required=True, help="Dataset root (path or fsspec URL); for webdataset, the shards.")
 @click.option(

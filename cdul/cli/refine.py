@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CONTEXT, fail, note, write_error
+from .common import CONTEXT, fail, note, version_option, warn_random_clip, write_error
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -38,6 +38,7 @@ The kNN options do not apply to it.
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--knn", type=click.IntRange(min=1), default=10, help="Neighbours per image (K).")
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=0.3, help="Weight W of the neighbours' mean.")
@@ -140,6 +141,7 @@ def main(
                         f"the second fit kept no bank entry of {len(empty)} classes, whose means are their text "
                         f"embeddings: {', '.join(empty)}"
                     )
+                warn_random_clip(store_url, store.section("model"))
                 click.echo(f"wrote label round {k} of {store_url} (Gaussian discriminant on the patch bank)")
                 return
             spec = choose_index(store.n, kind, nlist, nprobe, note)
@@ -160,4 +162,5 @@ def main(
         fail(str(exc))
     except OSError as exc:
         fail(write_error(store_url, exc))
+    warn_random_clip(store_url, store.section("model"))
     click.echo(f"wrote label round {k} of {store_url} ({spec.kind} index, K={knn}, W={weight:g})")

@@ -8,7 +8,7 @@ import os
 import click
 import numpy as np
 
-from .common import CONTEXT, fail, note, table
+from .common import CONTEXT, fail, note, table, version_option, warn_random_clip
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -20,6 +20,7 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.argument("query", required=False)
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--image", "image_path", default=None, help="Search by this image instead of a text.")
@@ -56,6 +57,7 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
         fail(f"--image {image_path}: {exc}")
     except (StoreError, WeightsUnavailableError, ValueError, OSError) as exc:
         fail(str(exc))
+    warn_random_clip(store_url, store.section("model"))
     ids = store.read(layout.IDS)
     hits = [
         {"rank": i + 1, "id": str(ids[r]), "row": int(r), "score": float(s)}

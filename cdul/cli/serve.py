@@ -9,7 +9,7 @@ import time
 
 import click
 
-from .common import CONTEXT, decision_options, fail
+from .common import CONTEXT, decision_options, fail, version_option
 
 HELP = """Serve the images of one or several stores in a browser: per class ranked by a
 label round (or S_g, S_ag, y0) with the decided labels next to the ground truth, per image
@@ -30,6 +30,7 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
 @click.option("--store", "stores", multiple=True, required=True, help="A store (give several to serve several).")
 @click.option(
     "--data",

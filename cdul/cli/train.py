@@ -10,7 +10,7 @@ import click
 from cdul.data import DATASETS
 
 from . import common
-from .common import CONTEXT, fail, follow_symlinks_option
+from .common import CONTEXT, config_option, fail, follow_symlinks_option, version_option, warn_random_store
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
 with gradient alignment (CDUL, ICCV 2023, section 3.2): after --warmup epochs, every --update-every-th
@@ -27,11 +27,14 @@ Defaults follow the paper where it says (ResNet-101, ImageNet initialisation, 44
 eta 1, mu 0.5, sigma 1, labels updated every epoch); the optimiser values it leaves open are
 ours (Adam, lr 1e-5, batch 8, 20 epochs, cosine decay).
 
-RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl and metrics.csv.
+RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl and metrics.csv
+(and tensorboard/ with --report-to tensorboard).
 """
 
 
 @click.command(help=HELP, context_settings=CONTEXT)
+@version_option
+@config_option
 @click.option("--store", "-s", required=True, help="The store from cdul-extract (path or fsspec URL).")
 @click.option("--out-dir", "-o", required=True, help="Run folder for checkpoints and metrics (local path).")
 @click.option(
@@ -161,11 +164,27 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
     is_flag=True,
     help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.",
 )
+@click.option(
+    "--report-to",
+    type=click.Choice(["none", "tensorboard"]),
+    default="none",
+    help="Also log the per-epoch metrics (those of metrics.jsonl) to TensorBoard, in RUN/tensorboard (needs "
+    "pip install tensorboard). E.g. --report-to tensorboard, then tensorboard --logdir runs/x",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start the run in --out-dir over: removes last.pt, best.pt, metrics.* and tensorboard/events.* there "
+    "(no other file) and the label rounds that run wrote into the store. E.g. cdul-train --store s.zarr "
+    "--out-dir runs/x --overwrite",
+)
 @follow_symlinks_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
     from cdul.data.transfer import SharedMemoryFull
     from cdul.trainer import ConfigError, TrainConfig, TrainError, train
+    from cdul.trainer.tboard import MissingTensorBoard
+    from cdul.trainer.tboard import require as require_tensorboard
 
     quiet = options["quiet"]
     cfg = TrainConfig(**options)
@@ -175,7 +194,11 @@ def main(**options):
         raise click.UsageError(str(exc)) from None
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     try:
-        result = train(cfg, log=log)
+        require_tensorboard(cfg.report_to)
+    except MissingTensorBoard as exc:
+        fail(str(exc))
+    try:
+        result = train(cfg, log=log, on_start=lambda: warn_random_store(cfg.store))
     except TrainError as exc:
         fail(str(exc))
     except SharedMemoryFull as exc:

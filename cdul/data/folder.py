@@ -5,7 +5,9 @@
                             common case)
     <root>/<path>           the images
 
-Without a CSV every image file under root is used, sorted by path. Class names come from
+Hugging Face ``imagefolder`` metadata (``metadata.csv`` / ``metadata.jsonl`` with a
+``file_name`` column, :mod:`.hf_metadata`) is read where there is no labels.csv. Without
+either, every image file under root is used, sorted by path. Class names come from
 ``classes`` (a file, one name a line, or a list) or, failing that, from the CSV's labels.
 """
 
@@ -16,6 +18,7 @@ import io
 
 from . import fs
 from .base import Dataset, DatasetError, check_unique, label_matrix, safe_relpath
+from .hf_metadata import find_metadata, read_metadata
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -62,14 +65,20 @@ def load_folder(root: str, split: str = "", csv_path: str | None = None, classes
     if csv_path is None and fs.exists(fs.child(root, "labels.csv")):
         csv_path = fs.child(root, "labels.csv")
     class_names = read_class_file(classes) if isinstance(classes, str) else (list(classes) if classes else None)
-    if csv_path is None:
+    meta = find_metadata(root, split) if csv_path is None else None
+    if meta is not None:
+        csv_path = meta[0]
+        ids, labels, where = read_metadata(*meta)
+    elif csv_path is not None:
+        ids, labels, lines = _read_csv(csv_path)
+        where = [f"{csv_path}:{lineno}" for lineno in lines]
+    else:
         ids = [p for p in fs.walk_files(root) if p.lower().endswith(IMAGE_EXTS) and not p.startswith(".")]
         if not ids:
-            raise DatasetError(f"{root}: no image files found (and no labels.csv)")
+            raise DatasetError(f"{root}: no image files found (and no labels.csv or metadata.csv)")
         if not class_names:
             raise DatasetError(f"{root}: a folder dataset needs class names: pass --classes FILE (one name a line)")
         return Dataset("folder", fs.normalise_root(root), split, class_names, ids, None)
-    ids, labels, lines = _read_csv(csv_path)
     if not ids:
         raise DatasetError(f"{csv_path}: no image rows")
     check_unique(ids, csv_path)
@@ -81,5 +90,5 @@ def load_folder(root: str, split: str = "", csv_path: str | None = None, classes
             raise DatasetError(f"{csv_path}: the labels column is empty; pass --classes FILE")
     targets = None
     if labels is not None:
-        targets = label_matrix(labels, class_names, [f"{csv_path}:{lineno}" for lineno in lines])
+        targets = label_matrix(labels, class_names, where)
     return Dataset("folder", fs.normalise_root(root), split, class_names, ids, targets)
