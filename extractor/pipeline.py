@@ -353,12 +353,13 @@ def extract_chunks(
     }
     del batches  # the decoding workers exit now, their work done
     tower_encoder = encoder.dense if isinstance(encoder, DenseEncoder) else encoder  # the one a graph may run
-    out["notes"] = [tower_encoder.note] if tower_encoder.note else []
+    notes = [tower_encoder.note] if tower_encoder.note else []
     if counts["tower_recompiles"]:
-        out["notes"].append(
+        notes.append(
             f"the compiled image tower was compiled again {counts['tower_recompiles']} times during the run "
             "(its input's shape or layout changed): set TORCH_LOGS=recompiles to see why"
         )
+    out["notes"] = notes
     if not out["notes"]:
         del out["notes"]
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)

@@ -151,11 +151,21 @@ def main(
                     ("CP / CR", f"{report['CP']:.3f} / {report['CR']:.3f}"),
                     ("OP / OR", f"{report['OP']:.3f} / {report['OR']:.3f}"),
                 ],
-                (f"{ckpt['arch']} epoch {report['epoch']} on {kind} {split}", ""),
+                (f"{ckpt['arch']} epoch {report['epoch']} on {_dataset_name(kind, split, data)}", ""),
             )
         )
-    rule = "difficult ignored" if difficult == "ignore" else "difficult as positive"
-    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {protocol} AP, {rule})")
+        if ckpt["loss"] == "kl" and report["CF1"] == 0 and report["OF1"] == 0:
+            click.echo(
+                f"(CF1/OF1 0: under the KL loss the scores are a softmax that sums to 1 over the classes, so few "
+                f"pass --threshold {threshold:g}; try --threshold 0.1)"
+            )
+    rule = f", difficult {'ignored' if difficult == 'ignore' else 'as positive'}" if kind.startswith("voc") else ""
+    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {protocol} AP{rule})")
+
+
+def _dataset_name(kind: str, split: str, data: str) -> str:
+    """VOC and COCO have named splits; a folder or shards are named by where they are."""
+    return f"{kind} {split}" if kind in ("voc2007", "voc2012", "coco2014") else f"{kind} {data}"
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ def gather(
         data["zeta_sweep"] = zeta_sweep(s_g, alpha, beta, targets, lam, ok, protocol=protocol)
         data["max_alpha"] = float(np.nanmax(alpha[ok]))
     ids = store.ids()
+    latest = store.latest_round() if store.label_rounds() else 0
+    y_latest = store.read(layout.round_name(latest)) if latest else None
+    if latest:
+        data["latest_round"] = latest  # the per-image table shows its labels beside y0
     for i in np.flatnonzero(ok)[:max_images]:
         truth = [classes[c] for c in np.flatnonzero(targets[i] == 1)] if targets is not None else None
         images.append(
@@ -96,6 +100,7 @@ def gather(
                 "S_g": top_classes(s_g[i], classes),
                 "S_ag": top_classes(s_ag[i], classes),
                 "y0": top_classes(y0[i], classes),
+                **({"latest": top_classes(y_latest[i], classes)} if y_latest is not None else {}),
                 **({"source": sources.get(ids[i], "?")} if sources else {}),
             }
         )

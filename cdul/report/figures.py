@@ -72,6 +72,9 @@ def curves_figure(records: list[dict], path: str, caveat: str | None = None) -> 
     val = [r for r in epochs if r.get("val_map") is not None]
     axes[1].plot([r["epoch"] for r in val], [r["val_map"] for r in val], marker="o", ms=3, color="C1")
     axes[1].set_title("classifier mAP (validation)", fontsize=9)
+    if not val:
+        note = "no validation mAP: train with --val-data ROOT"
+        axes[1].text(0.5, 0.5, note, ha="center", va="center", fontsize=8, transform=axes[1].transAxes)
     rounds = {}
     for r in records:
         if r.get("pseudo_map") is not None:
@@ -85,4 +88,8 @@ def curves_figure(records: list[dict], path: str, caveat: str | None = None) -> 
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:  # one point (a one-epoch run): whole-number ticks around it, not 0.96 ... 1.04
+            mid = round((lo + hi) / 2)
+            ax.set_xlim(mid - 1, mid + 1)
     save_figure(fig, path, caveat)

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from cdul.data import fs
+from cdul.data import sample_reader
 from cdul.data.decode import decode_image
 from cdul.store import Store, layout
 from cdul.trainer.report import ap_chart
@@ -20,10 +20,14 @@ def _fmt_top(top) -> str:
     return ", ".join(f"{name} {score:.2f}" for name, score in top)
 
 
-def _load_image(root: str, rel: str) -> np.ndarray | None:
+def _load_image(read, rel: str, failures: list[str] | None = None) -> np.ndarray | None:
+    """The image ``rel`` through ``read`` (the dataset's own reader: files, or tar shard
+    members); None where it cannot be had, with the reason appended to ``failures``."""
     try:
-        return decode_image(fs.read_bytes(fs.join(root, rel)))
-    except Exception:  # a thumbnail that cannot be made is left out, the report goes on
+        return decode_image(read(rel))
+    except Exception as exc:  # a thumbnail that cannot be made is left out, the report goes on
+        if failures is not None:
+            failures.append(f"{rel}: {exc}")
         return None
 
 
@@ -47,6 +51,7 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
     classes = data["classes"]
     md, body = [], []
     clip_caveat, classifier_caveat = caveats(data)
+    read = sample_reader(str(store.section("dataset").get("kind", "folder")), root)
 
     def paragraph(text: str, warning: bool = False):
         md.extend(["", f"> **Warning.** {text}" if warning else text, ""])
@@ -121,10 +126,14 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
         "S_ag",
         "y0",
     ]
+    latest = data.get("latest_round")
+    if latest:
+        cols.append(f"round {latest}")
     md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    rows_html = []
+    rows_html: list[str] = []
+    failures: list[str] = []
     for rec in data["images"]:
-        image = _load_image(root, rec["id"])
+        image = _load_image(read, rec["id"], failures)
         thumb = f"img/{rec['row']:06d}.png"
         if image is not None:
             thumbnail(image, os.path.join(folder, thumb))
@@ -132,9 +141,9 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
         cells = [
             *([rec["source"]] if "source" in cols else []),
             truth or "(none of the classes)",
-            *(_fmt_top(rec[k]) for k in ("S_g", "S_ag", "y0")),
+            *(_fmt_top(rec[k]) for k in ("S_g", "S_ag", "y0", *(["latest"] if latest else []))),
         ]
-        md.append(f"| ![]({thumb}) `{rec['id']}` | " + " | ".join(cells) + " |")
+        md.append(f"| {f'![]({thumb}) ' if image is not None else ''}`{rec['id']}` | " + " | ".join(cells) + " |")
         img_tag = f"<img src='{thumb}' alt=''><br>" if image is not None else ""
         rows_html.append(
             f"<tr><td>{img_tag}<code>{html.escape(rec['id'])}</code></td>"
@@ -142,6 +151,8 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
             + "</tr>"
         )
     body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>" + "".join(rows_html) + "</table>")
+    if failures:
+        paragraph(f"{len(failures)} images could not be read for their thumbnails; the first: {failures[0]}")
 
     if store.has(layout.SIM_TILES):
         n_tiles = store.read(layout.N_TILES)
@@ -150,7 +161,7 @@ def build_page(folder: str, data: dict, store: Store, root: str) -> None:
         ]
         if candidates:
             row = candidates[0]
-            image = _load_image(root, store.ids()[row])
+            image = _load_image(read, store.ids()[row])
             if image is not None:
                 tiles = np.asarray(store.array(layout.SIM_TILES)[row])
                 tiles_figure(
