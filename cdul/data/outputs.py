@@ -73,31 +73,31 @@ def inside(folder: str, name: str, what: str = "--out") -> str:
 def output_file(path: str, what: str = "--out") -> str:
     """A file to write whole: its folder is made when absent; refused when it is a folder or
     a symbolic link."""
+    if _whole_file(path, what):
+        output_dir(os.path.dirname(os.path.abspath(path)), what)
+    return os.fspath(path)
+
+
+def _whole_file(path: str, what: str) -> bool:
+    """Refuse a folder or a symbolic link where a whole file goes; False for a remote path
+    (it has neither)."""
     path = os.fspath(path)
     if _remote(path):
-        return path
+        return False
     if os.path.islink(path):
         raise OutputError(f"{what} {path} is a symbolic link; give the path of the file itself")
     if os.path.isdir(path):
         raise OutputError(f"{what} {path} is a folder; give a file name")
-    output_dir(os.path.dirname(os.path.abspath(path)), what)
-    return path
+    return True
 
 
 def table_file(path: str, what: str = "--out") -> str:
     """A file to write whole in a folder that exists already: refused when it is a folder, a
     symbolic link, or its folder is missing (nothing is created for it)."""
-    path = os.fspath(path)
-    if _remote(path):
-        return path
-    if os.path.islink(path):
-        raise OutputError(f"{what} {path} is a symbolic link; give the path of the file itself")
-    if os.path.isdir(path):
-        raise OutputError(f"{what} {path} is a folder; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
+    if _whole_file(path, what) and not os.path.isdir(folder):
         raise OutputError(f"{what} {path}: the folder {folder} does not exist")
-    return path
+    return os.fspath(path)
 
 
 def replace_into(tmp: str, folder: str, name: str, what: str = "--out") -> str:
