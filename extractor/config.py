@@ -36,7 +36,7 @@ class ExtractConfig:
     exif: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     follow_symlinks: bool = False  # which images are read at all
-    local: str = "tiles"  # "tiles" (SPEC 1.3) or "dense" (SPEC 1.7)
+    local: str = "tiles"  # "tiles" (docs/algorithm.md §2.3) or "dense" (§4)
     dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
     keep_patches: int = 0  # dense mode: K bank entries per class
     keep_patch_embeddings: bool = False  # dense mode: store every patch embedding

@@ -1,4 +1,4 @@
-"""Dense local scores in one forward pass (SPEC 1.7): a ViT whose last block attends with
+"""Dense local scores in one forward pass (docs/algorithm.md §4): a ViT whose last block attends with
 SCLIP's correlative self-attention (Wang et al., ECCV 2024), so that each patch token
 describes its own region.
 

@@ -1,4 +1,4 @@
-"""Where the local tiles of an image are (SPEC 1.3): non-overlapping, remainder dropped.
+"""Where the local tiles of an image are (docs/algorithm.md §2.3): non-overlapping, remainder dropped.
 
 - grid mode (``--snippet G``): tiles of h = H // G by w = W // G at
   ``[i*h:(i+1)*h, j*w:(j+1)*w]`` for i, j in 0..G-1, row-major;

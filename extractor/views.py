@@ -1,4 +1,4 @@
-"""The model's eval preprocess, as batched tensor ops: global view and tiles (SPEC 1.2-1.3).
+"""The model's eval preprocess, as batched tensor ops: global view and tiles (docs/algorithm.md §2.3).
 
 CLIP's eval preprocess (open_clip, ``resize_mode="shortest"``) is: resize the short side
 to R with PIL's antialiased bicubic filter, centre-crop R x R, scale to [0, 1], normalise.

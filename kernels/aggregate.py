@@ -1,4 +1,4 @@
-"""Global-local aggregation (SPEC 1.4, paper Eq. 5-6), for numpy arrays or torch tensors.
+"""Global-local aggregation (docs/algorithm.md §2.5, paper Eq. 5-6), for numpy arrays or torch tensors.
 
     gamma = 1[alpha >= zeta];  S_ag = gamma * alpha + (1 - gamma) * beta
     y0    = 0.5 * (S_g + S_ag + lam * |S_g - S_ag|)

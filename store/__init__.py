@@ -1,4 +1,4 @@
-"""Chunked Zarr v3 store of similarities and pseudo-label rounds (SPEC section 2)."""
+"""Chunked Zarr v3 store of similarities and pseudo-label rounds (docs/store.md)."""
 
 from . import layout
 from .attrs import attr_float, attr_int

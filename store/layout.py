@@ -1,4 +1,4 @@
-"""Names, dtypes and version of the cdul store (SPEC section 2).
+"""Names, dtypes and version of the cdul store (docs/store.md).
 
 The store is the contract between the extractor and the trainer. This module only says
 what the arrays are called and how they are shaped; it knows nothing of CLIP.

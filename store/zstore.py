@@ -1,6 +1,6 @@
 """The cdul store: a Zarr v3 group chunked along images, filled chunk by chunk.
 
-Phases (as SPEC section 2 and the anemoi-datasets ``create/`` layout do it):
+Phases (as docs/store.md §2 and the anemoi-datasets ``create/`` layout do it):
 create the arrays and one done flag per chunk; fill chunks, flagging each only after its
 data is written; finalise. Resume falls out of idempotent, chunk-disjoint writes.
 """

@@ -1,4 +1,4 @@
-"""An independent, per-image reference of SPEC 1.2-1.4, written plainly: PIL crops one tile
+"""An independent, per-image reference of docs/algorithm.md §2.2-2.5, written plainly: PIL crops one tile
 at a time, open_clip's own eval transform, float64 encoders, numpy formulas."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Reference:
 
     @staticmethod
     def boxes(width: int, height: int, snippet: int | None = None, tile_px: int | None = None):
-        """(left, upper, right, lower) PIL boxes of the tiles, row-major, as SPEC 1.3 says."""
+        """(left, upper, right, lower) PIL boxes of the tiles, row-major, as docs/algorithm.md §2.3 says."""
         if snippet is not None:
             h, w = height // snippet, width // snippet
             rows = cols = snippet if h and w else 0

@@ -1,4 +1,4 @@
-"""Dense mode (SPEC 1.7) against references written the way SCLIP's and PIAA's code does it
+"""Dense mode (docs/algorithm.md §4) against references written the way SCLIP's and PIAA's code does it
 (tests/dense_reference.py): a random-weight ViT with 4 x 4 patches, real photos and odd images."""
 
 import json

@@ -1,4 +1,4 @@
-"""cdul-extract's stored numbers against the independent per-image reference (SPEC 1.6):
+"""cdul-extract's stored numbers against the independent per-image reference (docs/algorithm.md §6):
 a random-weight CLIP shared through a checkpoint file, real photos and odd generated images."""
 
 import os

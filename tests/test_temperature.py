@@ -1,4 +1,4 @@
-"""The logit scale multiplies the cosine similarities (SPEC 1.2 and 1.6).
+"""The logit scale multiplies the cosine similarities (docs/algorithm.md §2.2 and §6).
 
 A public reproduction divided by model.logit_scale (ln 100) instead: every vector it
 produced was nearly uniform. These tests fail for a divisor, for ln(s) used as the scale,

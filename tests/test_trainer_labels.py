@@ -1,4 +1,4 @@
-"""The label step of SPEC 1.5 against plain references written here: the losses in float64
+"""The label step of docs/algorithm.md §3.2 against plain references written here: the losses in float64
 numpy, their gradient by central finite differences, the update formula term by term."""
 
 import math

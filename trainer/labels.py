@@ -1,4 +1,4 @@
-"""The two losses and the gradient-alignment label step (SPEC 1.5, paper Eq. 7-8).
+"""The two losses and the gradient-alignment label step (docs/algorithm.md §3.1-3.2, paper Eq. 7-8).
 
 Everything here works on one batch of logits ``z`` [B, C] and soft labels ``y`` [B, C] and
 returns per-sample quantities, so the same code serves the network step (mean over the

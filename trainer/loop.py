@@ -1,4 +1,4 @@
-"""Gradient-alignment training (SPEC 1.5): the classifier learns from the pseudo labels
+"""Gradient-alignment training (docs/algorithm.md §3): the classifier learns from the pseudo labels
 streamed out of the store while the labels move towards what it predicts.
 
 An epoch (:meth:`Trainer.train_one_epoch`) runs :class:`~.step.Step` on each batch: the

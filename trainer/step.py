@@ -1,4 +1,4 @@
-"""One batch of gradient-alignment training (SPEC 1.5), and the guard against steps that are
+"""One batch of gradient-alignment training (docs/algorithm.md §3), and the guard against steps that are
 not finite.
 
 Per batch (:class:`Step`):

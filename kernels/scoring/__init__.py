@@ -1,4 +1,4 @@
-"""Scoring: CLIP embeddings of each image's views -> S_g, alpha, beta (SPEC 1.2-1.4).
+"""Scoring: CLIP embeddings of each image's views -> S_g, alpha, beta (docs/algorithm.md §2.2-2.4).
 
 Input layout ("segments"): the encoder outputs of B images stacked in one [M, D] matrix.
 Image b owns rows ``offsets[b]:offsets[b+1]``; the first of them is its global view and
