@@ -13,7 +13,7 @@ from extract_runs import extract_args
 from cdul.cli.extract import main as extract_cli
 from cdul.cli.refine import main as refine_cli
 from cdul.data import outputs
-from cdul.trainer.report import write_json
+from cdul.report.eval_report import write_json
 
 
 def snapshot(folder):
@@ -85,7 +85,7 @@ def test_the_guard_refuses_links_and_escapes(tmp_path):
 
 def test_train_refuses_an_out_dir_whose_files_are_links(tmp_path):
     from cdul.trainer.config import TrainConfig
-    from cdul.trainer.prepare import TrainError, out_paths
+    from cdul.trainer.start import TrainError, out_paths
 
     run, other = tmp_path / "run", tmp_path / "other"
     run.mkdir()

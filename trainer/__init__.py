@@ -11,7 +11,7 @@ from .distributed import Dist
 from .distributed import setup as setup_dist
 from .distributed import teardown as teardown_dist
 from .labels import align_labels, gaussian_weight, label_gradient, per_sample_loss, scores
-from .prepare import TrainError
+from .start import TrainError
 from .stream import LabelStream, chunk_order, row_order
 
 

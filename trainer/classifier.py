@@ -24,7 +24,7 @@ from .distributed import pick_device
 from .evaluate import score_batches
 from .images import IMAGENET_MEAN, IMAGENET_STD
 from .model import WeightsError, new_model
-from .prepare import TrainError, check_finite
+from .start import TrainError, check_finite
 
 SCORE_FUNCTIONS = {"kl": "softmax", "bce": "sigmoid"}
 

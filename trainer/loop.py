@@ -34,10 +34,13 @@ from cdul.store import Store, StoreLock, StoreLockedError, layout
 from . import checkpoint as ckpt_io
 from .config import DEFAULT_IMG_SIZE, TrainConfig
 from .distributed import Dist
+from .epoch_scores import epoch_line, val_scores
 from .evaluate import pseudo_label_map
 from .images import IMAGENET_MEAN, IMAGENET_STD, EpochBatches, ImageSet, collate
 from .model import WeightsError, build_classifier, unwrap
-from .prepare import (
+from .rounds import begin_round, drop_newer_rounds, starting_round
+from .runlog import RunLog
+from .start import (
     TrainError,
     check_finite,
     check_round,
@@ -50,9 +53,6 @@ from .prepare import (
     out_paths,
     resume_state,
 )
-from .record import epoch_line, val_scores
-from .rounds import begin_round, drop_newer_rounds, starting_round
-from .runlog import RunLog
 from .step import STATS, Step, check_diverged
 from .stream import LabelStream, chunk_order, scan_round
 

@@ -23,7 +23,7 @@ from cdul.store import Store, attr_int, round_writer
 
 from .config import TrainConfig
 from .distributed import Dist
-from .prepare import TrainError
+from .start import TrainError
 
 
 def starting_round(cfg: TrainConfig, store: Store, saved: dict | None, log) -> int:

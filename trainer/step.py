@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .evaluate import autocast
 from .images import Normalise
 from .model import unwrap
-from .prepare import TrainError
+from .start import TrainError
 
 # What a step returns to be added up over an epoch, in this order.
 STATS = ("loss x images", "images of the steps taken", "images", "steps", "skipped", "unreadable", "|label change|")

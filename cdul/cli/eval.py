@@ -69,9 +69,9 @@ def main(
     from cdul.data import DatasetError, fs, load_labelled, outputs
     from cdul.data.transfer import SharedMemoryFull
     from cdul.metrics import default_protocol
+    from cdul.report.eval_report import write_json, write_plots
     from cdul.trainer.classifier import ClassifierError, load_classifier
     from cdul.trainer.evaluate import classifier_report, predict
-    from cdul.trainer.report import write_json, write_plots
 
     fs.follow_symlinks(follow_symlinks)
     try:

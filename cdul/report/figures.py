@@ -1,13 +1,12 @@
 """The report's pictures: thumbnails, one image with its tiles, the zeta sweep and the
-training curves (the per-class AP chart is trainer.report.ap_chart, shared with cdul-eval)."""
+training curves (the per-class AP chart is eval_report.ap_chart, shared with cdul-eval)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cdul.trainer.report import pyplot, save_figure
-
 from .contents import top_classes
+from .eval_report import pyplot, save_figure
 
 
 def thumbnail(image: np.ndarray, path: str, size: int = 160) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 from cdul.data import sample_reader
 from cdul.data.decode import decode_image
 from cdul.store import Store, layout
-from cdul.trainer.report import ap_chart
 
+from .eval_report import ap_chart
 from .figures import curves_figure, sweep_figure, thumbnail, tiles_figure
 
 

@@ -1,5 +1,6 @@
-"""Evaluation reports of a trained classifier: precision-recall curves and per-class AP
-charts (matplotlib, Agg backend, PNG files), and the JSON report, written atomically."""
+"""Evaluation reports of a trained classifier (cdul-eval): precision-recall curves and per-class
+AP charts (matplotlib, Agg backend, PNG files), and the JSON report, written atomically. The
+report's pages draw their figures with the same helpers."""
 
 from __future__ import annotations
 

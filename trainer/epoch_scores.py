@@ -12,7 +12,7 @@ from cdul.metrics import default_protocol
 from .config import TrainConfig
 from .distributed import Dist
 from .evaluate import classifier_report, predict
-from .prepare import ValSplit
+from .start import ValSplit
 
 
 def val_scores(
