@@ -8,8 +8,9 @@ time per call, the achieved GB/s over the bytes that must move (inputs read once
 written once), that as a fraction of the GPU's peak memory bandwidth, and TFLOP/s over the
 one M x C x D product the result needs (the two-pass Triton path computes it twice). Large
 C is GEMM-bound and small C is bandwidth-bound, so both columns matter. Speedups are
-ratios within one run. The Triton variant is timed through ``score_segments_triton``
-with the offsets already on the GPU, as the extractor hands them over.
+ratios within one run. The Triton variant is timed through the op's dispatcher
+(``score_segments(..., backend="triton")``) with the offsets already on the GPU, as the
+extractor calls it.
 
 Without CUDA only the torch reference runs (small shapes with ``--quick``); the Triton and
 compile variants are recorded as needing a GPU.
@@ -20,10 +21,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from functools import partial
 
 import torch
 
-from cdul.kernels.scoring import score_segments_torch
+from cdul.kernels.scoring import score_segments, score_segments_torch
 
 from .common import device_name, record, timeit
 
@@ -65,12 +67,10 @@ def moved_bytes(emb, offsets, text, keep_tiles: bool) -> int:
 def variants(cuda: bool):
     out = {"torch": score_segments_torch}
     if cuda:
-        from cdul.kernels.scoring.fused import score_segments_triton
-
         # one dynamic-shape compile serves every case; keep the limit above the case count
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         out["compile"] = torch.compile(score_segments_torch, dynamic=True)
-        out["triton"] = score_segments_triton
+        out["triton"] = partial(score_segments, backend="triton")
     return out
 
 

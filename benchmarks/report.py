@@ -69,6 +69,7 @@ def plot(subject: str, rows: list[dict], path: str) -> bool:
     metric = {
         "extract": "images_per_s",
         "kernel": "time",
+        "resample": "time",
         "store": "write_MB_per_s",
         "scaling": "images_per_s",
         "memory": "peak_rss_MB",
@@ -94,7 +95,7 @@ def plot(subject: str, rows: list[dict], path: str) -> bool:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
     ax.set_xticklabels(list(labels), rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(f"{metric} ({pts[0]['unit']})")
-    if subject == "kernel":
+    if subject in ("kernel", "resample"):
         ax.set_yscale("log")
     ax.set_title(f"{subject} on {pts[0]['device']}", fontsize=9)
     ax.legend(fontsize=7)

@@ -18,7 +18,19 @@ import click
 
 from cdul.cli.common import version_option
 
-SUBJECTS = ("extract", "host_ops", "scaling", "store", "memory", "train", "predict", "kernel", "refine", "export")
+SUBJECTS = (
+    "extract",
+    "host_ops",
+    "scaling",
+    "store",
+    "memory",
+    "train",
+    "predict",
+    "kernel",
+    "resample",
+    "refine",
+    "export",
+)
 
 
 HELP = """Run cdul's benchmark suites, one subject after the other, each in its own process,
@@ -27,7 +39,8 @@ then rewrite benchmarks/results/REPORT.md and its plots from results.csv.
 \b
 Subjects: extract (ours / naive / encoder limit), host_ops (torch ops and Triton launches
 per image outside the towers), scaling, store, memory, train, predict (cdul-predict against
-cdul-eval), kernel, refine, export (label tables from a store).
+cdul-eval), kernel, resample (the view kernel against its torch reference, torchvision and
+PIL), refine, export (label tables from a store).
 Speed numbers are ratios measured in one run; absolute times depend on the machine.
 """
 

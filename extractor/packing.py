@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from cdul.data.transfer import worker_tensor
-from cdul.kernels.resample import F_COL0, F_IMG, F_IMG_W, F_KX, F_KY, F_NROWS, F_ROW0, F_SCR, F_XT, F_YT, N_FIELDS
+from cdul.kernels.resample.tables import F_IMG, ViewTable
 
 from .tiling import Tiling
-from .views import output_geometry, pil_taps
 
 
 @dataclass(frozen=True)
@@ -70,29 +69,6 @@ class PackedBatch:
         return self.data[off : off + h * w * 3].view(h, w, 3)
 
 
-class _Taps:
-    """The taps tables of one batch, deduplicated by geometry (all tiles of a grid share theirs)."""
-
-    def __init__(self, size: int, interpolation: str):
-        self.size, self.interpolation = size, interpolation
-        self.parts: list[np.ndarray] = []
-        self.length = 0
-        self.seen: dict[tuple, tuple] = {}
-
-    def axis(self, in_size: int, out_size: int, keep_start: int) -> tuple[int, int, int, int]:
-        """(int32 offset, K, first input read, inputs read) of one axis's table."""
-        key = (in_size, out_size, keep_start)
-        if key not in self.seen:
-            first, taps = pil_taps(in_size, out_size, keep_start, self.size, self.interpolation)
-            lo = int(first.min())
-            span = int(first.max()) - lo + taps.shape[1]
-            part = np.concatenate([first - lo, taps.ravel()]).astype(np.int32)
-            self.seen[key] = (self.length, taps.shape[1], lo, span)
-            self.parts.append(part)
-            self.length += part.size
-        return self.seen[key]
-
-
 def _views_of(h: int, w: int, tiling: Tiling | None) -> list[tuple[int, int, int, int]]:
     boxes = [(0, 0, h, w)]
     if tiling is not None and not tiling.whole_image:
@@ -108,9 +84,7 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
     n_views = np.zeros(n, np.int32)
     n_tiles = np.zeros(n, np.int32)
     errors = [""] * n
-    taps = _Taps(spec.size, spec.interpolation)
-    table: list[list[int]] = []
-    scratch = max_rows = 0
+    table = ViewTable(spec.size, spec.interpolation, spec.resize_mode)
     ok = []
     for i, item in enumerate(decoded):
         if isinstance(item, str):
@@ -123,18 +97,10 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
         n_tiles[i] = 1 if (tiling is not None and tiling.whole_image) else len(boxes) - 1
         ok.append(i)
         for top, left, bh, bw in boxes:
-            new_h, new_w, ctop, cleft = output_geometry(bh, bw, spec.size, spec.resize_mode)
-            xt, kx, x_lo, _ = taps.axis(bw, new_w, cleft)
-            yt, ky, y_lo, y_rows = taps.axis(bh, new_h, ctop)
-            row = [0] * N_FIELDS
-            row[F_IMG], row[F_IMG_W], row[F_ROW0], row[F_COL0] = i, w, top + y_lo, left + x_lo
-            row[F_NROWS], row[F_XT], row[F_KX], row[F_YT], row[F_KY], row[F_SCR] = y_rows, xt, kx, yt, ky, scratch
-            table.append(row)
-            scratch += y_rows * spec.size * 3
-            max_rows = max(max_rows, y_rows)
-    views = np.array(table, np.int64).reshape(-1, N_FIELDS)
+            table.add(i, w, top, left, bh, bw)
+    views = table.array()
     offsets = np.concatenate([[0], np.cumsum(n_views[ok])]).astype(np.int64)
-    tap_arr = np.concatenate(taps.parts) if taps.parts else np.zeros(0, np.int32)
+    tap_arr = table.taps.array()
     views_off, offsets_off = 0, views.nbytes
     taps_off = offsets_off + offsets.nbytes
     cursor = _align(taps_off + tap_arr.nbytes, 16)
@@ -167,8 +133,8 @@ def pack(chunk: int, rows, decoded: list, spec: ViewSpec, tiling: Tiling | None)
         views_off,
         offsets_off,
         taps_off,
-        max_rows,
-        scratch,
+        table.max_rows,
+        table.scratch,
     )
 
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from cdul.kernels import score_segments
+from cdul.kernels.dispatch import require_fused
+from cdul.kernels.resample import resample_views
 from cdul.store import Store, layout
 
 from .bank import ChunkBank, to_entries
@@ -95,9 +97,7 @@ class KernelViews:
     8-bit levels exactly, normalised and written in the encoder's dtype and layout."""
 
     def __init__(self, size: int, mean, std, device: torch.device, dtype: torch.dtype, min_rows: int = 0):
-        from cdul.kernels.resample.fused import resample_views  # imports triton
-
-        self._resample = resample_views
+        require_fused("cdul.kernels.resample")  # imports triton: fails here, not at the first batch
         self.size, self.device, self.dtype, self.min_rows = int(size), device, dtype, min_rows
         std32 = torch.tensor(std, dtype=torch.float32)
         mean32 = torch.tensor(mean, dtype=torch.float32)
@@ -113,7 +113,18 @@ class KernelViews:
             batch.scratch_bytes, lambda n: torch.empty(n, dtype=torch.uint8, device=self.device)
         )
         out = self._out.get(max(v, self.min_rows), self._new_out)
-        self._resample(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out, self.mul, self.add)
+        resample_views(
+            batch.data,
+            batch.views_off,
+            batch.taps_off,
+            v,
+            batch.max_rows,
+            scratch,
+            out,
+            self.mul,
+            self.add,
+            backend="triton",
+        )
         return out if out.shape[0] == max(v, self.min_rows) else out[: max(v, self.min_rows)]
 
     def _new_out(self, n: int) -> torch.Tensor:
@@ -179,9 +190,7 @@ class Scorer:
         self.keep_tiles, self.keep_embeddings, self.extras = keep_tiles, keep_embeddings, extras
         self._out = _Grown()
         if triton:
-            from cdul.kernels.scoring.fused import score_segments_triton
-
-            self._triton = score_segments_triton
+            require_fused("cdul.kernels.scoring")  # imports triton: fails here, not at the first batch
 
     def __call__(self, emb: torch.Tensor, batch: PackedBatch, rows_per_image: int = 0) -> HostScores:
         b = batch.n_ok
@@ -195,7 +204,9 @@ class Scorer:
         if self.triton:
             out = self._out.get(b, lambda n: torch.empty(n, 3, c, dtype=torch.float32, device=emb.device))
             out = out[:b]
-            sc = self._triton(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles, out=out)
+            sc = score_segments(
+                emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles, backend="triton", out=out
+            )
             scores = out
         else:
             sc = score_segments(emb, offsets, self.text, self.logit_scale, keep_tiles=self.keep_tiles)

@@ -15,107 +15,13 @@ one grey level (two where a side of 3 pixels or less is upscaled to R).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TypedDict
 
-import numpy as np
 import torch
 
+from cdul.kernels.resample.tables import output_geometry, resample_matrix
+
 from .tiling import Tiling
-
-_SUPPORT = {"bicubic": 2.0, "bilinear": 1.0}
-PRECISION_BITS = 22  # PIL's PRECISION_BITS = 32 - 8 - 2: taps are 22-bit fixed point
-_ONE = float(1 << PRECISION_BITS)
-
-
-def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    """PIL's ``bicubic_filter``, operation for operation (``* x * x``, not ``x ** 2``)."""
-    x = np.abs(x)
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-
-def _bilinear(x: np.ndarray) -> np.ndarray:
-    x = np.abs(x)
-    return np.where(x < 1.0, 1.0 - x, 0.0)
-
-
-@lru_cache(maxsize=4096)
-def pil_taps(
-    in_size: int, out_size: int, keep_start: int, keep_len: int, interpolation: str = "bicubic"
-) -> tuple[np.ndarray, np.ndarray]:
-    """PIL's resampling of one axis, in_size -> out_size, for the outputs
-    [keep_start, keep_start + keep_len): (first input of each output [keep_len] int32,
-    fixed-point taps [keep_len, K] int32, in units of 2**-22).
-
-    This is ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` of PIL's Resample.c, done
-    for all outputs at once in float64 with the same operations in the same order (the
-    taps' sum is sequential, as PIL's loop). K is the widest window; shorter windows are
-    padded with zero taps, and a window that would run past the last input is moved back
-    (its taps shifted right) so that every ``first + k`` is a valid input index."""
-    if interpolation not in _SUPPORT:
-        raise ValueError(f"interpolation must be bicubic or bilinear, not {interpolation!r}")
-    if in_size < 1 or out_size < 1 or keep_len < 1:
-        raise ValueError(f"sizes must be >= 1, got in {in_size}, out {out_size}, kept {keep_len}")
-    filt = _bicubic if interpolation == "bicubic" else _bilinear
-    scale = float(in_size) / out_size
-    filterscale = max(scale, 1.0)
-    support = _SUPPORT[interpolation] * filterscale
-    ss = 1.0 / filterscale
-    center = (np.arange(keep_start, keep_start + keep_len, dtype=np.float64) + 0.5) * scale
-    # C casts truncate toward zero; both bounds are then clamped to the image
-    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
-    xmax = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64)
-    k = int((xmax - xmin).max())
-    x = np.arange(k)[None, :]
-    inside = x < (xmax - xmin)[:, None]
-    w = np.where(inside, filt(((x + xmin[:, None]).astype(np.float64) - center[:, None] + 0.5) * ss), 0.0)
-    total = np.cumsum(w, axis=1)[:, -1]  # sequential, as PIL's ww += w
-    w = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
-    taps = np.trunc(w * _ONE + np.where(w < 0, -0.5, 0.5)).astype(np.int32)
-    first = np.minimum(xmin, in_size - k)  # keep first + k - 1 inside the image
-    shift = xmin - first
-    if shift.any():
-        rows, cols = np.nonzero(shift[:, None] + x < k)
-        moved = np.zeros_like(taps)
-        moved[rows, cols + shift[rows]] = taps[rows, cols]
-        taps = moved
-    first = first.astype(np.int32)
-    first.setflags(write=False)  # cached: shared by every caller
-    taps.setflags(write=False)
-    return first, taps
-
-
-def resample_matrix(
-    in_size: int, out_size: int, keep_start: int, keep_len: int, interpolation: str = "bicubic"
-) -> tuple[int, np.ndarray]:
-    """The same taps as a dense float64 matrix over the inputs they touch: (first input
-    used, [keep_len, window] taps), for the matrix-product path."""
-    first, taps = pil_taps(in_size, out_size, keep_start, keep_len, interpolation)
-    lo = int(first.min())
-    width = int(first.max()) - lo + taps.shape[1]
-    mat = np.zeros((keep_len, width), dtype=np.float64)
-    cols = (first - lo)[:, None] + np.arange(taps.shape[1])[None, :]
-    np.put_along_axis(mat, cols, taps / _ONE, axis=1)
-    return lo, mat
-
-
-def output_geometry(h: int, w: int, size: int, resize_mode: str = "shortest") -> tuple[int, int, int, int]:
-    """(resized_h, resized_w, crop_top, crop_left) of the eval preprocess, as torchvision computes them."""
-    if resize_mode == "squash":
-        return size, size, 0, 0
-    if resize_mode != "shortest":
-        raise ValueError(f"resize mode {resize_mode!r} is not supported (shortest or squash)")
-    short, long = (w, h) if w <= h else (h, w)
-    if short == size:
-        new_h, new_w = h, w
-    else:
-        new_short, new_long = size, int(size * long / short)
-        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    top = round((new_h - size) / 2.0)
-    left = round((new_w - size) / 2.0)
-    return new_h, new_w, top, left
 
 
 def _to_levels(x: torch.Tensor) -> torch.Tensor:

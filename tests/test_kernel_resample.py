@@ -1,6 +1,9 @@
 """The batch view kernel (kernels/resample, run by Triton's interpreter here) against the
 matrix path (ViewMaker, float64: PIL bit for bit) and a plain-torch reading of the same tables."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +11,7 @@ import torch
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.tiling import Tiling
 from cdul.extractor.views import ViewMaker
+from cdul.kernels import resample as op
 from cdul.kernels.resample.fused import resample_views
 from cdul.kernels.resample.reference import resample_views_torch
 
@@ -119,6 +123,51 @@ def test_argument_checks():
         resample_views(batch.data.float(), 0, batch.taps_off, 1, 1, scratch, torch.empty(1, 3, 8, 8), [1] * 3, [0] * 3)
     with pytest.raises(ValueError, match="aligned"):
         resample_views(batch.data, 4, batch.taps_off, 1, 1, scratch, torch.empty(1, 3, 8, 8), [1] * 3, [0] * 3)
+
+
+def _dispatch(batch, spec, **kw):
+    out = torch.full((batch.n_view_rows + 2, 3, spec.size, spec.size), float("nan"))
+    scratch = torch.empty(batch.scratch_bytes, dtype=torch.uint8)
+    v = batch.n_view_rows
+    got = op.resample_views(batch.data, batch.views_off, batch.taps_off, v, batch.max_rows, scratch, out, *_LV, **kw)
+    assert got.data_ptr() == out.data_ptr() and got.shape[0] == v and bool(out[v:].isnan().all())
+    return got
+
+
+_LV = [1.0] * 3, [0.0] * 3  # mul, add of LEVELS
+
+
+def test_dispatcher_picks_by_device_and_backend(monkeypatch):
+    """On CPU tensors ``auto`` runs the reference; ``triton`` (argument or CDUL_KERNELS) runs
+    the kernel; all give the matrix path's levels."""
+    calls = []
+    monkeypatch.setattr(op, "resample_views_torch", lambda *a: calls.append("torch") or resample_views_torch(*a))
+    import cdul.kernels.resample.fused as fused
+
+    monkeypatch.setattr(fused, "resample_views", lambda *a: calls.append("triton") or resample_views(*a))
+    spec, images = ViewSpec(16), _images([(30, 41), (5, 60)], seed=6)
+    batch = pack(0, range(2), list(images), spec, Tiling.grid(2))
+    ref = _matrix_path(images, spec, Tiling.grid(2), *LEVELS)
+    monkeypatch.setenv("CDUL_KERNELS", "auto")
+    assert torch.equal(_dispatch(batch, spec), ref) and calls == ["torch"]
+    assert torch.equal(_dispatch(batch, spec, backend="triton"), ref) and calls[-1] == "triton"
+    monkeypatch.setenv("CDUL_KERNELS", "triton")
+    assert torch.equal(_dispatch(batch, spec), ref) and calls[-1] == "triton"
+    assert torch.equal(_dispatch(batch, spec, backend="torch"), ref) and calls[-1] == "torch"
+    monkeypatch.setenv("CDUL_KERNELS", "cuda")
+    with pytest.raises(ValueError, match="CDUL_KERNELS"):
+        _dispatch(batch, spec)
+
+
+def test_tables_and_dispatcher_import_without_triton():
+    """The loader's workers and the CPU path load the op's tables and dispatcher, never triton."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import cdul.extractor.packing, cdul.kernels.resample as op, cdul.kernels.resample.tables\n"
+        "assert not op._triton_available()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.gpu

@@ -222,6 +222,20 @@ def test_torch_path_without_triton(monkeypatch):
     compare(got, score_segments_torch(emb, offsets, text, S), 0, 0)
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_dispatch_backend_argument_and_out(monkeypatch, backend):
+    """``backend`` overrides CDUL_KERNELS; ``out`` [B, 3, C] receives S_g, alpha, beta on
+    either path and the scores returned are views of it."""
+    monkeypatch.setenv("CDUL_KERNELS", "triton" if backend == "torch" else "torch")
+    emb, offsets, text = make_inputs([3, 0, 2], 20, 16, torch.float32, seed=9)
+    out = torch.full((3, 3, 20), float("nan"))
+    got = score_segments(emb, offsets, text, S, keep_tiles=True, backend=backend, out=out)
+    want = score_segments_torch(emb, offsets, text, S, keep_tiles=True)
+    compare(got, want, 3e-5, 1e-4)
+    assert got.global_.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out, torch.stack([want.global_, want.alpha, want.beta], 1), atol=3e-5, rtol=1e-4)
+
+
 # ---- GPU only: bf16 (the interpreter does not do it correctly) and full-size shapes.
 # conftest sets TRITON_INTERPRET=1 unless told otherwise: run these with TRITON_INTERPRET=0.
 compiled = pytest.mark.skipif(

@@ -19,7 +19,7 @@ The taps and starts (``xs``, ``ys``) come precomputed from the host (they depend
 sizes alone and are cached there). Only the rows of the centre crop are computed, and
 pass 1 reads only the input rows that pass 2 needs.
 
-The view table's format is in the package docstring.
+The view table's format is in ``tables.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _mac3(p, m, t, acc0, acc1, acc2):
 def _rows_kernel(data_ptr, scratch_ptr, views_off, taps_off, R, BLOCK_R: tl.constexpr, BLOCK_X: tl.constexpr):
     """Pass 1: program (view, block of intermediate rows, block of output columns)."""
     v = tl.program_id(0)
-    row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10  # fields: see __init__.py
+    row = (data_ptr + views_off).to(tl.pointer_type(tl.int64)) + v * 10  # fields: see tables.py
     img = tl.load(row + 0)
     img_w = tl.load(row + 1)
     row0 = tl.load(row + 2)

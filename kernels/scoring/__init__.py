@@ -11,47 +11,49 @@ the rest are its tiles (zero or more). For each image:
 
 ``score_segments`` is the one entry point: it dispatches to the fused Triton kernel for
 CUDA tensors when it is available and to the plain-torch reference otherwise (CPU, or
-``CDUL_KERNELS=torch``).
+``CDUL_KERNELS=torch``; see ``cdul.kernels.dispatch``).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from ..dispatch import fused_available, pick_backend
 from .checks import Scores, check_segments, check_shapes
 from .reference import score_segments_torch
 
 __all__ = ["Scores", "check_segments", "check_shapes", "score_segments", "score_segments_torch"]
 
 
-def _backend(emb: torch.Tensor) -> str:
-    choice = os.environ.get("CDUL_KERNELS", "auto").lower()
-    if choice not in ("auto", "torch", "triton"):
-        raise ValueError(f"CDUL_KERNELS must be auto, torch or triton, not {choice!r}")
-    if choice == "auto":
-        return "triton" if emb.is_cuda and _triton_available() else "torch"
-    return choice
-
-
 def _triton_available() -> bool:
-    try:
-        from . import fused  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return fused_available(__name__)
 
 
-def score_segments(emb, offsets, text, logit_scale: float, keep_tiles: bool = False) -> Scores:
+def score_segments(
+    emb,
+    offsets,
+    text,
+    logit_scale: float,
+    keep_tiles: bool = False,
+    *,
+    backend: str | None = None,
+    out: torch.Tensor | None = None,
+) -> Scores:
     """Score B images whose view embeddings are stacked as segments (see module docstring).
 
     Offsets given on the CPU are validated, then copied to the embeddings' device. For speed
-    on a GPU pass fp16 (or bf16) embeddings and class matrix of the same dtype."""
+    on a GPU pass fp16 (or bf16) embeddings and class matrix of the same dtype. ``backend``
+    (auto, torch or triton) overrides ``CDUL_KERNELS``. ``out``, a contiguous float32
+    [B, 3, C] tensor, receives S_g, alpha and beta side by side, and the returned scores are
+    views of it."""
     check_segments(emb, offsets, text)
     offsets = offsets.to(emb.device, non_blocking=True)
-    if _backend(emb) == "triton":
+    if pick_backend(emb, __name__, backend) == "triton":
         from .fused import score_segments_triton
 
-        return score_segments_triton(emb, offsets, text, logit_scale, keep_tiles=keep_tiles)
-    return score_segments_torch(emb, offsets, text, logit_scale, keep_tiles=keep_tiles)
+        return score_segments_triton(emb, offsets, text, logit_scale, keep_tiles=keep_tiles, out=out)
+    sc = score_segments_torch(emb, offsets, text, logit_scale, keep_tiles=keep_tiles)
+    if out is None:
+        return sc
+    out.copy_(torch.stack([sc.global_, sc.alpha, sc.beta], dim=1))
+    return Scores(out[:, 0], out[:, 1], out[:, 2], sc.tiles)
