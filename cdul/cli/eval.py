@@ -40,7 +40,7 @@ Example:
 @common.ap_option("the mAP and per-class AP")
 @common.difficult_option("VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.")
 @common.threshold_option("Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
-@common.batch_size_option(32, "Images per forward pass.")
+@common.batch_size_option("Images per forward pass.", default=32)
 @common.workers_option("DataLoader processes decoding images.")
 @common.device_option
 @common.amp_option("Mixed precision on CUDA.")
