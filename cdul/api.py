@@ -98,8 +98,7 @@ def predict(
     """Label the images of ``data`` with a trained classifier into the table ``out``, as
     ``cdul-predict`` does (resumable: the same call after an interruption keeps the finished
     parts). Returns a PredictSummary (images, failed, failures, rule, images_per_s, ...)."""
-    import os
-
+    from cdul.cli.common import default_workers
     from cdul.data import fs
     from cdul.labels import Decision
     from cdul.trainer.predict import PredictError, predict_dataset
@@ -109,7 +108,7 @@ def predict(
         return predict_dataset(
             checkpoint=str(checkpoint), data=str(data), out=str(out), dataset=dataset, split=split,
             decision=Decision(threshold=threshold, top_k=top_k), scores=scores, limit=limit, part_size=part_size,
-            batch_size=batch_size, workers=min(4, os.cpu_count() or 1) if workers is None else workers,
+            batch_size=batch_size, workers=default_workers() if workers is None else workers,
             device=device, amp=amp, overwrite=overwrite, progress=not quiet,
         )  # fmt: skip
     except (PredictError, ValueError) as exc:

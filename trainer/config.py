@@ -10,11 +10,12 @@ ImageNet ResNet at 448 px (e.g. single-positive-label training, Cole et al. 2021
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 from cdul.metrics import PROTOCOLS
 
-from .labels import DEFAULT_EPS, LOSSES
-
+LOSSES = ("kl", "bce")
+DEFAULT_EPS = 1e-6  # float32 resolves 1 - 1e-6 from 1 (its spacing there is 6e-8)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 AMP = ("bf16", "fp16", "none")
@@ -51,6 +52,18 @@ DEFAULT_IMG_SIZE = 448  # the paper's input size
 
 @dataclass
 class TrainConfig:
+    """The defaults here are cdul-train's (its options read them, cdul/cli/options.py), and
+    ``CHOICES`` the values the options naming a mode take."""
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "loss": LOSSES,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "amp": AMP,
+        "difficult": DIFFICULT,
+        "report_to": REPORT_TO,
+    }
+
     store: str
     out_dir: str
     data: str | None = None
@@ -96,9 +109,7 @@ class TrainConfig:
     quiet: bool = False
 
     def check(self) -> TrainConfig:
-        choices = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP, "difficult": DIFFICULT}
-        choices["report_to"] = REPORT_TO
-        for name, allowed in choices.items():
+        for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"

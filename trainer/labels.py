@@ -28,8 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("kl", "bce")
-DEFAULT_EPS = 1e-6  # float32 resolves 1 - 1e-6 from 1 (its spacing there is 6e-8)
+from .config import DEFAULT_EPS, LOSSES
 
 
 def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, kind: str = "kl") -> torch.Tensor:

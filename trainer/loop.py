@@ -116,6 +116,37 @@ class Trainer:
         saved = resume_state(cfg, store, self.last_path, self.log, main=env.main)
         self.round = starting_round(cfg, store, saved, self.log)
         drop_newer_rounds(cfg, store, env, self.round, self.log)
+        model, how = self._build_model(saved)
+        self._make_optimisation(model, saved)
+        self.epoch = saved["epoch"] if saved else 0
+        self.model = model
+        if env.active:
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(model, device_ids=ids)
+        scan = scan_round(store, self.round)
+        check_round(scan, f"{cfg.store} {layout.round_name(self.round)}", self.log)
+        self.rows = scan.rows
+        self.batches = EpochBatches()
+        self.loader = self._make_loader()
+        self.step = Step(cfg, self.model, self.opt, self.scaler, self.device)
+        keep = self.epoch if saved else None
+        self.runlog = RunLog(cfg.out_dir, keep_until=keep, report_to=cfg.report_to) if env.main else None
+        self._start_history(saved)
+        if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
+            self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
+        self.log(
+            f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
+            f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else "")
+        )
+        if self.on_start is not None:
+            self.on_start()
+        if saved:
+            ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
+
+    def _build_model(self, saved: dict | None) -> tuple[torch.nn.Module, str]:
+        """The classifier, seeded, on the device (a resumed run's weights come from its
+        checkpoint later); and how it was initialised, in words."""
+        cfg, env = self.cfg, self.env
         torch.manual_seed(cfg.seed)
         if not env.main:
             env.barrier()  # rank 0 fills the weights cache first
@@ -129,26 +160,27 @@ class Trainer:
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # one input size: pick the fastest kernels once
+        return model, how
+
+    def _make_optimisation(self, model: torch.nn.Module, saved: dict | None) -> None:
+        """Optimiser, schedule and gradient scaler; a resumed run restores them and the model."""
+        cfg = self.cfg
         self.opt = make_optimizer(cfg, model, self.device)
         self.sched = make_scheduler(cfg, self.opt)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.amp == "fp16")
-        if saved:
-            parts = [(model, "model"), (self.opt, "optimizer"), (self.sched, "scheduler")]
-            for target, name in parts + ([(self.scaler, "scaler")] if saved.get("scaler") else []):
-                try:
-                    ckpt_io.restore(target, saved.get(name), self.last_path, name)
-                except ckpt_io.CheckpointError as exc:
-                    raise TrainError(str(exc)) from None
-        self.epoch = saved["epoch"] if saved else 0
-        self.model = model
-        if env.active:
-            ids = [self.device] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(model, device_ids=ids)
-        scan = scan_round(store, self.round)
-        check_round(scan, f"{cfg.store} {layout.round_name(self.round)}", self.log)
-        self.rows = scan.rows
-        self.batches = EpochBatches()
-        self.loader = torch.utils.data.DataLoader(
+        if not saved:
+            return
+        parts = [(model, "model"), (self.opt, "optimizer"), (self.sched, "scheduler")]
+        for target, name in parts + ([(self.scaler, "scaler")] if saved.get("scaler") else []):
+            try:
+                ckpt_io.restore(target, saved.get(name), self.last_path, name)
+            except ckpt_io.CheckpointError as exc:
+                raise TrainError(str(exc)) from None
+
+    def _make_loader(self) -> torch.utils.data.DataLoader:
+        """Images of the batches ``self.batches`` hands out, decoded by ``cfg.workers`` processes."""
+        cfg = self.cfg
+        return torch.utils.data.DataLoader(
             ImageSet(
                 self.root,
                 cfg.img_size,
@@ -163,37 +195,30 @@ class Trainer:
             persistent_workers=cfg.workers > 0,
             generator=torch.Generator().manual_seed(cfg.seed),
         )  # worker seeds: not from the global RNG
-        self.step = Step(cfg, self.model, self.opt, self.scaler, self.device)
-        keep = self.epoch if saved else None
-        self.runlog = RunLog(cfg.out_dir, keep_until=keep, report_to=cfg.report_to) if env.main else None
+
+    def _start_history(self, saved: dict | None) -> None:
+        """The run's history: a resumed run's from its checkpoint; a new run's starts with the
+        pseudo-label mAP of rounds 0 and the starting one, logged as epoch 0 (rank 0)."""
+        cfg = self.cfg
         if saved:
             self.history = saved["history"]
-        else:
-            self.history = {"pseudo_map": {}, "bad_rounds": 0, "best_map": None, "best_epoch": None}
-            if env.main:
-                for r in sorted({0, self.round}):
-                    self.history["pseudo_map"][r] = pseudo_label_map(
-                        store, r, difficult=cfg.difficult, protocol=self.protocol
-                    )
-                assert self.runlog is not None  # rank 0 has one
-                self.runlog.append(
-                    {
-                        "epoch": 0,
-                        "label_round": self.round,
-                        "weights": cfg.weights,
-                        "pseudo_map": self.history["pseudo_map"][self.round],
-                    }
-                )
-        if cfg.early_stop and env.main and self.history["pseudo_map"].get(0) is None:
-            self.log("warning: --early-stop needs ground truth in the store (targets); it will not stop the run")
-        self.log(
-            f"{how}; {int(self.rows.sum())} of {store.n} images usable; labels from round {self.round}; "
-            f"{self.device} x {env.world}" + (f"; resuming after epoch {self.epoch}" if saved else "")
+            return
+        self.history = {"pseudo_map": {}, "bad_rounds": 0, "best_map": None, "best_epoch": None}
+        if not self.env.main:
+            return
+        for r in sorted({0, self.round}):
+            self.history["pseudo_map"][r] = pseudo_label_map(
+                self.store, r, difficult=cfg.difficult, protocol=self.protocol
+            )
+        assert self.runlog is not None  # rank 0 has one
+        self.runlog.append(
+            {
+                "epoch": 0,
+                "label_round": self.round,
+                "weights": cfg.weights,
+                "pseudo_map": self.history["pseudo_map"][self.round],
+            }
         )
-        if self.on_start is not None:
-            self.on_start()
-        if saved:
-            ckpt_io.set_rng_state(saved["rng"])  # last: nothing above draws from the restored generators
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_one_epoch(self, epoch: int) -> dict:

@@ -78,21 +78,22 @@ def predict_dataset(
     checkpoint: str,
     data: str,
     out: str,
-    dataset: str = "folder",
-    split: str = "val",
+    dataset: str,
+    split: str,
     decision: Decision | None = None,
     scores: bool = False,
     limit: int | None = None,
-    part_size: int = 10_000,
-    batch_size: int = 64,
-    workers: int = 4,
-    device: str = "auto",
-    amp: str = "bf16",
+    part_size: int,
+    batch_size: int,
+    workers: int,
+    device: str,
+    amp: str,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PredictSummary:
     """Label the images of ``data`` (see the module docstring) into the table ``out``; a
-    PredictError says, in one line, why it cannot be done."""
+    PredictError says, in one line, why it cannot be done. The settings' defaults are those
+    of ``cdul.api.predict`` and cdul-predict."""
     if part_size < 1 or batch_size < 1 or workers < 0:
         raise PredictError("--part-size and --batch-size must be at least 1, --workers at least 0")
     check_out(out)

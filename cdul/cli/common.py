@@ -14,6 +14,10 @@ from typing import NoReturn
 
 import click
 
+from cdul.trainer.config import TrainConfig
+
+from .options import cpu_capped, record_option
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
 
@@ -93,9 +97,10 @@ follow_symlinks_option = click.option(
     help="Read images through symbolic links that lead outside the dataset root (refused otherwise).",
 )
 
-# Options cdul-train and cdul-eval both take: declared once (name, type, default); where the
-# help says something about the command, each command gives its own.
-device_option = click.option("--device", default="auto", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
+# Options cdul-train, cdul-eval and cdul-predict share: declared once (name, type), their
+# defaults those of the training record (TrainConfig); where the help says something about the
+# command, each command gives its own.
+device_option = record_option(TrainConfig, "device", "--device", help="auto (CUDA if there is one), cpu, cuda, cuda:N.")
 
 
 def ap_option(what: str):
@@ -112,38 +117,39 @@ def ap_option(what: str):
 
 
 def difficult_option(help: str):
-    return click.option("--difficult", type=click.Choice(["ignore", "positive"]), default="ignore", help=help)
+    return record_option(TrainConfig, "difficult", "--difficult", help=help)
 
 
 def threshold_option(help: str):
-    return click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=0.5, help=help)
+    return record_option(TrainConfig, "threshold", "--threshold", type=click.FloatRange(0.0, 1.0), help=help)
 
 
 def decision_options(command):
     """``--threshold`` and ``--top-k``, which decide an image's labels from its scores (see
     cdul/labels/decide.py), handed to the command as one ``decision`` argument (a Decision).
     Out-of-range values stop the command with one line."""
+    from cdul.labels import Decision
 
     @functools.wraps(command)
     def with_decision(*args, threshold, top_k, **kwargs):
-        from cdul.labels import Decision
-
         try:
             decision = Decision(threshold=threshold, top_k=top_k)
         except ValueError as exc:
             fail(str(exc))
         return command(*args, decision=decision, **kwargs)
 
-    with_decision = click.option(
+    with_decision = record_option(
+        Decision,
+        "top_k",
         "--top-k",
         type=int,
-        default=None,
         help="Keep each image's K best-scoring classes (K >= 1), e.g. --top-k 3.",
     )(with_decision)
-    return click.option(
+    return record_option(
+        Decision,
+        "threshold",
         "--threshold",
         type=float,
-        default=None,
         show_default=False,
         help="Keep the classes scoring at least T (0 to 1), e.g. --threshold 0.3. Default, without --threshold "
         "and --top-k: each image's top class and every class scoring at least half as much (soft labels sum "
@@ -151,16 +157,26 @@ def decision_options(command):
     )(with_decision)
 
 
-def batch_size_option(default: int, help: str):
-    return click.option("--batch-size", "-b", type=click.IntRange(min=1), default=default, help=help)
+def batch_size_option(help: str, *, record=None, default: int | None = None):
+    """--batch-size: its default from ``record``'s ``batch_size`` (a dataclass or a function), or
+    ``default`` for a command with no record."""
+    decls, kind = ("--batch-size", "-b"), click.IntRange(min=1)
+    if record is None:
+        return click.option(*decls, type=kind, default=default, help=help)
+    return record_option(record, "batch_size", *decls, type=kind, help=help)
+
+
+def default_workers() -> int:
+    """DataLoader processes by default: the training record's, at most one per CPU."""
+    return cpu_capped(TrainConfig.workers)
 
 
 def workers_option(help: str):
-    return click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), help=help)
+    return record_option(TrainConfig, "workers", "--workers", derive=cpu_capped, type=click.IntRange(min=0), help=help)
 
 
 def amp_option(help: str):
-    return click.option("--amp", type=click.Choice(["bf16", "fp16", "none"]), default="bf16", help=help)
+    return record_option(TrainConfig, "amp", "--amp", help=help)
 
 
 def option_args(options: dict) -> list[str]:

@@ -40,7 +40,7 @@ Example:
 @common.ap_option("the mAP and per-class AP")
 @common.difficult_option("VOC 'difficult' labels: left out for that class (VOC protocol) or counted as positives.")
 @common.threshold_option("Score threshold of CF1/OF1 (softmax scores under a kl-trained model sum to 1 per image).")
-@common.batch_size_option(32, "Images per forward pass.")
+@common.batch_size_option("Images per forward pass.", default=32)
 @common.workers_option("DataLoader processes decoding images.")
 @common.device_option
 @common.amp_option("Mixed precision on CUDA.")
@@ -64,16 +64,43 @@ def main(
     follow_symlinks,
     quiet,
 ):
-    import numpy as np
-
-    from cdul.data import DatasetError, fs, load_labelled, outputs
-    from cdul.data.transfer import SharedMemoryFull
+    from cdul.data import fs
     from cdul.metrics import default_protocol
-    from cdul.report.eval_report import write_json, write_plots
-    from cdul.trainer.classifier import ClassifierError, load_classifier
-    from cdul.trainer.evaluate import classifier_report, predict
+    from cdul.trainer.evaluate import classifier_report
 
     fs.follow_symlinks(follow_symlinks)
+    _check_outputs(out, plots)
+    clf, kind, ds, scores = _score(checkpoint, data, dataset, split, limit, batch_size, workers, device, amp)
+    ckpt, classes = clf.checkpoint, clf.classes
+    warn_random_clip(f"{checkpoint} (trained on its pseudo labels)", ckpt.get("clip"))
+    protocol = ap or default_protocol(kind)
+    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold, protocol=protocol)
+    if not math.isfinite(report["map"]):
+        fail(f"no class has a positive among the {report['images']} images scored: mAP is undefined")
+    report = {
+        "checkpoint": checkpoint,
+        "epoch": int(ckpt["epoch"]),
+        "arch": ckpt["arch"],
+        "weights": ckpt.get("config", {}).get("weights"),
+        "img_size": int(ckpt["img_size"]),
+        "score": clf.score_function,
+        "data": ds.root,
+        "dataset": kind,
+        "split": split,
+        "difficult": difficult,
+        **report,
+    }
+    _write_outputs(out, plots, report, scores, ds.targets, classes, difficult)
+    if not quiet:
+        _print_tables(report, classes, ckpt, threshold, _dataset_name(kind, split, data))
+    rule = f", difficult {'ignored' if difficult == 'ignore' else 'as positive'}" if kind.startswith("voc") else ""
+    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {protocol} AP{rule})")
+
+
+def _check_outputs(out: str | None, plots: str | None) -> None:
+    """Refuse, before any work, an --out or --plots that cannot be written."""
+    from cdul.data import outputs
+
     try:
         if out:
             outputs.output_file(out, "--out")
@@ -81,14 +108,25 @@ def main(
             outputs.output_dir(plots, "--plots")
     except outputs.OutputError as exc:
         fail(str(exc))
+
+
+def _score(checkpoint, data, dataset, split, limit, batch_size, workers, device, amp):
+    """The classifier of ``checkpoint``, the dataset kind, the split and its scores [N, C]
+    (rows of unreadable images NaN); one line and exit where any of it cannot be had."""
+    import numpy as np
+
+    from cdul.data import DatasetError, load_labelled
+    from cdul.data.transfer import SharedMemoryFull
+    from cdul.trainer.classifier import ClassifierError, load_classifier
+    from cdul.trainer.evaluate import predict
+
     try:
         clf = load_classifier(checkpoint, device)
     except ClassifierError as exc:
         fail(str(exc))
-    ckpt, classes = clf.checkpoint, clf.classes
-    kind = dataset or ckpt.get("dataset") or "voc2012"
+    kind = dataset or clf.checkpoint.get("dataset") or "voc2012"
     try:
-        ds = load_labelled(kind, data, split, classes, limit)
+        ds = load_labelled(kind, data, split, clf.classes, limit)
     except DatasetError as exc:
         fail(f"{exc} (--dataset {kind})")
     try:
@@ -110,57 +148,47 @@ def main(
         fail(str(exc))
     if not len(scores) or not np.isfinite(scores).all(axis=1).any():
         fail(f"none of the {len(ds.ids)} images of {data} ({split}) could be read: there is nothing to score")
-    warn_random_clip(f"{checkpoint} (trained on its pseudo labels)", ckpt.get("clip"))
-    protocol = ap or default_protocol(kind)
-    report = classifier_report(scores, ds.targets, classes, difficult=difficult, threshold=threshold, protocol=protocol)
-    if not math.isfinite(report["map"]):
-        fail(f"no class has a positive among the {report['images']} images scored: mAP is undefined")
-    report = {
-        "checkpoint": checkpoint,
-        "epoch": int(ckpt["epoch"]),
-        "arch": ckpt["arch"],
-        "weights": ckpt.get("config", {}).get("weights"),
-        "img_size": int(ckpt["img_size"]),
-        "score": clf.score_function,
-        "data": ds.root,
-        "dataset": kind,
-        "split": split,
-        "difficult": difficult,
-        **report,
-    }
+    return clf, kind, ds, scores
+
+
+def _write_outputs(out, plots, report: dict, scores, targets, classes: list[str], difficult: str) -> None:
+    """--out (the JSON report) and --plots (its figures), where asked for."""
+    from cdul.report.eval_report import write_json, write_plots
+
     for option, path, write in (
         ("--out", out, lambda: write_json(out, report)),
-        ("--plots", plots, lambda: write_plots(plots, scores, ds.targets, classes, report, difficult)),
+        ("--plots", plots, lambda: write_plots(plots, scores, targets, classes, report, difficult)),
     ):
         try:
             if path:
                 write()
         except OSError as exc:
             fail(f"{option} {path}: cannot be written ({exc.strerror or exc})")
-    if not quiet:
-        rows = [(c, "-" if report["ap"][c] is None else f"{report['ap'][c]:.2f}") for c in classes]
-        click.echo(table(rows, ("class", "AP")))
-        click.echo()
-        click.echo(
-            table(
-                [
-                    ("images", report["images"]),
-                    ("unreadable", report["unreadable"]),
-                    (f"CF1 @ {threshold:g}", f"{report['CF1']:.3f}"),
-                    (f"OF1 @ {threshold:g}", f"{report['OF1']:.3f}"),
-                    ("CP / CR", f"{report['CP']:.3f} / {report['CR']:.3f}"),
-                    ("OP / OR", f"{report['OP']:.3f} / {report['OR']:.3f}"),
-                ],
-                (f"{ckpt['arch']} epoch {report['epoch']} on {_dataset_name(kind, split, data)}", ""),
-            )
+
+
+def _print_tables(report: dict, classes: list[str], ckpt: dict, threshold: float, scored_on: str) -> None:
+    """Per-class AP, then the counts and F1 scores, on stdout."""
+    rows = [(c, "-" if report["ap"][c] is None else f"{report['ap'][c]:.2f}") for c in classes]
+    click.echo(table(rows, ("class", "AP")))
+    click.echo()
+    click.echo(
+        table(
+            [
+                ("images", report["images"]),
+                ("unreadable", report["unreadable"]),
+                (f"CF1 @ {threshold:g}", f"{report['CF1']:.3f}"),
+                (f"OF1 @ {threshold:g}", f"{report['OF1']:.3f}"),
+                ("CP / CR", f"{report['CP']:.3f} / {report['CR']:.3f}"),
+                ("OP / OR", f"{report['OP']:.3f} / {report['OR']:.3f}"),
+            ],
+            (f"{ckpt['arch']} epoch {report['epoch']} on {scored_on}", ""),
         )
-        if ckpt["loss"] == "kl" and report["CF1"] == 0 and report["OF1"] == 0:
-            click.echo(
-                f"(CF1/OF1 0: under the KL loss the scores are a softmax that sums to 1 over the classes, so few "
-                f"pass --threshold {threshold:g}; try --threshold 0.1)"
-            )
-    rule = f", difficult {'ignored' if difficult == 'ignore' else 'as positive'}" if kind.startswith("voc") else ""
-    click.echo(f"mAP {report['map']:.2f} ({report['images']} images, {protocol} AP{rule})")
+    )
+    if ckpt["loss"] == "kl" and report["CF1"] == 0 and report["OF1"] == 0:
+        click.echo(
+            f"(CF1/OF1 0: under the KL loss the scores are a softmax that sums to 1 over the classes, so few "
+            f"pass --threshold {threshold:g}; try --threshold 0.1)"
+        )
 
 
 def _dataset_name(kind: str, split: str, data: str) -> str:

@@ -6,7 +6,10 @@ import math
 
 import click
 
+from cdul import api
+
 from .common import CONTEXT, decision_options, fail, table, version_option, warn_random_store
+from .options import record_option
 
 HELP = """Write the labels of the finished store --store as a table, one row per image: its id as
 the store holds it, the classes decided from its scores (--threshold, --top-k or the default
@@ -44,27 +47,26 @@ metadata holds the class names, input size, mean and std; it runs with onnxrunti
     required=True,
     help="The table to write, e.g. labels.csv; its extension picks the format: .csv, .jsonl or .parquet.",
 )
-@click.option(
+@record_option(
+    api.export,
+    "round",
     "--round",
     "round_",
-    default="latest",
     help="Which scores: latest (the newest complete label round), a round number (3), y0 (round 0, the "
     "initial pseudo labels), S_g (the global view's similarities) or S_ag (the aggregated local ones, "
     "with round 0's zeta).",
 )
 @decision_options
-@click.option("--scores", is_flag=True, help="Add one score column per class (score:<class>).")
+@record_option(api.export, "scores", "--scores", is_flag=True, help="Add one score column per class (score:<class>).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-class table.")
 def main(store, checkpoint, out, round_, decision, scores, quiet):
-    from cdul.api import CdulError, export
-
     if (store is None) == (checkpoint is None):
         fail("give --store (labels as a table) or --checkpoint (the classifier as ONNX), one of them")
     if checkpoint is not None:
         return _onnx(checkpoint, out)
 
     try:
-        result = export(
+        result = api.export(
             store=store,
             out=out,
             round=round_,
@@ -73,7 +75,7 @@ def main(store, checkpoint, out, round_, decision, scores, quiet):
             scores=scores,
             quiet=quiet,
         )
-    except CdulError as exc:
+    except api.CdulError as exc:
         fail(str(exc), exc.code)
     click.echo(
         f"wrote {result.images} images to {result.out} ({result.source}; labels: {result.rule}; "

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
+from cdul import api
 from cdul.data import DATASETS
 
 from . import common
 from .common import CONTEXT, fail, follow_symlinks_option, table, version_option
+from .options import record_option
+
+# The defaults of cdul.api.predict, which the command calls, are the command's.
+option = functools.partial(record_option, api.predict)
 
 HELP = """Label the images of DATA with the classifier of CHECKPOINT (best.pt or last.pt of a
 cdul-train run): one row per image with the classes it keeps, optionally every class's
@@ -34,29 +41,34 @@ Examples:
 @version_option
 @click.option("--checkpoint", "-c", required=True, help="A cdul-train checkpoint (best.pt, last.pt).")
 @click.option("--data", required=True, help="Dataset root (path or fsspec URL); for webdataset, the shards.")
-@click.option(
+@option(
+    "dataset",
     "--dataset",
     type=click.Choice(DATASETS),
-    default="folder",
     help="Layout of --data: folder is any folder of images (no labels needed).",
 )
-@click.option("--split", default="val", help="Split to label (VOC: ImageSets/Main/<split>.txt; COCO: val or train).")
+@option("split", "--split", help="Split to label (VOC: ImageSets/Main/<split>.txt; COCO: val or train).")
 @click.option("--out", "-o", required=True, help="The table to write: preds.csv, preds.jsonl or preds.parquet.")
 @common.decision_options
-@click.option("--scores", is_flag=True, help="Add every class's score to each row.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images.")
-@click.option(
+@option("scores", "--scores", is_flag=True, help="Add every class's score to each row.")
+@option("limit", "--limit", type=click.IntRange(min=1), help="Only the first N images.")
+@option(
+    "part_size",
     "--part-size",
     type=click.IntRange(min=1),
-    default=10_000,
     help="Images a finished part holds: what a killed run can lose.",
 )
-@common.batch_size_option(64, "Images per forward pass.")
+@common.batch_size_option("Images per forward pass.", record=api.predict)
 @common.workers_option("DataLoader processes decoding images.")
 @common.device_option
 @common.amp_option("Mixed precision on CUDA (part of the settings a resumed run must keep).")
 @follow_symlinks_option
-@click.option("--overwrite", is_flag=True, help="Drop the parts of an earlier run with other settings and start over.")
+@option(
+    "overwrite",
+    "--overwrite",
+    is_flag=True,
+    help="Drop the parts of an earlier run with other settings and start over.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the summary line.")
 def main(
     checkpoint,
@@ -76,10 +88,8 @@ def main(
     overwrite,
     quiet,
 ):
-    from cdul.api import CdulError, predict
-
     try:
-        summary = predict(
+        summary = api.predict(
             checkpoint=checkpoint,
             data=data,
             out=out,
@@ -98,7 +108,7 @@ def main(
             overwrite=overwrite,
             quiet=quiet,
         )
-    except CdulError as exc:
+    except api.CdulError as exc:
         fail(str(exc), exc.code)
     report(summary, quiet)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import click
 
+from cdul.index import choose_index, refine_labels
+from cdul.index.faiss_index import INDEX_KINDS
+from cdul.index.gda_options import GdaOptions
+
 from .common import CONTEXT, fail, note, version_option, warn_random_clip, write_error
+from .options import record_option
 
 HELP = """Refine the latest label round of STORE over each image's K nearest neighbours:
 
@@ -42,46 +47,73 @@ The kNN options do not apply to it.
 @click.option("--store", "store_url", required=True, help="Store written by cdul-extract --keep-embeddings.")
 @click.option("--knn", type=click.IntRange(min=1), default=10, help="Neighbours per image (K).")
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=0.3, help="Weight W of the neighbours' mean.")
-@click.option(
-    "--from-round", type=click.IntRange(min=0), default=None, help="Label round to refine.  [default: latest]"
+@record_option(
+    refine_labels,
+    "from_round",
+    "--from-round",
+    type=click.IntRange(min=0),
+    help="Label round to refine.  [default: latest]",
 )
-@click.option(
+@record_option(
+    choose_index,
+    "kind",
     "--index",
     "kind",
-    type=click.Choice(["auto", "flat", "ivf"]),
-    default="auto",
+    type=click.Choice(INDEX_KINDS),
     help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.",
 )
-@click.option("--nlist", type=click.IntRange(min=1), default=None, help="IVF lists.  [default: 4 sqrt(N)]")
-@click.option("--nprobe", type=click.IntRange(min=1), default=None, help="IVF lists probed per query.  [default: 16]")
-@click.option(
-    "--gpu/--no-gpu", default=None, help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]"
+@record_option(choose_index, "nlist", "--nlist", type=click.IntRange(min=1), help="IVF lists.  [default: 4 sqrt(N)]")
+@record_option(
+    choose_index, "nprobe", "--nprobe", type=click.IntRange(min=1), help="IVF lists probed per query.  [default: 16]"
 )
-@click.option("--cache-gb", type=click.FloatRange(min=0.01), default=2.0, help="Memory for cached label chunks.")
+@record_option(
+    refine_labels,
+    "gpu",
+    "--gpu/--no-gpu",
+    help="Use faiss-gpu when it is installed and a GPU is there.  [default: auto]",
+)
+@record_option(
+    refine_labels,
+    "cache_bytes",
+    "--cache-gb",
+    derive=lambda n: n / 2**30,
+    type=click.FloatRange(min=0.01),
+    help="Memory for cached label chunks.",
+)
 @click.option("--gda", is_flag=True, help="Label from the patches with a Gaussian discriminant (see above).")
-@click.option("--gda-weight", "w_cls", type=click.FloatRange(0.0, 1.0), default=0.1, help="W_CLS, the weight of S_cls.")
-@click.option(
-    "--gda-cls-scale", "cls_scale", type=click.FloatRange(min=0.0, min_open=True), default=80.0, help="CLS_SCALE."
+@record_option(
+    GdaOptions, "weight", "--gda-weight", "w_cls", type=click.FloatRange(0.0, 1.0), help="W_CLS, the weight of S_cls."
 )
-@click.option(
+@record_option(
+    GdaOptions,
+    "cls_scale",
+    "--gda-cls-scale",
+    "cls_scale",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="CLS_SCALE.",
+)
+@record_option(
+    GdaOptions,
+    "patch_scale",
     "--gda-patch-scale",
     "patch_scale",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=200.0,
     help="PATCH_SCALE (PIAA: 200 for VOC, 400 for COCO).",
 )
-@click.option(
+@record_option(
+    GdaOptions,
+    "temperature",
     "--gda-temperature",
     "temperature",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=500.0,
     help="TEMPERATURE of the per-patch probabilities.",
 )
-@click.option(
+@record_option(
+    GdaOptions,
+    "fit_scale",
     "--gda-fit-scale",
     "fit_scale",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=100.0,
     help="Scale of the first fit's probabilities, which pick the bank entries of the second "
     "(PIAA: 100 for VOC, 0.01 for COCO).",
 )
@@ -92,11 +124,11 @@ The kNN options do not apply to it.
     help="Store whose bank the fit uses, made with the same model and prompt (PIAA: the train split's, to "
     "label val). Example: --gda-bank voc12_train.zarr.  [default: STORE's own bank]",
 )
-@click.option(
+@record_option(
+    GdaOptions,
+    "keep",
     "--gda-keep",
     "keep",
-    type=click.Choice(["piaa", "robust"]),
-    default="piaa",
     help="Bank entries of the second fit, per class: piaa keeps those at or above mean + std of the first "
     "fit's probabilities (a class can lose them all, e.g. a lone entry); robust caps the threshold at the "
     "class's best, so each class keeps at least one. Example: --gda-keep robust.",
@@ -124,8 +156,7 @@ def main(
 ):
     from tqdm import tqdm
 
-    from cdul.index import choose_index, refine_labels
-    from cdul.index.gda import GdaOptions, refine_gda
+    from cdul.index.gda import refine_gda
     from cdul.store import StoreError, StoreLock, StoreLockedError, open_verified
 
     try:

@@ -8,7 +8,11 @@ import os
 import click
 import numpy as np
 
+from cdul.index import choose_index
+from cdul.index.faiss_index import INDEX_KINDS
+
 from .common import CONTEXT, fail, note, table, version_option, warn_random_clip
+from .options import record_option
 
 HELP = """Find the images of STORE that best match QUERY (a text) or --image PATH, using the
 store's own CLIP model and its stored image embeddings (extract with --keep-embeddings).
@@ -26,11 +30,12 @@ store's own CLIP model and its stored image embeddings (extract with --keep-embe
 @click.option("--image", "image_path", default=None, help="Search by this image instead of a text.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, help="How many images to return.")
 @click.option("--json", "json_out", default=None, help="Also write the hits as JSON to this file.")
-@click.option(
+@record_option(
+    choose_index,
+    "kind",
     "--index",
     "kind",
-    type=click.Choice(["auto", "flat", "ivf"]),
-    default="auto",
+    type=click.Choice(INDEX_KINDS),
     help="Exact (flat) up to 200,000 images with auto, an IVF index beyond.",
 )
 @click.option("--cache-dir", default=None, help="open_clip weights cache.")
@@ -41,7 +46,7 @@ def main(query, store_url, image_path, k, json_out, kind, cache_dir):
         fail('the text QUERY is empty: say what to look for ("a photo of a dog")')
     from cdul.data.decode import DecodeError
     from cdul.extractor.clip_model import WeightsUnavailableError
-    from cdul.index import choose_index, load_or_build, search
+    from cdul.index import load_or_build, search
     from cdul.limits import bounded
     from cdul.store import StoreError, layout, open_verified
 

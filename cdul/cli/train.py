@@ -8,9 +8,11 @@ import os
 import click
 
 from cdul.data import DATASETS
+from cdul.trainer.config import TrainConfig as TC
 
 from . import common
 from .common import CONTEXT, config_option, fail, follow_symlinks_option, version_option, warn_random_store
+from .options import record_option as option
 
 HELP = """Train a multi-label classifier on the pseudo labels of --store (written by cdul-extract)
 with gradient alignment (CDUL, ICCV 2023, section 3.2): after --warmup epochs, every --update-every-th
@@ -37,98 +39,101 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 @config_option
 @click.option("--store", "-s", required=True, help="The store from cdul-extract (path or fsspec URL).")
 @click.option("--out-dir", "-o", required=True, help="Run folder for checkpoints and metrics (local path).")
-@click.option(
+@option(
+    TC,
+    "data",
     "--data",
-    default=None,
     help="Dataset root of the training images (path or fsspec URL).  [default: the root the store records]",
 )
-@click.option(
+@option(
+    TC,
+    "val_data",
     "--val-data",
-    default=None,
     help="Dataset root of a labelled split to score the classifier on every epoch (none: no val mAP).",
 )
-@click.option("--val-split", default="val", help="Split of --val-data (VOC: ImageSets/Main/<split>.txt).")
-@click.option(
+@option(TC, "val_split", "--val-split", help="Split of --val-data (VOC: ImageSets/Main/<split>.txt).")
+@option(
+    TC,
+    "val_dataset",
     "--val-dataset",
     type=click.Choice(DATASETS),
-    default=None,
     help="Layout of --val-data.  [default: the store's dataset kind]",
 )
-@click.option("--val-limit", type=click.IntRange(min=1), default=None, help="Score only the first N validation images.")
-@click.option(
-    "--arch", default="resnet101", help="torchvision classification model (resnet18, resnet50, convnext_tiny, ...)."
-)
-@click.option(
+@option(TC, "val_limit", "--val-limit", type=click.IntRange(min=1), help="Score only the first N validation images.")
+@option(TC, "arch", "--arch", help="torchvision classification model (resnet18, resnet50, convnext_tiny, ...).")
+@option(
+    TC,
+    "weights",
     "--weights",
-    default="imagenet",
     help="Initial weights: imagenet (torchvision's, cached or downloaded), none (random), or a state-dict "
     "file (an ImageNet .pth or a cdul checkpoint; the head may differ).",
 )
-@click.option("--img-size", type=click.IntRange(min=8), default=448, help="Square input size in pixels.")
-@click.option(
+@option(TC, "img_size", "--img-size", type=click.IntRange(min=8), help="Square input size in pixels.")
+@option(
+    TC,
+    "augment",
     "--augment/--no-augment",
-    default=False,
     help="Random resized crop (area 0.5-1) and horizontal flip, seeded per image and epoch.",
 )
-@click.option(
+@option(
+    TC,
+    "loss",
     "--loss",
-    type=click.Choice(["kl", "bce"]),
-    default="kl",
     help="kl: KL(y/sum(y) || softmax(f(x))), the paper's. bce: soft-target BCE on sigmoid(f(x)).",
 )
-@click.option(
-    "--warmup", type=click.IntRange(min=0), default=0, help="Epochs trained on fixed labels before any label update."
+@option(
+    TC, "warmup", "--warmup", type=click.IntRange(min=0), help="Epochs trained on fixed labels before any label update."
 )
-@click.option(
+@option(
+    TC,
+    "update_every",
     "--update-every",
     type=click.IntRange(min=1),
-    default=1,
     help="After the warmup, labels move in every k-th epoch (paper: 1) and each such epoch writes a round.",
 )
-@click.option(
+@option(
+    TC,
+    "label_lr",
     "--label-lr",
     type=click.FloatRange(min=0.0),
-    default=1.0,
     help="eta of y <- sigmoid(logit(y) - eta * N(y; mu, sigma) * dL/dy), per-sample loss.",
 )
-@click.option("--psi-mu", type=float, default=0.5, help="mu of the Gaussian weight N(y; mu, sigma).")
-@click.option(
+@option(TC, "psi_mu", "--psi-mu", type=float, help="mu of the Gaussian weight N(y; mu, sigma).")
+@option(
+    TC,
+    "psi_sigma",
     "--psi-sigma",
     type=click.FloatRange(min=0.0, min_open=True),
-    default=1.0,
     help="sigma of the Gaussian weight N(y; mu, sigma).",
 )
-@click.option(
+@option(
+    TC,
+    "label_eps",
     "--label-eps",
     type=click.FloatRange(0.0, 0.5, min_open=True, max_open=True),
-    default=1e-6,
     help="Labels are kept in [eps, 1 - eps] so logit(y) stays finite.",
 )
-@click.option(
-    "--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", help="Optimiser of the network."
+@option(TC, "optimizer", "--optimizer", help="Optimiser of the network.")
+@option(TC, "lr", "--lr", type=click.FloatRange(min=0.0, min_open=True), help="Learning rate of the network.")
+@option(TC, "momentum", "--momentum", type=click.FloatRange(min=0.0), help="SGD momentum.")
+@option(
+    TC, "weight_decay", "--weight-decay", type=click.FloatRange(min=0.0), help="Weight decay (L2 for adam and sgd)."
 )
-@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=1e-5, help="Learning rate of the network.")
-@click.option("--momentum", type=click.FloatRange(min=0.0), default=0.9, help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0.0), default=0.0, help="Weight decay (L2 for adam and sgd).")
-@click.option(
+@option(
+    TC,
+    "schedule",
     "--schedule",
-    type=click.Choice(["cosine", "step", "constant"]),
-    default="cosine",
     help="Learning-rate schedule, stepped per epoch: cosine to 0 over --epochs, or x --lr-gamma every --lr-step.",
 )
-@click.option("--lr-step", type=click.IntRange(min=1), default=10, help="Epochs between decays of --schedule step.")
-@click.option("--lr-gamma", type=click.FloatRange(min=0.0), default=0.1, help="Decay factor of --schedule step.")
-@common.batch_size_option(8, "Images per batch and per process.")
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=20, help="Epochs in all (a resumed run counts the done ones)."
+@option(TC, "lr_step", "--lr-step", type=click.IntRange(min=1), help="Epochs between decays of --schedule step.")
+@option(TC, "lr_gamma", "--lr-gamma", type=click.FloatRange(min=0.0), help="Decay factor of --schedule step.")
+@common.batch_size_option("Images per batch and per process.", record=TC)
+@option(
+    TC, "epochs", "--epochs", type=click.IntRange(min=1), help="Epochs in all (a resumed run counts the done ones)."
 )
-@click.option(
-    "--clip-grad", type=click.FloatRange(min=0.0), default=0.0, help="Clip the gradient norm at this (0: off)."
-)
+@option(TC, "clip_grad", "--clip-grad", type=click.FloatRange(min=0.0), help="Clip the gradient norm at this (0: off).")
 @common.workers_option("DataLoader processes reading and decoding images (0: in the main process).")
-@click.option(
-    "--seed", type=int, default=0, help="Seeds the initialisation, the chunk and row order and the augmentation."
-)
+@option(TC, "seed", "--seed", type=int, help="Seeds the initialisation, the chunk and row order and the augmentation.")
 @common.device_option
 @common.amp_option("Mixed precision on CUDA (fp16 adds a gradient scaler); CPU runs in fp32.")
 @common.difficult_option(
@@ -138,40 +143,48 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
 @common.threshold_option(
     "Score threshold of CF1/OF1. Scores are softmax under --loss kl (they sum to 1 per image), sigmoid under bce."
 )
-@click.option(
+@option(
+    TC,
+    "early_stop",
     "--early-stop",
     is_flag=True,
     help="Stop once the pseudo-label mAP (needs ground truth in the store) stays below round 0's "
     "for 3 rounds in a row.",
 )
-@click.option(
+@option(
+    TC,
+    "start_round",
     "--start-round",
     type=click.IntRange(min=0),
-    default=None,
     help="New run: train from this label round; later rounds this run's --out-dir wrote are dropped, "
     "others need --drop-rounds-after.  [default: the newest complete round]",
 )
-@click.option(
+@option(
+    TC,
+    "drop_rounds_after",
     "--drop-rounds-after",
     type=click.IntRange(min=0),
-    default=None,
     help="Delete the store's label rounds newer than N, whoever wrote them (cdul-refine, another run), "
     "and train from round N at most. Without it, a run deletes only rounds its own --out-dir wrote "
     "and refuses to start over rounds of others (example: --resume --drop-rounds-after 2).",
 )
-@click.option(
+@option(
+    TC,
+    "resume",
     "--resume",
     is_flag=True,
     help="Continue the run in --out-dir from last.pt (same options); rounds written after it are redone.",
 )
-@click.option(
+@option(
+    TC,
+    "report_to",
     "--report-to",
-    type=click.Choice(["none", "tensorboard"]),
-    default="none",
     help="Also log the per-epoch metrics (those of metrics.jsonl) to TensorBoard, in RUN/tensorboard (needs "
     "pip install tensorboard). E.g. --report-to tensorboard, then tensorboard --logdir runs/x",
 )
-@click.option(
+@option(
+    TC,
+    "overwrite",
     "--overwrite",
     is_flag=True,
     help="Start the run in --out-dir over: removes last.pt, best.pt, metrics.* and tensorboard/events.* there "
@@ -179,7 +192,7 @@ RUN (--out-dir) receives last.pt, best.pt (best validation mAP), metrics.jsonl a
     "--out-dir runs/x --overwrite",
 )
 @follow_symlinks_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
+@option(TC, "quiet", "--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def main(**options):
     from cdul.data.transfer import SharedMemoryFull
     from cdul.trainer import ConfigError, TrainConfig, TrainError, train

@@ -24,6 +24,7 @@ from cdul.limits import bounded
 from cdul.store import Store, held_record, is_url, layout
 
 FLAT_MAX = 200_000
+INDEX_KINDS = ("auto", "flat", "ivf")  # auto: flat up to FLAT_MAX images, IVF beyond
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def choose_index(
 ) -> IndexSpec:
     """The index for n images; a --nlist above n (each list allocates) or a --nprobe above
     the lists is clamped, and ``note`` hears of it."""
-    if kind not in ("auto", "flat", "ivf"):
+    if kind not in INDEX_KINDS:
         raise ValueError(f"index kind must be auto, flat or ivf, not {kind!r}")
     if kind == "auto":
         kind = "flat" if n <= FLAT_MAX else "ivf"

@@ -46,17 +46,7 @@ import torch.nn.functional as F
 
 from cdul.store import Store, StoreError, attr_float, layout
 
-KEEP_RULES = ("piaa", "robust")
-
-
-@dataclass(frozen=True)
-class GdaOptions:
-    weight: float = 0.1  # of S_cls (test.py: 0.1 * cls_probs + 0.9 * patch_probs)
-    cls_scale: float = 80.0  # test.py --cls
-    patch_scale: float = 200.0  # test.py --patch (VOC)
-    temperature: float = 500.0  # test.py: compute_gda_adapter_probs_batch(temperature=500)
-    fit_scale: float = 100.0  # learn.py --temperature (VOC)
-    keep: str = "piaa"  # the filter between the fits: learn.py's mean + std, or "robust"
+from .gda_options import KEEP_RULES, GdaOptions
 
 
 @dataclass(frozen=True)
@@ -177,7 +167,7 @@ def check_scored(store: Store, bank_store: Store, text: torch.Tensor) -> None:
 
 def refine_gda(
     store: Store,
-    opts: GdaOptions = GdaOptions(),
+    opts: GdaOptions = GdaOptions(),  # noqa: B008 (frozen: one shared default is safe)
     *,
     bank_store: Store | None = None,
     batch: int = 256,

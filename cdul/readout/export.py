@@ -85,7 +85,7 @@ def export_labels(
     store_url: str,
     out: str,
     *,
-    round: object = "latest",
+    round: object,
     decision: Decision = DEFAULT_RULE,
     scores: bool = False,
     progress=None,

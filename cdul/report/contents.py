@@ -44,7 +44,8 @@ def gather(
     store_url: str,
     run_dir: str | None = None,
     eval_json: str | None = None,
-    max_images: int = 24,
+    *,
+    max_images: int,
     sources: Mapping[str, str] | None = None,
 ) -> dict:
     """Everything the report shows, as plain data (also written as report.json). ``sources``

@@ -61,14 +61,16 @@ def write_report(
     store_url: str,
     run_dir: str | None = None,
     eval_json: str | None = None,
-    max_images: int = 24,
+    *,
+    max_images: int,
     sources: Mapping[str, str] | None = None,
     note: str | None = None,
 ) -> str:
     """Build the report inside out_dir and move it in place; returns the path of index.html.
-    ``note``: a paragraph about the data, shown under the header."""
+    ``max_images``: rows of the per-image table (cdul-report --images); ``note``: a paragraph
+    about the data, shown under the header."""
     old = _written_before(out_dir)
-    data = gather(store_url, run_dir, eval_json, max_images, sources)
+    data = gather(store_url, run_dir, eval_json, max_images=max_images, sources=sources)
     if note:
         data["note"] = note
     store = Store.open(store_url)
