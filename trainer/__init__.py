@@ -1,5 +1,5 @@
 """Gradient-alignment training of a multi-label classifier on the store's pseudo labels
-(SPEC 1.5): labels stream from the store chunk by chunk, refined labels go back to it as new
+(docs/algorithm.md §3): labels stream from the store chunk by chunk, refined labels go back to it as new
 rounds, and the classifier is scored on a labelled split every epoch."""
 
 from __future__ import annotations
