@@ -99,7 +99,7 @@ def extract(
         for key in ("tower_graphs", "tower_recompiles"):  # a compiled tower: its compilations
             if key in counts:
                 speed[key] = counts[key]
-        result = finalise_store(store, zeta, lam, model=counts.get("model"), ap=ap)
+        result = finalise_store(store, zeta, lam, model=counts.get("model"), ap=ap, local=cfg.config.local)
         store.set_attrs(last_run=speed)
         return Summary(result, counts, speed, store)
 
@@ -158,7 +158,8 @@ def _extract_torchrun(
             "extrapolated": True,
         }
         model = next((m for m in models if m), None)
-        return Summary(finalise_store(store, zeta, lam, model=model, ap=ap), counts, speed, store)
+        result = finalise_store(store, zeta, lam, model=model, ap=ap, local=cfg.config.local)
+        return Summary(result, counts, speed, store)
     finally:
         if lock is not None:
             lock.release()

@@ -26,11 +26,10 @@ from cdul.data import sample_reader
 from cdul.data.transfer import handed_over
 from cdul.store import Store, layout
 
-from .bank import dense_extras
 from .clip_model import eval_preprocess, load_clip
 from .config import WorkerConfig
-from .dense import DenseEncoder, DenseTower
 from .encoder import Encoder, dynamo_graphs
+from .local import Wiring, local_mode, result_specs
 from .modes import STATIC_OUT, _tower, resolve_compile, resolve_precision, resolve_views
 from .packing import PackedBatch, ViewSpec
 from .parent import decoding_worker_init
@@ -81,11 +80,8 @@ def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
 
 
 def view_spec(cfg: WorkerConfig, size: int, interpolation: str, resize_mode: str) -> tuple[ViewSpec, Tiling | None]:
-    """The views a worker cuts, for a model of input ``size``: the global view and the tiles,
-    or in dense mode one view at ``--dense-size`` (the model's size where none is given)."""
-    if cfg.config.local == "dense":
-        return ViewSpec(cfg.config.dense_size or size, interpolation, resize_mode), None
-    return ViewSpec(size, interpolation, resize_mode), cfg.config.tiling
+    """The views a worker cuts, for a model of input ``size`` (the local mode's)."""
+    return local_mode(cfg.config.local).view_spec(cfg.config, size, interpolation, resize_mode)
 
 
 _LOADED: dict = {}
@@ -117,89 +113,77 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
             template=cfg.config.template,
             ensemble=cfg.config.ensemble,
         )
-        visual = DenseTower(bundle.visual) if cfg.config.local == "dense" else bundle.visual
+        visual = local_mode(cfg.config.local).tower(bundle.visual)
         _LOADED[key] = (bundle, _tower(visual, device, cfg.run.compile))
     return _LOADED[key]
 
 
 @dataclass
 class Stages:
-    views: Callable[[PackedBatch], object]  # views for the encoder: a tensor, in dense mode a pair
-    encoder: Encoder | DenseEncoder
+    views: Callable[[PackedBatch], object]  # views for the encoder (what the local mode's encoder takes)
+    encoder: Encoder  # or what the local mode wraps it in
     scorer: Scorer
     spec: ViewSpec
     tiling: Tiling | None
+    tower_encoder: Encoder  # the image tower's own encoder (the one a graph may run)
 
 
 def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_mode: str, tiles_max: int) -> Stages:
-    """The views, encoder and scorer stages of a worker: tiles (global view and tiles, one
-    embedding each) or dense (one pass per image, class token and patches; a separate
-    normal pass at the model's size for the global view when the dense pass has another)."""
-    dense = cfg.config.local == "dense"
+    """The views, encoder and scorer stages of a worker: the tower's encoder and views at the
+    size of the local mode's view spec, wired by the local mode (``LocalMode.wire``)."""
+    mode = local_mode(cfg.config.local)
     spec, tiling = view_spec(cfg, bundle.input_size, bundle.interpolation, bundle.resize_mode)
     size = spec.size
-    mode = resolve_compile(cfg.run.compile, device)
-    fixed = mode != "none"
+    compile_mode = resolve_compile(cfg.run.compile, device)
+    fixed = compile_mode != "none"
     tower_encoder = Encoder(
         tower,
         cfg.run.batch_size,
         device,
         cfg.config.precision,
         fixed,
-        graph=mode == "cuda-graph",
-        static_out=mode in STATIC_OUT,
+        graph=compile_mode == "cuda-graph",
+        static_out=compile_mode in STATIC_OUT,
     )
     tower_encoder.capture(size)  # a compiled tower compiles here
-    encoder: Encoder | DenseEncoder = tower_encoder
     pad = cfg.run.batch_size if fixed else 0
 
-    def view_maker(px: int) -> ViewMaker:
-        return ViewMaker(
+    def exact(px: int, cut: Tiling | None = None) -> ExactViews:
+        maker = ViewMaker(
             px,
             bundle.mean,
             bundle.std,
             interpolation=bundle.interpolation,
             resize_mode=bundle.resize_mode,
             device=device,
-            dtype=encoder.in_dtype,
+            dtype=tower_encoder.in_dtype,
         )
+        return ExactViews(maker, cut, pad)
 
     tower_views: KernelViews | ExactViews
     if views_mode == "kernel":
-        tower_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
+        tower_views = KernelViews(size, bundle.mean, bundle.std, device, tower_encoder.in_dtype, pad)
     else:
-        tower_views = ExactViews(view_maker(size), tiling, pad)
-    make_views: Callable[[PackedBatch], object] = tower_views
-    extras = None
-    if dense:
-        glob = None
-        if size != bundle.input_size:
-            glob = ExactViews(view_maker(bundle.input_size), None, pad)
-            encoder = DenseEncoder(
-                tower_encoder, Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision)
-            )
-        else:
-            encoder = DenseEncoder(tower_encoder)
-
-        def dense_views(batch: PackedBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
-            return glob(batch) if glob else None, tower_views(batch)
-
-        make_views = dense_views
-
-        if cfg.config.keep_patches or cfg.config.keep_patch_embeddings:
-
-            def extras(emb, b, text):
-                return dense_extras(emb, b, text, cfg.config.keep_patches, cfg.config.keep_patch_embeddings)
-
+        tower_views = exact(size, tiling)
+    wired = mode.wire(
+        Wiring(
+            cfg.config,
+            bundle,
+            tower_encoder,
+            tower_views,
+            exact,
+            lambda: Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision),
+        )
+    )
     scorer = Scorer(
         bundle.text,
         bundle.logit_scale,
         triton=views_mode == "kernel",
         keep_tiles=bool(tiles_max),
         keep_embeddings=cfg.config.keep_embeddings,
-        extras=extras,
+        extras=wired.extras,
     )
-    return Stages(make_views, encoder, scorer, spec, tiling)
+    return Stages(wired.views, wired.encoder, scorer, spec, tiling, tower_encoder)
 
 
 def make_loader(
@@ -279,10 +263,10 @@ def extract_chunks(
     if batches is None:
         batches, n_batches = start_loader(stages.spec, stages.tiling)
     make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
-    dense = cfg.config.local == "dense"
+    mode = local_mode(cfg.config.local)
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
-    patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.config.keep_patch_embeddings else 0
+    specs = result_specs(cfg.config, len(store.classes), bundle.embed_dim)
     to_device = ToDevice(device, side_stream=COPY_STREAM)
     chunk_bounds = dict(zip(chunks, bounds))
     results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
@@ -298,13 +282,7 @@ def extract_chunks(
         scores, tiles, emb = host.wait()
         if batch.chunk not in results:
             results[batch.chunk] = ChunkResults(
-                *chunk_bounds[batch.chunk],
-                len(store.classes),
-                tiles_max,
-                bundle.embed_dim if cfg.config.keep_embeddings else 0,
-                patches,
-                cfg.config.keep_patches,
-                bundle.embed_dim,
+                *chunk_bounds[batch.chunk], specs, mode.chunk_part(cfg.config, len(store.classes))
             )
         chunk = results[batch.chunk]
         counts["tiles"] += chunk.put(batch, scores, tiles, emb, host.extra)
@@ -324,9 +302,7 @@ def extract_chunks(
                 batch = times.run("copy", to_device, batch)
                 views = times.run("views", make_views, batch)
                 emb = times.run("encode", encoder, views, batch.n_view_rows)
-                rows = encoder.rows_per_image if isinstance(encoder, DenseEncoder) else 0
-                if dense:  # the store counts an image's patches as its local views
-                    batch.n_tiles[batch.n_views > 0] = rows - 1
+                rows = mode.rows_per_image(encoder, batch)
                 in_flight.append(times.run("score", scorer, emb, batch, rows))
             else:
                 in_flight.append(HostScores(batch, torch.zeros(0, 3, 1), None, None))  # all failed
@@ -352,8 +328,7 @@ def extract_chunks(
         "work_seconds": time.perf_counter() - ready,
     }
     del batches  # the decoding workers exit now, their work done
-    tower_encoder = encoder.dense if isinstance(encoder, DenseEncoder) else encoder  # the one a graph may run
-    notes = [tower_encoder.note] if tower_encoder.note else []
+    notes = [stages.tower_encoder.note] if stages.tower_encoder.note else []
     if counts["tower_recompiles"]:
         notes.append(
             f"the compiled image tower was compiled again {counts['tower_recompiles']} times during the run "

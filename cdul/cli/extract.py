@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -11,6 +12,8 @@ import click
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.data.inputs import InputError, check_template
+from cdul.extractor.local import MODES as LOCAL_MODES
+from cdul.extractor.local import flag_owners, local_mode
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
 from cdul.limits import bounded
 
@@ -60,7 +63,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--local",
     "local",
-    type=click.Choice(["tiles", "dense"]),
+    type=click.Choice(list(LOCAL_MODES)),
     default="tiles",
     help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
     "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).",
@@ -220,7 +223,17 @@ def main(
         "keep_patches": keep_patches or 0,
         "keep_patch_embeddings": keep_patch_embeddings,
     }
-    check_dense_options(dense, tiled=snippet is not None or tile_px is not None or keep_tiles)
+    check_local_options(
+        local,
+        {
+            "--snippet": snippet is not None,
+            "--tile-px": tile_px is not None,
+            "--keep-tiles": keep_tiles,
+            "--dense-size": dense_size,
+            "--keep-patches": keep_patches,
+            "--keep-patch-embeddings": keep_patch_embeddings,
+        },
+    )
     if snippet is not None and tile_px is not None:
         raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
     try:
@@ -232,14 +245,11 @@ def main(
     from cdul.extractor.clip_model import (
         WeightsUnavailableError,
         check_model,
-        model_config,
         model_embed_dim,
-        model_input_size,
         register_model,
         resolve_weights,
     )
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
-    from cdul.extractor.dense import dense_grid
     from cdul.extractor.modes import resolve_compile, resolve_precision, resolve_views
     from cdul.extractor.runner import parse_devices, torchrun_env
     from cdul.extractor.tiling import Tiling
@@ -264,8 +274,24 @@ def main(
         fail(str(exc))
     # sizes that allocate: never above what the split can fill (the defaults are always allowed)
     chunk_len = bounded(chunk_len, max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
+    config = ExtractConfig(
+        model=model,
+        pretrained=pretrained,
+        template=template,
+        ensemble=prompts == "ensemble",
+        tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
+        precision=precision,
+        keep_tiles=keep_tiles,
+        max_tiles=max_tiles,
+        keep_embeddings=keep_embeddings,
+        exif=exif,
+        max_pixels=max_pixels,
+        follow_symlinks=follow_symlinks,
+        **dense,
+    )
+    mode = local_mode(local)
     if batch_size:
-        per_image = 2 if local == "dense" else 1 + (max_tiles if tile_px else (snippet or 3) ** 2)
+        per_image = mode.views_per_image(config)
         batch_size = bounded(batch_size, max(256, len(data) * per_image), "--batch-size", "views of the split", note)
     if pretrained.lower() in ("none", "random"):
         warn(
@@ -275,11 +301,7 @@ def main(
     _check_out(out)
     try:
         check_model(model)
-        if local == "dense":
-            dense["dense_size"] = dense_size or model_input_size(model)
-            patches = dense_grid(model_config(model), dense["dense_size"]) ** 2 * min(len(data), chunk_len)
-            if keep_patches:
-                dense["keep_patches"] = bounded(keep_patches, patches, "--keep-patches", "patches of a chunk", note)
+        config = mode.settle(config, min(len(data), chunk_len), lambda *args: bounded(*args, note))
         resolve_weights(register_model(model), pretrained, cache_dir)
         embed_dim = model_embed_dim(model) if keep_embeddings else 0
     except (WeightsUnavailableError, ValueError) as exc:
@@ -295,21 +317,7 @@ def main(
         store=out,
         root=data.root,
         kind=data.kind,
-        config=ExtractConfig(
-            model=model,
-            pretrained=pretrained,
-            template=template,
-            ensemble=prompts == "ensemble",
-            tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
-            precision=resolve_precision(precision, torch.device(devices[0])),
-            keep_tiles=keep_tiles,
-            max_tiles=max_tiles,
-            keep_embeddings=keep_embeddings,
-            exif=exif,
-            max_pixels=max_pixels,
-            follow_symlinks=follow_symlinks,
-            **dense,
-        ),
+        config=dataclasses.replace(config, precision=resolve_precision(precision, torch.device(devices[0]))),
         run=RunOptions(
             cache_dir=cache_dir,
             batch_size=batch_size or (256 if on_gpu else 8),
@@ -369,19 +377,12 @@ def main(
         )
 
 
-def check_dense_options(dense: dict, tiled: bool) -> None:
-    """Options that only mean something in one local mode are refused in the other."""
-    if dense["local"] == "dense":
-        if tiled:
-            fail("--local dense scores patches, not tiles: drop --snippet, --tile-px and --keep-tiles")
-        return
-    for name, value in [
-        ("--dense-size", dense["dense_size"]),
-        ("--keep-patches", dense["keep_patches"]),
-        ("--keep-patch-embeddings", dense["keep_patch_embeddings"]),
-    ]:
-        if value:
-            fail(f"{name} goes with --local dense")
+def check_local_options(local: str, given: dict[str, object]) -> None:
+    """Options that only mean something in one local mode are refused in the others."""
+    try:
+        local_mode(local).check_flags([flag for flag, value in given.items() if value], flag_owners())
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _check_out(out: str) -> None:
