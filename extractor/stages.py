@@ -10,7 +10,7 @@ encoder sees depends only on the chunk, never on how chunks were shared out or r
 On a GPU the whole path is per batch: one host-to-device copy (on its own stream), two
 launches that cut and resize every view (``--views kernel``), the encoder, one scorer
 launch, one copy back; the host reads a batch's scores a few batches later
-(``pipeline.IN_FLIGHT``), and the store is written by a thread.
+(``RunOptions.in_flight``), and the store is written by a thread.
 """
 
 from __future__ import annotations
@@ -174,9 +174,11 @@ class Scorer:
         keep_tiles: bool,
         keep_embeddings: bool,
         extras=None,
+        blocking_wait: bool = True,
     ):
         self.text, self.logit_scale, self.triton = text, float(logit_scale), triton
         self.keep_tiles, self.keep_embeddings, self.extras = keep_tiles, keep_embeddings, extras
+        self.blocking_wait = blocking_wait  # RunOptions.blocking_wait
         self._out = _Grown()
         if triton:
             from cdul.kernels.scoring.fused import score_segments_triton
@@ -204,23 +206,17 @@ class Scorer:
         if self.keep_embeddings:
             emb_g = F.normalize(emb[offsets[:-1]].float(), dim=-1).half()
         extra = self.extras(emb, b, self.text) if self.extras else {}
-        return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra))
+        return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra), self.blocking_wait)
 
 
-# The host sleeps while it waits for a batch's scores, rather than spinning on a core (what
-# CUDA does for an event made without cudaEventBlockingSync) that a decoding worker could
-# use; the device has the other batches in flight to go on with meanwhile.
-BLOCKING_WAIT = True
-
-
-def _to_host(h: HostScores) -> HostScores:
+def _to_host(h: HostScores, blocking: bool) -> HostScores:
     if not h.scores.is_cuda:
         return h
     h.scores = h.scores.to("cpu", non_blocking=True)  # into pinned memory
     h.tiles = h.tiles.to("cpu", non_blocking=True) if h.tiles is not None else None
     h.emb = h.emb.to("cpu", non_blocking=True) if h.emb is not None else None
     h.extra = {k: v.to("cpu", non_blocking=True) for k, v in h.extra.items()}
-    h.event = torch.cuda.Event(blocking=BLOCKING_WAIT)
+    h.event = torch.cuda.Event(blocking=blocking)
     h.event.record()
     return h
 

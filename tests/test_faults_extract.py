@@ -178,7 +178,7 @@ def test_a_decoding_worker_whose_parent_died_before_it_started_exits():
 
 def test_a_decoding_worker_lowers_its_priority_when_asked():
     """Feeding a GPU, the workers yield the CPUs to the process that issues the device's
-    work (``pipeline.WORKER_NICE``); without ``nice`` they keep their parent's priority."""
+    work (``RunOptions.worker_nice``); without ``nice`` they keep their parent's priority."""
     code = (
         "import os, sys\n"
         "from cdul.extractor.parent import decoding_worker_init\n"

@@ -53,12 +53,13 @@ def test_the_shipped_modes_own_their_options():
 @pytest.mark.slow
 def test_a_registered_mode_extracts_and_writes_its_arrays(voc_root, tmp_path, monkeypatch):
     from cdul.extractor.job import extract
+    from cdul.extractor.plan import plan_extraction
 
     monkeypatch.setitem(MODES, "centre", CentreMode())
     data = load_dataset("voc2012", voc_root, "train").head(5)
     config = ExtractConfig("cdul-tiny-rn", "none", local="centre", precision="fp32")
     cfg = WorkerConfig(str(tmp_path / "c.zarr"), data.root, config, RunOptions(batch_size=4, loader_workers=0))
-    summary = extract(cfg, data, ["cpu"], chunk_len=3)
+    summary = extract(plan_extraction(cfg, ["cpu"], chunk_len=3), data)
     store = summary.store
     assert store.attrs["tiling"] == {"mode": "grid", "G": 1} and store.attrs["complete"]
     ok = store.array(layout.STATUS)[:] == layout.OK

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import sys
@@ -173,73 +172,33 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "damaged; changes nothing. Exit status 1 when something is.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(
-    dataset_root,
-    dataset,
-    split,
-    out,
-    model,
-    pretrained,
-    cache_dir,
-    snippet,
-    tile_px,
-    local,
-    dense_size,
-    keep_patches,
-    keep_patch_embeddings,
-    template,
-    prompts,
-    classes,
-    csv_path,
-    gpus,
-    batch_size,
-    workers,
-    threads,
-    precision,
-    views,
-    compile_mode,
-    chunk_len,
-    zeta,
-    lam,
-    ap,
-    keep_tiles,
-    max_tiles,
-    keep_embeddings,
-    limit,
-    exif,
-    max_pixels,
-    max_failures,
-    follow_symlinks,
-    overwrite,
-    verify_only,
-    quiet,
-):
-    if verify_only:
-        verify_store(out)
+def main(**options) -> None:
+    if options["verify_only"]:
+        verify_store(options["out"])
         return
-    dense = {
-        "local": local,
-        "dense_size": dense_size or 0,
-        "keep_patches": keep_patches or 0,
-        "keep_patch_embeddings": keep_patch_embeddings,
-    }
-    check_local_options(
-        local,
-        {
-            "--snippet": snippet is not None,
-            "--tile-px": tile_px is not None,
-            "--keep-tiles": keep_tiles,
-            "--dense-size": dense_size,
-            "--keep-patches": keep_patches,
-            "--keep-patch-embeddings": keep_patch_embeddings,
-        },
-    )
-    if snippet is not None and tile_px is not None:
-        raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
-    try:
-        check_template(template)
-    except InputError as exc:
-        fail(str(exc))
+    plan, data = build_plan(options)
+    summary = run(plan, data, quiet=options["quiet"])
+    if summary.result is None:  # a torchrun rank other than 0
+        return
+    print_summary(summary.store, summary.result, summary.speed)
+    if summary.speed.get("extrapolated"):
+        click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
+    failed, allowed = summary.result["summary"]["failed"], options["max_failures"].allowed(len(data))
+    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
+        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
+    if failed > allowed:
+        fail(
+            f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
+            "their reasons are in the store (images/error) and listed above",
+            code=3,
+        )
+
+
+def build_plan(o: dict):
+    """The command's options -> (the extraction's plan, the dataset): every check that
+    refuses an option with one line, then ``plan.plan_extraction`` (the one place the
+    per-device defaults and auto choices are settled)."""
+    _check_options(o)
     import torch
 
     from cdul.extractor.clip_model import (
@@ -249,105 +208,135 @@ def main(
         register_model,
         resolve_weights,
     )
-    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
-    from cdul.extractor.modes import resolve_compile, resolve_precision, resolve_views
+    from cdul.extractor.config import WorkerConfig
+    from cdul.extractor.plan import SettingError, plan_extraction
     from cdul.extractor.runner import parse_devices, torchrun_env
-    from cdul.extractor.tiling import Tiling
-    from cdul.store import StoreError, check_location, store_exists
+    from cdul.store import StoreError, check_location
     from cdul.store.layout import DEFAULT_CHUNK_LEN
 
     dist = torchrun_env()
     try:
-        devices = parse_devices(gpus, torch.cuda.device_count())
+        devices = parse_devices(o["gpus"], torch.cuda.device_count())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
-    if views == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
+    if o["views"] == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # on the CPU the kernels run through Triton's interpreter
     try:
-        check_location(out, processes=dist[1] if dist else len(devices))
+        check_location(o["out"], processes=dist[1] if dist else len(devices))
     except StoreError as exc:
         fail(str(exc))
-    fs.follow_symlinks(follow_symlinks)  # listing shards already follows it; workers read it from the environment
+    fs.follow_symlinks(o["follow_symlinks"])  # listing shards already follows it; workers read it from the environment
     try:
-        data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
+        data = load_dataset(o["dataset"], o["dataset_root"], o["split"], csv_path=o["csv_path"], classes=o["classes"])
     except DatasetError as exc:
         fail(str(exc))
+    data = data.head(o["limit"])
     # sizes that allocate: never above what the split can fill (the defaults are always allowed)
-    chunk_len = bounded(chunk_len, max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
-    config = ExtractConfig(
-        model=model,
-        pretrained=pretrained,
-        template=template,
-        ensemble=prompts == "ensemble",
-        tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
-        precision=precision,
-        keep_tiles=keep_tiles,
-        max_tiles=max_tiles,
-        keep_embeddings=keep_embeddings,
-        exif=exif,
-        max_pixels=max_pixels,
-        follow_symlinks=follow_symlinks,
-        **dense,
-    )
-    mode = local_mode(local)
+    chunk_len = bounded(o["chunk_len"], max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
+    config = extract_config(o)
+    mode = local_mode(o["local"])
+    batch_size = o["batch_size"]
     if batch_size:
-        per_image = mode.views_per_image(config)
-        batch_size = bounded(batch_size, max(256, len(data) * per_image), "--batch-size", "views of the split", note)
-    if pretrained.lower() in ("none", "random"):
+        limit = max(256, len(data) * mode.views_per_image(config))
+        batch_size = bounded(batch_size, limit, "--batch-size", "views of the split", note)
+    if o["pretrained"].lower() in ("none", "random"):
         warn(
             "--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
             "use them for speed and plumbing only."
         )
-    _check_out(out)
+    _check_out(o["out"])
     try:
-        check_model(model)
-        config = mode.settle(config, min(len(data), chunk_len), lambda *args: bounded(*args, note))
-        resolve_weights(register_model(model), pretrained, cache_dir)
-        embed_dim = model_embed_dim(model) if keep_embeddings else 0
+        check_model(o["model"])
+        config = mode.settle(
+            config,
+            min(len(data), chunk_len),
+            lambda value, most, option, what: bounded(value, most, option, what, note),
+        )
+        resolve_weights(register_model(o["model"]), o["pretrained"], o["cache_dir"])
+        embed_dim = model_embed_dim(o["model"]) if o["keep_embeddings"] else 0
     except (WeightsUnavailableError, ValueError) as exc:
         fail(str(exc))
-    on_gpu = any(d.startswith("cuda") for d in devices)
-    per_device = max(1, (os.cpu_count() or 1) // len(devices))
-    for hint, resolve, value in (("--views", resolve_views, views), ("--compile", resolve_compile, compile_mode)):
-        try:
-            resolve(value, torch.device(devices[0]))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=hint) from None
-    cfg = WorkerConfig(
-        store=out,
-        root=data.root,
-        kind=data.kind,
-        config=dataclasses.replace(config, precision=resolve_precision(precision, torch.device(devices[0]))),
-        run=RunOptions(
-            cache_dir=cache_dir,
-            batch_size=batch_size or (256 if on_gpu else 8),
-            loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
-            threads=threads,
-            views=views,
-            compile=compile_mode,
-        ),
+    cfg = WorkerConfig(store=o["out"], root=data.root, kind=data.kind, config=config, run=run_options(o, batch_size))
+    settings = {"zeta": o["zeta"], "lam": o["lam"], "ap": o["ap"], "overwrite": o["overwrite"]}
+    try:
+        plan = plan_extraction(cfg, devices, chunk_len=chunk_len, embed_dim=embed_dim, torchrun=dist, **settings)
+    except SettingError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
+    return plan, data
+
+
+def _check_options(o: dict) -> None:
+    check_local_options(
+        o["local"],
+        {
+            "--snippet": o["snippet"] is not None,
+            "--tile-px": o["tile_px"] is not None,
+            "--keep-tiles": o["keep_tiles"],
+            "--dense-size": o["dense_size"],
+            "--keep-patches": o["keep_patches"],
+            "--keep-patch-embeddings": o["keep_patch_embeddings"],
+        },
     )
+    if o["snippet"] is not None and o["tile_px"] is not None:
+        raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
+    try:
+        check_template(o["template"])
+    except InputError as exc:
+        fail(str(exc))
+
+
+def extract_config(o: dict):
+    """The hashed record of the options (dense mode's sizes as given: ``LocalMode.settle``
+    fills in the model's)."""
+    from cdul.extractor.config import ExtractConfig
+    from cdul.extractor.tiling import Tiling
+
+    return ExtractConfig(
+        model=o["model"],
+        pretrained=o["pretrained"],
+        template=o["template"],
+        ensemble=o["prompts"] == "ensemble",
+        tiling=Tiling.pixel(o["tile_px"]) if o["tile_px"] else Tiling.grid(o["snippet"] or 3),
+        precision=o["precision"],
+        keep_tiles=o["keep_tiles"],
+        max_tiles=o["max_tiles"],
+        keep_embeddings=o["keep_embeddings"],
+        exif=o["exif"],
+        max_pixels=o["max_pixels"],
+        follow_symlinks=o["follow_symlinks"],
+        local=o["local"],
+        dense_size=o["dense_size"] or 0,
+        keep_patches=o["keep_patches"] or 0,
+        keep_patch_embeddings=o["keep_patch_embeddings"],
+    )
+
+
+def run_options(o: dict, batch_size: int | None):
+    """How the run goes (unset sizes: the plan's per-device defaults)."""
+    from cdul.extractor.config import RunOptions
+
+    return RunOptions(
+        cache_dir=o["cache_dir"],
+        batch_size=batch_size or 0,
+        loader_workers=-1 if o["workers"] is None else o["workers"],
+        threads=o["threads"],
+        views=o["views"],
+        compile=o["compile_mode"],
+    )
+
+
+def run(plan, data, quiet: bool):
+    """Extract with a progress bar; every failure is one line and a non-zero exit."""
     from cdul.data.transfer import SharedMemoryFull
+    from cdul.extractor.clip_model import WeightsUnavailableError
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed
-    from cdul.store import StoreLockedError
+    from cdul.store import StoreError, StoreLockedError, store_exists
 
-    bar = ProgressBar(quiet or bool(dist and dist[0] != 0))
+    bar = ProgressBar(quiet or bool(plan.torchrun and plan.torchrun[0] != 0))
     progress = Progress(start=bar.start, update=bar.update, close=bar.close, note=lambda m: click.echo(m, err=True))
     try:
-        summary = extract(
-            cfg,
-            data,
-            devices,
-            chunk_len=chunk_len,
-            zeta=zeta,
-            lam=lam,
-            overwrite=overwrite,
-            embed_dim=embed_dim,
-            progress=progress,
-            torchrun=dist,
-            ap=ap,
-        )
+        return extract(plan, data, progress)
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
     except SharedMemoryFull as exc:
@@ -359,22 +348,8 @@ def main(
         fail(f"interrupted; {RESUME}", code=130)
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
-        resume = f"; {RESUME}" if store_exists(out) else ""
+        resume = f"; {RESUME}" if store_exists(plan.store) else ""
         fail(f"{exc}{hint}{resume}")
-    if summary.result is None:  # a torchrun rank other than 0
-        return
-    print_summary(summary.store, summary.result, summary.speed)
-    if summary.speed.get("extrapolated"):
-        click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
-    failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
-    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
-        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
-    if failed > allowed:
-        fail(
-            f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
-            "their reasons are in the store (images/error) and listed above",
-            code=3,
-        )
 
 
 def check_local_options(local: str, given: dict[str, object]) -> None:
