@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from cdul.data.decode import DEFAULT_MAX_PIXELS
 
+from .options import PROMPT_TEMPLATE
 from .tiling import Tiling
 
 
@@ -27,12 +28,12 @@ from .tiling import Tiling
 class ExtractConfig:
     model: str
     pretrained: str
-    template: str = "a photo of a {}."
+    template: str = PROMPT_TEMPLATE
     ensemble: bool = False
     tiling: Tiling = field(default_factory=lambda: Tiling.grid(3))
     precision: str = "auto"  # resolved against the device before it is hashed
     keep_tiles: bool = False
-    max_tiles: int = 0
+    max_tiles: int = 64  # tiles kept per image with pixel tiles (keep_tiles)
     keep_embeddings: bool = False
     exif: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS

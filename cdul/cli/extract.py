@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -9,17 +10,21 @@ import sys
 import click
 
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
-from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.data.inputs import InputError, check_template
+from cdul.extractor.config import ExtractConfig, RunOptions
 from cdul.extractor.local import MODES as LOCAL_MODES
 from cdul.extractor.local import flag_owners, local_mode
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
+from cdul.extractor.plan import ExtractPlan
 from cdul.limits import bounded
 
 from . import common
 from .common import CONTEXT, FailureLimit, config_option, fail, follow_symlinks_option, note, version_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
+# The records whose defaults are the options' defaults (a test holds them equal)
+CONFIG, RUN = ExtractConfig(model="", pretrained=""), RunOptions()
+PLAN = {f.name: f.default for f in dataclasses.fields(ExtractPlan)}
 RESUME = "chunks finished so far are kept; rerun the same command to resume"
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -63,7 +68,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "--local",
     "local",
     type=click.Choice(list(LOCAL_MODES)),
-    default="tiles",
+    default=CONFIG.local,
     help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
     "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).",
 )
@@ -84,11 +89,11 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     is_flag=True,
     help="Dense mode: store every patch embedding (emb/patches, fp16: P x D x 2 bytes an image).",
 )
-@click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
+@click.option("--prompt", "template", default=CONFIG.template, help="Prompt template; {} is the class name.")
 @click.option(
     "--prompts",
     type=click.Choice(["single", "ensemble"]),
-    default="single",
+    default="ensemble" if CONFIG.ensemble else "single",
     help="'ensemble' averages open_clip's ImageNet templates.",
 )
 @click.option(
@@ -114,13 +119,13 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--precision",
     type=click.Choice(PRECISION_MODES),
-    default="auto",
+    default=CONFIG.precision,
     help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.",
 )
 @click.option(
     "--views",
     type=click.Choice(VIEW_MODES),
-    default="auto",
+    default=RUN.views,
     help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
     "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
     "exact: one image at a time with matrix products (float64 on the CPU, bit-exact PIL; float32 "
@@ -130,7 +135,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "--compile",
     "compile_mode",
     type=click.Choice(COMPILE_MODES),
-    default="auto",
+    default=RUN.compile,
     help="How the image tower runs. cuda-graph: captured once in a CUDA graph and replayed, one "
     "launch per batch instead of hundreds (the same kernels as eager). default, reduce-overhead, "
     "max-autotune: torch.compile in that mode, compiled once at start-up (the store's last_run "
@@ -138,21 +143,28 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "call has --batch-size rows (a short last piece is padded). none: eager. auto: the fastest "
     "mode measured for the device (cuda-graph on CUDA, none on the CPU). Example: --compile default",
 )
-@click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
-@click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
+@click.option("--chunk-len", type=click.IntRange(min=1), default=PLAN["chunk_len"], help="Images per store chunk.")
 @click.option(
-    "--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2."
+    "--zeta", type=click.FloatRange(0.0, 1.0), default=PLAN["zeta"], help="Threshold of the local aggregation."
+)
+@click.option(
+    "--lam",
+    type=click.FloatRange(-1.0, 1.0),
+    default=PLAN["lam"],
+    help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2.",
 )
 @common.ap_option("the pseudo-label mAP printed at the end")
 @click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
-@click.option("--max-tiles", type=click.IntRange(min=1), default=64, help="Tiles kept per image with --tile-px.")
+@click.option(
+    "--max-tiles", type=click.IntRange(min=1), default=CONFIG.max_tiles, help="Tiles kept per image with --tile-px."
+)
 @click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
-@click.option("--exif/--no-exif", default=True, help="Apply EXIF orientation before anything else.")
+@click.option("--exif/--no-exif", default=CONFIG.exif, help="Apply EXIF orientation before anything else.")
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
-    default=DEFAULT_MAX_PIXELS,
+    default=CONFIG.max_pixels,
     help="Refuse (record as failed) images with more pixels.",
 )
 @click.option(
@@ -286,17 +298,19 @@ def _check_options(o: dict) -> None:
 
 
 def extract_config(o: dict):
-    """The hashed record of the options (dense mode's sizes as given: ``LocalMode.settle``
-    fills in the model's)."""
-    from cdul.extractor.config import ExtractConfig
+    """The hashed record of the options (an unset tiling: the record's; dense mode's sizes as
+    given: ``LocalMode.settle`` fills in the model's)."""
     from cdul.extractor.tiling import Tiling
 
+    tiling = CONFIG.tiling
+    if o["tile_px"] or o["snippet"]:
+        tiling = Tiling.pixel(o["tile_px"]) if o["tile_px"] else Tiling.grid(o["snippet"])
     return ExtractConfig(
         model=o["model"],
         pretrained=o["pretrained"],
         template=o["template"],
         ensemble=o["prompts"] == "ensemble",
-        tiling=Tiling.pixel(o["tile_px"]) if o["tile_px"] else Tiling.grid(o["snippet"] or 3),
+        tiling=tiling,
         precision=o["precision"],
         keep_tiles=o["keep_tiles"],
         max_tiles=o["max_tiles"],
@@ -313,8 +327,6 @@ def extract_config(o: dict):
 
 def run_options(o: dict, batch_size: int | None):
     """How the run goes (unset sizes: the plan's per-device defaults)."""
-    from cdul.extractor.config import RunOptions
-
     return RunOptions(
         cache_dir=o["cache_dir"],
         batch_size=batch_size or 0,
