@@ -25,7 +25,7 @@ import numpy as np
 
 from cdul.data.decode import decode_image
 from cdul.extractor.config import RunOptions
-from cdul.extractor.parent import decoding_worker_init
+from cdul.extractor.orphans import decoding_worker_init
 
 from .bench_data import jpeg_dataset
 from .common import record

@@ -1,7 +1,7 @@
 """An extraction's settings in two typed records, and where it reads and writes.
 
 - ``ExtractConfig`` is everything that changes the numbers in the store. It is hashed whole
-  into the store's configuration (``build.extraction_config``): a rerun resumes only with
+  into the store's configuration (``store_life.extraction_config``): a rerun resumes only with
   an equal one, and a new field is hashed from the day it is added.
 - ``RunOptions`` is how a run goes, not what it computes (batch size, decoding workers,
   threads, the view path, how the tower runs, the pipeline's queue depths): never hashed,

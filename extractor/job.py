@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from cdul.data import Dataset
 from cdul.store import Store, StoreLock, reopen_damaged
 
-from .build import finalise_store, prepare_store
 from .pipeline import extract_chunks
 from .plan import ExtractPlan
 from .runner import deal, run_local
+from .store_life import finalise_store, prepare_store
 
 
 @dataclass

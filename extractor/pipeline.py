@@ -30,8 +30,8 @@ from .config import WorkerConfig
 from .encoder import Encoder, dynamo_graphs
 from .local import Wiring, local_mode, result_specs
 from .modes import STATIC_OUT, _tower
+from .orphans import decoding_worker_init
 from .packing import PackedBatch, ViewSpec
-from .parent import decoding_worker_init
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
     ChunkResults,

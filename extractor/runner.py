@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from .config import WorkerConfig
-from .parent import die_with_parent
+from .orphans import die_with_parent
 from .pipeline import extract_chunks
 from .plan import ExtractPlan
 

@@ -101,8 +101,8 @@ def test_the_extract_config_is_hashed_whole_and_run_options_never():
     import dataclasses
 
     from cdul.data import Dataset
-    from cdul.extractor.build import _digest, extraction_config
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
+    from cdul.extractor.store_life import _digest, extraction_config
 
     @dataclasses.dataclass(frozen=True)
     class Wider(ExtractConfig):

@@ -50,8 +50,8 @@ def test_reader_packs_a_batch_and_records_failures(tmp_path):
     from PIL import Image
 
     from cdul.data import load_dataset
-    from cdul.extractor.build import prepare_store
     from cdul.extractor.config import ExtractConfig, WorkerConfig
+    from cdul.extractor.store_life import prepare_store
     from cdul.sample import write_voc_layout
 
     items = {"a": (Image.new("RGB", (30, 20), (255, 0, 0)), []), "b": (Image.new("RGB", (9, 40)), [])}
