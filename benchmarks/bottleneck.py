@@ -117,7 +117,7 @@ class LoaderLoad:
 @click.option("--images", type=int, default=2048)
 @click.option("--snippet", type=int, default=3)
 @click.option("--batch-size", type=int, default=256)
-@click.option("--workers", type=int, default=None, help="Decoding processes.  [default: CPUs - 2, at most 14]")
+@click.option("--workers", type=int, default=None, help="Decoding processes.  [default: cdul-extract's on one GPU]")
 @click.option("--modes", default="none,cuda-graph", help="Comma list of --compile modes to compare.")
 @click.option("--calls", type=int, default=20, help="Encoder calls per timing.")
 def main(model, images, snippet, batch_size, workers, modes, calls):

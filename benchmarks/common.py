@@ -110,8 +110,10 @@ def record(
 
 
 def decoding_workers() -> int:
-    """The decoding processes a GPU benchmark starts: the CPUs less two, at most 14."""
-    return min(14, max(1, (os.cpu_count() or 1) - 2))
+    """The decoding processes a GPU benchmark starts: cdul-extract's on one GPU."""
+    from cdul.extractor.plan import default_loader_workers
+
+    return default_loader_workers(["cuda:0"])
 
 
 def timeit(fn, *, warmup: int = 1, repeat: int = 3, sync=None) -> float:

@@ -5,7 +5,7 @@ PIL's (the reference every store is made with).
     python -m cdul.benchmarks.decode_bench [--images 256] [--batch 64]
 
 - cpu: cdul's own decoding (PIL, libjpeg-turbo; EXIF, modes, limits) on one core, img/s,
-  and that times the decoding workers a GPU run starts (CPUs - 2, at most 14);
+  and that times the decoding workers a GPU run starts (cdul-extract's: CPUs - 1, at most 32);
 - torchvision-cpu: ``decode_jpeg`` on one core (libjpeg-turbo without PIL);
 - gpu: ``decode_jpeg(list, device="cuda")`` on batches of ``--batch`` files, img/s, and the
   share of its 8-bit values that differ from PIL's and the largest difference.

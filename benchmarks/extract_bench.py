@@ -39,11 +39,12 @@ from cdul.extractor.clip_model import load_clip, model_config
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.dense import DenseTower, dense_grid
 from cdul.extractor.job import extract
+from cdul.extractor.plan import default_batch_size, default_loader_workers, plan_extraction
 from cdul.extractor.tiling import Tiling
 
 from . import naive
 from .bench_data import jpeg_dataset, work_dir
-from .common import decoding_workers, record
+from .common import record
 from .tower_limits import available_modes, tower_limits
 
 MOST_IMAGES = 16384
@@ -56,22 +57,28 @@ def parse_tiling(spec: str) -> Tiling:
 def run_ours(
     root, model, tiling, device, batch_size, workers, views="auto", compile_mode="auto", local="tiles"
 ) -> dict:
+    """cdul-extract's job on ``root`` (batch size 0 and workers -1: the command's defaults)."""
     data = load_dataset("voc2012", root, "train")
     out = os.path.join(work_dir(), "ours.zarr")
     cfg = WorkerConfig(
         store=out,
         root=data.root,
         config=ExtractConfig(model=model, pretrained="none", tiling=tiling, local=local),
-        run=RunOptions(batch_size=batch_size, loader_workers=workers, views=views, compile=compile_mode),
+        run=RunOptions(
+            batch_size=batch_size,
+            loader_workers=workers,
+            views=views,
+            compile=compile_mode,
+            reuse_loaded=True,  # the warm-up's model (and compiled tower) serves the timed run
+        ),
     )
-    pipeline.REUSE_LOADED = True  # the warm-up's model (and compiled tower) serves the timed run
+    plan = plan_extraction(cfg, [device], chunk_len=256, overwrite=True)
     try:
         # warm-up on a few images first: CUDA loads kernels lazily (and compiles), and the first
         # batches of a process would otherwise be timed with them
-        extract(cfg, data.head(max(16, 2 * workers)), [device], chunk_len=256, overwrite=True)
-        counts = extract(cfg, data, [device], chunk_len=256, overwrite=True).counts
+        extract(plan, data.head(max(16, 2 * plan.worker.run.loader_workers)))
+        counts = extract(plan, data).counts
     finally:
-        pipeline.REUSE_LOADED = False
         pipeline._LOADED.clear()
     return {
         "images": counts["images"],
@@ -163,97 +170,106 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
     cuda = torch.cuda.is_available()
     device = ("cuda:0" if cuda else "cpu") if device == "auto" else device
     on_gpu = device.startswith("cuda")
-    models = (models or ("RN50" if quick else "RN50,ViT-B-32,ViT-B-16,RN50x64")).split(",")
-    tilings = (tilings or ("1,3" if quick else "1,3,8,px64")).split(",")
-    images = images or (48 if quick else 512)
-    naive_images = naive_images or (4 if quick else 64)
-    batch_size = batch_size or (256 if on_gpu else 8)
-    workers = (decoding_workers() if on_gpu else 0) if workers is None else workers
-    seconds = (4.0 if on_gpu else 0.0) if seconds is None else seconds
-    root = jpeg_dataset(images)
+    bench = {
+        "tilings": (tilings or ("1,3" if quick else "1,3,8,px64")).split(","),
+        "images": images or (48 if quick else 512),
+        "naive_images": naive_images or (4 if quick else 64),
+        "device": device,
+        "batch_size": batch_size or default_batch_size(on_gpu),
+        "workers": default_loader_workers([device]) if workers is None else workers,
+        "views": views,
+        "seconds": (4.0 if on_gpu else 0.0) if seconds is None else seconds,
+    }
     rows = []
-    for model in models:
+    for model in (models or ("RN50" if quick else "RN50,ViT-B-32,ViT-B-16,RN50x64")).split(","):
         modes = tower_modes.split(",") if tower_modes else available_modes(on_gpu, model)
         torch._dynamo.reset()  # each model compiles afresh, far from the recompile limit
-        snippet3, bundle = None, None
-        for spec in tilings:
-            params = {
-                "model": model,
-                "tiling": spec,
-                "images": images,
-                "batch_size": batch_size,
-                "device": device,
-                "views": views,
-            }
-            bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
-            if spec == "dense":
-                run_dense(bundle, model, params, workers, seconds, modes, snippet3)
-                continue
-            tiling = parse_tiling(spec)
-            views_per_image = 1 + (tiling.size**2 if tiling.mode == "grid" and not tiling.whole_image else 0)
-            crops = views_per_image * images
-            most = 4 if not on_gpu else 24
-            limits, best, runnable = tower_limits(bundle, params, crops, most, modes)
-            # enough images for `seconds` of encoder work at the limit: a throughput is measured
-            # where the start-up (workers, first batches) weighs what it does on a real dataset
-            n = min(MOST_IMAGES, max(images, math.ceil(seconds * limits[best] / views_per_image)))
-            params["images"] = n
-            ours = run_ours(jpeg_dataset(n), model, tiling, device, batch_size, workers, views, runnable)
-            if spec == tilings[-1] or (tilings[-1] == "dense" and spec == tilings[-2]):
-                bundle = None  # the model's last use here: its memory goes back before the next model
-            views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
-            nv = run_naive(root, model, tiling, device, naive_images)
-            ips = {
-                "ours": ours["images"] / ours["seconds"],
-                "naive": nv["images"] / nv["seconds"],
-                "limit": limits[best] / views_measured,
-            }
-            tiles_per_image = ours["tiles"] / ours["images"]
-            for variant, v in ips.items():
-                record(
-                    "extract",
-                    variant,
-                    {**params, "compile": runnable, "limit_mode": best},
-                    {"images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")},
-                )
-            if len(limits) > 1:
-                record("extract", "limit-eager", params, {"images_per_s": (limits["none"] / views_measured, "img/s")})
-            record(
-                "extract",
-                "ratio",
-                {**params, "compile": runnable, "limit_mode": best},
-                {
-                    "ours_over_naive": (ips["ours"] / ips["naive"], "x"),
-                    "ours_over_limit": (ips["ours"] / ips["limit"], "x"),
-                },
-            )
-            work = ours["seconds"]
-            record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
-            record("extract", "startup", params, {"seconds": (ours["load_seconds"], "s")})
-            if runnable not in ("none", "cuda-graph"):
-                record("extract", "recompiles", {**params, "compile": runnable}, {"count": (ours["recompiles"], "")})
-            rows.append(
-                (
-                    model,
-                    spec,
-                    ips["ours"],
-                    ips["naive"],
-                    ips["limit"],
-                    ips["ours"] / ips["naive"],
-                    ips["ours"] / ips["limit"],
-                )
-            )
-            snippet3 = ips["ours"] if spec == "3" else snippet3
-            click.echo(
-                f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
-                f"limit {ips['limit']:8.2f} ({best})  ours/naive {rows[-1][5]:5.2f}  "
-                f"ours/limit {rows[-1][6]:5.2f}  ({n} images, {ours['seconds']:.1f} s, {ours['recompiles']} recompiles)"
-            )
-            click.echo(
-                "           host stage shares: "
-                + ", ".join(f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items())
-            )
+        rows += bench_model(model, modes, bench)
     return rows
+
+
+def bench_model(model: str, modes: list[str], bench: dict) -> list[tuple]:
+    """Every tiling of ``bench`` on one model: ours, the naive baseline and the tower's limit."""
+    rows: list[tuple] = []
+    snippet3, bundle = None, None
+    tilings, device = bench["tilings"], bench["device"]
+    for spec in tilings:
+        params = {k: bench[k] for k in ("images", "batch_size", "device", "views")}
+        params = {"model": model, "tiling": spec, **params}
+        bundle = bundle or load_clip(model, "none", ["x"], device=torch.device(device))
+        if spec == "dense":
+            run_dense(bundle, model, params, bench["workers"], bench["seconds"], modes, snippet3)
+            continue
+        last = spec == tilings[-1] or (tilings[-1] == "dense" and spec == tilings[-2])
+        rows.append(bench_tiling(bundle, model, spec, params, modes, bench))
+        if last:
+            bundle = None  # the model's last use here: its memory goes back before the next model
+        snippet3 = rows[-1][2] if spec == "3" else snippet3
+    return rows
+
+
+def bench_tiling(bundle, model: str, spec: str, params: dict, modes: list[str], bench: dict) -> tuple:
+    """One tiling: ours on at least ``bench["seconds"]`` of encoder work at the limit, the
+    naive baseline, their records and a printed line; the row of the results table."""
+    device, images = bench["device"], bench["images"]
+    tiling = parse_tiling(spec)
+    views_per_image = 1 + (tiling.size**2 if tiling.mode == "grid" and not tiling.whole_image else 0)
+    limits, best, runnable = tower_limits(
+        bundle, params, views_per_image * images, 24 if "cuda" in device else 4, modes
+    )
+    # enough images for `seconds` of encoder work at the limit: a throughput is measured
+    # where the start-up (workers, first batches) weighs what it does on a real dataset
+    n = min(MOST_IMAGES, max(images, math.ceil(bench["seconds"] * limits[best] / views_per_image)))
+    params["images"] = n
+    ours = run_ours(
+        jpeg_dataset(n), model, tiling, device, bench["batch_size"], bench["workers"], bench["views"], runnable
+    )
+    views_measured = 1 + ours["tiles"] / ours["images"] if not tiling.whole_image else 1
+    nv = run_naive(jpeg_dataset(images), model, tiling, device, bench["naive_images"])
+    ips = {
+        "ours": ours["images"] / ours["seconds"],
+        "naive": nv["images"] / nv["seconds"],
+        "limit": limits[best] / views_measured,
+    }
+    record_tiling(params, ours, ips, limits, best, runnable, views_measured)
+    row = (model, spec, ips["ours"], ips["naive"], ips["limit"], ips["ours"] / ips["naive"], ips["ours"] / ips["limit"])
+    click.echo(
+        f"{model:10s} {spec:5s} ours {ips['ours']:8.2f} img/s  naive {ips['naive']:8.2f}  "
+        f"limit {ips['limit']:8.2f} ({best})  ours/naive {row[5]:5.2f}  "
+        f"ours/limit {row[6]:5.2f}  ({n} images, {ours['seconds']:.1f} s, {ours['recompiles']} recompiles)"
+    )
+    work = ours["seconds"]
+    click.echo(
+        "           host stage shares: " + ", ".join(f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items())
+    )
+    return row
+
+
+def record_tiling(params: dict, ours: dict, ips: dict, limits: dict, best: str, runnable: str, views: float) -> None:
+    tiles_per_image = ours["tiles"] / ours["images"]
+    for variant, v in ips.items():
+        record(
+            "extract",
+            variant,
+            {**params, "compile": runnable, "limit_mode": best},
+            {"images_per_s": (v, "img/s"), "tiles_per_s": (v * tiles_per_image, "tiles/s")},
+        )
+    if len(limits) > 1:
+        record("extract", "limit-eager", params, {"images_per_s": (limits["none"] / views, "img/s")})
+    record(
+        "extract",
+        "ratio",
+        {**params, "compile": runnable, "limit_mode": best},
+        {
+            "ours_over_naive": (ips["ours"] / ips["naive"], "x"),
+            "ours_over_limit": (ips["ours"] / ips["limit"], "x"),
+        },
+    )
+    work = ours["seconds"]
+    record("extract", "stages", params, {f"{k}_share": (v / work, "") for k, v in ours["stages"].items()})
+    record("extract", "startup", params, {"seconds": (ours["load_seconds"], "s")})
+    if runnable not in ("none", "cuda-graph"):
+        record("extract", "recompiles", {**params, "compile": runnable}, {"count": (ours["recompiles"], "")})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cdul.data import load_dataset
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.plan import plan_extraction
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import small_jpegs, work_dir
@@ -143,7 +144,7 @@ def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: i
     counter = OpCounter()
     t = time.perf_counter()
     with LaunchCounter(counter) as launches, WorkerWork(counter), counter:
-        counts = extract(cfg, data, ["cpu"], chunk_len=max(n, 1), overwrite=True).counts
+        counts = extract(plan_extraction(cfg, ["cpu"], chunk_len=max(n, 1), overwrite=True), data).counts
     return {
         "ops": counter.total,
         "by_op": counter.ops,

@@ -33,6 +33,7 @@ def measure_extract(n: int) -> dict:
     from cdul.data import load_dataset
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.job import extract
+    from cdul.extractor.plan import plan_extraction
     from cdul.extractor.tiling import Tiling
 
     data = load_dataset("voc2012", small_jpegs(n), "train")
@@ -43,7 +44,7 @@ def measure_extract(n: int) -> dict:
         config=ExtractConfig(model="cdul-tiny-rn", pretrained="none", tiling=Tiling.grid(2)),
         run=RunOptions(batch_size=64, loader_workers=1),
     )
-    extract(cfg, data, ["cpu"], chunk_len=256, overwrite=True)
+    extract(plan_extraction(cfg, ["cpu"], chunk_len=256, overwrite=True), data)
     return _peaks()
 
 

@@ -3,7 +3,7 @@
 On a GPU the extracting process's main thread wakes when a batch's scores are back, issues
 the next batch's work (a few ms at most) and waits again, while the decoding workers keep
 every other core busy. With the workers at its own priority, a waking thread often waits
-for a worker's time slice to end; at a lower priority (``pipeline.WORKER_NICE``) it gets a
+for a worker's time slice to end; at a lower priority (``RunOptions.worker_nice``) it gets a
 core at once. Both sides are measured here, on any machine:
 
 - the host: a loop that sleeps 2 ms (the wait) and then works 0.5 ms (the issuing), its
@@ -24,8 +24,8 @@ import click
 import numpy as np
 
 from cdul.data.decode import decode_image
-from cdul.extractor.parent import decoding_worker_init
-from cdul.extractor.pipeline import WORKER_NICE
+from cdul.extractor.config import RunOptions
+from cdul.extractor.orphans import decoding_worker_init
 
 from .bench_data import jpeg_dataset
 from .common import record
@@ -96,7 +96,7 @@ def main(workers, rounds):
         decode_image(f.read())  # the decoder's imports happen once, before the workers fork
     alone = min(measure(path, workers, None)["wall"] for _ in range(rounds))
     click.echo(f"host loop alone: {alone:.3f} s ({LOOPS} x {WAIT_S * 1e3:.0f} ms wait + {WORK_S * 1e3:.1f} ms work)")
-    runs: dict[int, list[dict]] = {0: [], WORKER_NICE: []}
+    runs: dict[int, list[dict]] = {0: [], RunOptions().worker_nice: []}
     for _ in range(rounds):
         for nice in runs:
             runs[nice].append(measure(path, workers, nice))

@@ -22,11 +22,12 @@ from torch.profiler import ProfilerActivity, profile
 from cdul.data import load_dataset
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.plan import plan_extraction, with_run
 from cdul.extractor.stages import STAGES
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
-from .common import decoding_workers, record
+from .common import record
 
 
 @click.command()
@@ -40,19 +41,21 @@ from .common import decoding_workers, record
 def main(model, images, snippet, device, workers, views, trace):
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     cuda = device.startswith("cuda")
-    workers = (decoding_workers() if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     out = os.path.join(work_dir(), "profile.zarr")
     cfg = WorkerConfig(
         store=out,
         root=data.root,
         config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet)),
-        run=RunOptions(batch_size=256 if cuda else 8, loader_workers=workers, views=views),
+        run=RunOptions(loader_workers=-1 if workers is None else workers, views=views),
     )
+    plan = plan_extraction(cfg, [device], chunk_len=64, overwrite=True)
+    workers = plan.worker.run.loader_workers
 
     def run(sync: bool, store_url: str, subset=None) -> dict:
-        c = dataclasses.replace(cfg, store=store_url, run=dataclasses.replace(cfg.run, sync_stages=sync))
-        return extract(c, subset or data, [device], chunk_len=64, overwrite=True).counts
+        p = with_run(plan, sync_stages=sync)
+        p = dataclasses.replace(p, worker=dataclasses.replace(p.worker, store=store_url))
+        return extract(p, subset or data).counts
 
     run(False, out + "-warm", data.head(32))  # kernel selection and first launches are not timed
     free = run(False, out)

@@ -14,6 +14,7 @@ import torch
 from cdul.data import load_dataset
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.plan import plan_extraction
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
@@ -29,7 +30,7 @@ def run(root: str, model: str, devices: list[str], batch_size: int, workers: int
         config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(3)),
         run=RunOptions(batch_size=batch_size, loader_workers=workers, threads=threads),
     )
-    counts = extract(cfg, data, devices, chunk_len=max(1, len(data) // 8), overwrite=True).counts
+    counts = extract(plan_extraction(cfg, devices, chunk_len=max(1, len(data) // 8), overwrite=True), data).counts
     return counts["images"] / counts["work_seconds"]
 
 

@@ -22,7 +22,6 @@ On the CPU there is no device timeline; the host stages are still printed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -33,21 +32,22 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cdul.data import load_dataset
-from cdul.extractor import pipeline, stages
+from cdul.extractor import pipeline
 from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.job import extract
+from cdul.extractor.plan import ExtractPlan, plan_extraction, with_run
 from cdul.extractor.tiling import Tiling
 
 from .bench_data import jpeg_dataset, work_dir
-from .common import decoding_workers, record
+from .common import record
 
 DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 KINDS = ("encoder", "views", "score", "copy in", "copy out", "copy on device")
 VIEW_KERNELS = ("_rows_kernel", "_cols_kernel")
 SCORE_KERNELS = ("segment_scores_kernel", "inv_norm_kernel", "row_stats_kernel")
-SETTINGS = {  # name: (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT)
-    "now": (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT),
-    "before": (2, 0, False, False),
+SETTINGS = {  # name: the RunOptions fields it changes
+    "now": {},
+    "before": {"in_flight": 2, "worker_nice": 0, "copy_stream": False, "blocking_wait": False},
 }
 
 
@@ -169,17 +169,11 @@ def format_summary(s: dict) -> list[str]:
     return lines
 
 
-@contextlib.contextmanager
-def settings(name: str):
-    """The pipeline's module settings for one run, restored after."""
+def settings(plan: ExtractPlan, name: str) -> ExtractPlan:
+    """The plan with the pipeline settings ``name`` (``SETTINGS``)."""
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
-    saved = (pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT)
-    pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT = SETTINGS[name]
-    try:
-        yield
-    finally:
-        pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT = saved
+    return with_run(plan, **SETTINGS[name])
 
 
 @click.command()
@@ -189,7 +183,7 @@ def settings(name: str):
 @click.option("--local", type=click.Choice(["tiles", "dense"]), default="tiles", help="Local scores: tiles or dense.")
 @click.option("--device", default="auto")
 @click.option("--workers", type=int, default=None)
-@click.option("--batch-size", type=int, default=None, help="Default 256 on CUDA, 8 on the CPU.")
+@click.option("--batch-size", type=int, default=None, help="Default: the command's (256 on CUDA, 8 on the CPU).")
 @click.option(
     "--compile", "compile_mode", default="auto", help="The tower's --compile mode (auto: a CUDA graph on CUDA)."
 )
@@ -203,8 +197,6 @@ def main(models, images, snippet, local, device, workers, batch_size, compile_mo
             f"{', '.join(unknown) or 'none given'}; choose from {', '.join(SETTINGS)}", param_hint="--settings"
         )
     device = ("cuda:0" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    cuda = device.startswith("cuda")
-    workers = (decoding_workers() if cuda else 0) if workers is None else workers
     data = load_dataset("voc2012", jpeg_dataset(images), "train")
     for model in [m.strip() for m in models.split(",") if m.strip()]:
         run_model(model, data, images, snippet, local, device, workers, batch_size, compile_mode, names, trace_dir)
@@ -218,8 +210,15 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
         store=out,
         root=data.root,
         config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet), local=local),
-        run=RunOptions(batch_size=batch_size or (256 if cuda else 8), loader_workers=workers, compile=compile_mode),
+        run=RunOptions(
+            batch_size=batch_size or 0,
+            loader_workers=-1 if workers is None else workers,
+            compile=compile_mode,
+            reuse_loaded=True,  # one model load and graph capture for every run
+        ),
     )
+    plan = plan_extraction(cfg, [device], chunk_len=256, overwrite=True)
+    workers = plan.worker.run.loader_workers
     params = {
         "model": model,
         "images": images,
@@ -228,16 +227,15 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
         "device": device,
         "workers": workers,
     }
-    pipeline.REUSE_LOADED = True  # one model load and graph capture for every run
     try:
-        extract(cfg, data.head(max(32, 2 * workers)), [device], chunk_len=256, overwrite=True)
+        extract(plan, data.head(max(32, 2 * workers)))
         for name in names:
-            with settings(name):
-                plain = extract(cfg, data, [device], chunk_len=256, overwrite=True).counts
-                rate = plain["images"] / plain["work_seconds"]
-                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-                with profile(activities=activities) as prof:
-                    profiled = extract(cfg, data, [device], chunk_len=256, overwrite=True).counts
+            run = settings(plan, name)
+            plain = extract(run, data).counts
+            rate = plain["images"] / plain["work_seconds"]
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=activities) as prof:
+                profiled = extract(run, data).counts
             click.echo(
                 f"{model} {local} [{name}] {rate:.1f} img/s without the profiler, "
                 f"{profiled['images'] / profiled['work_seconds']:.1f} with it ({plain['images']} images)"
@@ -257,7 +255,6 @@ def run_model(model, data, images, snippet, local, device, workers, batch_size, 
             metrics.update({f"idle_in_{k}_share": (v / loop, "") for k, v in summary["idle_by_stage_ms"].items()})
             record("timeline", name, params, metrics)
     finally:
-        pipeline.REUSE_LOADED = False
         pipeline._LOADED.clear()
 
 

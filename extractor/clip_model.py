@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .options import PROMPT_TEMPLATE
+
 RANDOM = ("none", "random", "")
 
 
@@ -270,7 +272,7 @@ def load_clip(
     *,
     device="cpu",
     cache_dir: str | None = None,
-    template: str = "a photo of a {}.",
+    template: str = PROMPT_TEMPLATE,
     ensemble: bool = False,
     keep_text: bool = False,
 ) -> ClipBundle:
@@ -342,7 +344,7 @@ def load_clip(
     )
 
 
-def class_prompts(classes: list[str], template: str = "a photo of a {}.", ensemble: bool = False) -> list[list[str]]:
+def class_prompts(classes: list[str], template: str = PROMPT_TEMPLATE, ensemble: bool = False) -> list[list[str]]:
     """The prompt texts of each class: one template, or open_clip's ImageNet template list."""
     if ensemble:
         from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
@@ -354,7 +356,7 @@ def class_prompts(classes: list[str], template: str = "a photo of a {}.", ensemb
 
 
 @torch.no_grad()
-def encode_classes(net, tokenizer, classes, template="a photo of a {}.", ensemble=False) -> torch.Tensor:
+def encode_classes(net, tokenizer, classes, template=PROMPT_TEMPLATE, ensemble=False) -> torch.Tensor:
     """T: [C, D], each row the normalised (mean of normalised) prompt embedding(s) of a class."""
     rows = []
     for prompts in class_prompts(classes, template, ensemble):

@@ -2,8 +2,9 @@
 (this process, one spawned process per device, or torchrun ranks), finalise.
 
 ``extract`` is the one entry point: ``cdul-extract``, the demo (through the command) and
-the benchmarks call it. It raises (StoreError, WorkerFailed, OSError, KeyboardInterrupt)
-and reports through a ``Progress``; printing and exit codes are the caller's.
+the benchmarks call it with the plan they built (``plan.plan_extraction``). It raises
+(StoreError, WorkerFailed, OSError, KeyboardInterrupt) and reports through a ``Progress``;
+printing and exit codes are the caller's.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass, field
 from cdul.data import Dataset
 from cdul.store import Store, StoreLock, reopen_damaged
 
-from .build import finalise_store, prepare_store
-from .config import WorkerConfig
 from .pipeline import extract_chunks
+from .plan import ExtractPlan
 from .runner import deal, run_local
+from .store_life import finalise_store, prepare_store
 
 
 @dataclass
@@ -45,46 +46,20 @@ class Summary:
     store: Store | None = None
 
 
-def extract(
-    cfg: WorkerConfig,
-    data: Dataset,
-    devices: list[str],
-    *,
-    chunk_len: int = 1024,
-    zeta: float = 0.5,
-    lam: float = 0.0,
-    overwrite: bool = False,
-    embed_dim: int = 0,
-    progress: Progress | None = None,
-    torchrun: tuple[int, int, int] | None = None,
-    ap: str | None = None,
-) -> Summary:
-    """Extract ``data`` into the store ``cfg.store``; rerunning resumes. ``torchrun`` is
-    (rank, world, local rank) when started by torchrun: ranks share the pending chunks.
-    ``ap``: the AP protocol of the summary's pseudo-label mAPs (None: the dataset's own)."""
+def extract(plan: ExtractPlan, data: Dataset, progress: Progress | None = None) -> Summary:
+    """Extract ``data`` into the store ``plan.store`` as ``plan`` says (``plan.plan_extraction``);
+    rerunning resumes. Under torchrun (``plan.torchrun``) the ranks share the pending chunks."""
     progress = progress or Progress()
-    if torchrun:
-        return _extract_torchrun(
-            cfg,
-            data,
-            devices,
-            torchrun,
-            chunk_len=chunk_len,
-            zeta=zeta,
-            lam=lam,
-            overwrite=overwrite,
-            embed_dim=embed_dim,
-            progress=progress,
-            ap=ap,
-        )
-    with StoreLock(cfg.store, create=True):
-        store = _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
+    if plan.torchrun:
+        return _extract_torchrun(plan, data, progress)
+    with StoreLock(plan.store, create=True):
+        store = _prepare(plan, data, progress)
         pending = store.pending_chunks()
         started = time.time()
         progress.start(_images(store, pending))
         try:
             # a finished store (a rerun, or new --zeta/--lam) loads no model at all
-            counts = run_local(cfg, pending, devices[: len(pending)], progress.update) if pending else {}
+            counts = run_local(plan, pending, list(plan.devices[: len(pending)]), progress.update) if pending else {}
         finally:
             progress.close()
         for note in counts.get("notes", []):
@@ -94,62 +69,67 @@ def extract(
             "load_seconds": round(counts.get("load_seconds", 0.0), 2),
             "images": counts.get("images", 0),
             "tiles": counts.get("tiles", 0),
-            "devices": devices,
+            "devices": list(plan.devices),
         }
         for key in ("tower_graphs", "tower_recompiles"):  # a compiled tower: its compilations
             if key in counts:
                 speed[key] = counts[key]
-        result = finalise_store(store, zeta, lam, model=counts.get("model"), ap=ap)
+        result = _finalise(plan, store, counts.get("model"))
         store.set_attrs(last_run=speed)
         return Summary(result, counts, speed, store)
 
 
-def _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress) -> Store:
-    store = prepare_store(cfg.store, cfg, data, chunk_len=chunk_len, overwrite=overwrite, embed_dim=embed_dim)
+def _prepare(plan: ExtractPlan, data: Dataset, progress: Progress) -> Store:
+    store = prepare_store(
+        plan.store, plan.worker, data, chunk_len=plan.chunk_len, overwrite=plan.overwrite, embed_dim=plan.embed_dim
+    )
     for damage in reopen_damaged(store):
         progress.note(f"damaged, extracting again: {damage}")
     done = store.n_chunks - len(store.pending_chunks())
     if 0 < done < store.n_chunks:
-        progress.note(f"resuming {cfg.store}: {done} of {store.n_chunks} chunks already done")
+        progress.note(f"resuming {plan.store}: {done} of {store.n_chunks} chunks already done")
     return store
+
+
+def _finalise(plan: ExtractPlan, store: Store, model: dict | None) -> dict:
+    return finalise_store(store, plan.zeta, plan.lam, model=model, ap=plan.ap, local=plan.worker.config.local)
 
 
 def _images(store: Store, chunks: list[int]) -> int:
     return sum(b - a for a, b in map(store.chunk_bounds, chunks))
 
 
-def _extract_torchrun(
-    cfg, data, devices, env, *, chunk_len, zeta, lam, overwrite, embed_dim, progress, ap=None
-) -> Summary:
+def _extract_torchrun(plan: ExtractPlan, data: Dataset, progress: Progress) -> Summary:
     """Rank 0 locks, prepares and finalises; every rank extracts its deal of the pending
     chunks. torch.distributed (gloo) provides the barriers; nothing else is exchanged."""
     import torch
     import torch.distributed as dist
 
-    rank, world, local_rank = env
+    assert plan.torchrun is not None
+    rank, world, local_rank = plan.torchrun
     dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))  # barriers outwait a long extraction
-    device = "cpu" if devices == ["cpu"] or not torch.cuda.is_available() else f"cuda:{local_rank}"
-    lock = StoreLock(cfg.store, create=True) if rank == 0 else None
+    device = "cpu" if plan.devices == ("cpu",) or not torch.cuda.is_available() else f"cuda:{local_rank}"
+    lock = StoreLock(plan.store, create=True) if rank == 0 else None
     try:
         if lock is not None:
             lock.acquire()
-            _prepare(cfg, data, chunk_len, overwrite, embed_dim, progress)
+            _prepare(plan, data, progress)
         dist.barrier()
-        store = Store.open(cfg.store)
+        store = Store.open(plan.store)
         pending = store.pending_chunks()
         dist.barrier()  # every rank has read the same list before any chunk is flagged
         mine = deal(pending, rank, world)
         started = time.time()
         progress.start(_images(store, mine))
         try:
-            counts = extract_chunks(cfg, mine, device, progress.update) if mine else {}
+            counts = extract_chunks(plan.worker_on(device), mine, device, progress.update) if mine else {}
         finally:
             progress.close()
         models: list = [None] * world
         dist.all_gather_object(models, counts.get("model"))  # also the barrier before finalising
         if rank != 0:
             return Summary(None, counts)
-        store = Store.open(cfg.store, mode="r+")
+        store = Store.open(plan.store, mode="r+")
         speed = {
             "seconds": round(time.time() - started, 2),
             "images": counts.get("images", 0) * world,
@@ -158,7 +138,8 @@ def _extract_torchrun(
             "extrapolated": True,
         }
         model = next((m for m in models if m), None)
-        return Summary(finalise_store(store, zeta, lam, model=model, ap=ap), counts, speed, store)
+        result = _finalise(plan, store, model)
+        return Summary(result, counts, speed, store)
     finally:
         if lock is not None:
             lock.release()

@@ -59,7 +59,7 @@ def resolve_compile(mode: str, device: torch.device) -> str:
 
 
 def _tower(visual: torch.nn.Module, device: torch.device, mode: str) -> torch.nn.Module:
-    mode = resolve_compile(mode, device)
+    """The image tower as ``mode`` (resolved: not auto) runs it on ``device``."""
     if device.type == "cuda":
         visual = visual.to(memory_format=torch.channels_last)
     if mode not in ("none", "cuda-graph"):  # a CUDA graph is captured by the Encoder

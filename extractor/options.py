@@ -1,5 +1,8 @@
-"""The choices of the extraction options that name a mode, in one place (no torch import:
-the command line reads them for ``--help``)."""
+"""The choices of the extraction options that name a mode, and the default prompt, in one
+place (no torch import: the command line reads them for ``--help``)."""
+
+# The prompt of one class (CLIP's zero-shot prompt; ``{}`` is the class name).
+PROMPT_TEMPLATE = "a photo of a {}."
 
 VIEW_MODES = ("auto", "kernel", "exact")
 COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")

@@ -12,7 +12,6 @@ times include its work: for profiles only).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import os
 import time
@@ -26,14 +25,13 @@ from cdul.data import sample_reader
 from cdul.data.transfer import handed_over
 from cdul.store import Store, layout
 
-from .bank import dense_extras
 from .clip_model import eval_preprocess, load_clip
 from .config import WorkerConfig
-from .dense import DenseEncoder, DenseTower
 from .encoder import Encoder, dynamo_graphs
-from .modes import STATIC_OUT, _tower, resolve_compile, resolve_precision, resolve_views
+from .local import Wiring, local_mode, result_specs
+from .modes import STATIC_OUT, _tower
+from .orphans import decoding_worker_init
 from .packing import PackedBatch, ViewSpec
-from .parent import decoding_worker_init
 from .reader import BatchReader, BatchSampler, unbatched
 from .stages import (
     ChunkResults,
@@ -49,16 +47,6 @@ from .stages import (
 from .tiling import Tiling
 from .views import ViewMaker
 
-# Batches the host may issue before it reads the oldest one's scores back (on CUDA): the
-# device has that much queued work to go on with while the host waits for a packed batch,
-# a chunk's bookkeeping or a core. Each costs one packed batch of device memory.
-IN_FLIGHT = 4
-# How much lower the decoding workers' scheduling priority is when they feed a GPU: the
-# process that issues the device's work wins a core on waking, the workers lose nothing
-# measurable (benchmarks/priority_bench.py). On the CPU the encoder needs the cores
-# itself, and the workers keep their priority.
-WORKER_NICE = 5
-COPY_STREAM = True  # the host-to-device copy on its own stream (stages.ToDevice)
 PREFETCH = 4  # packed batches each decoding worker keeps ready (in shared memory)...
 PREFETCH_LARGE = 2  # ... or this many when a batch holds more than 64 images (dense mode's 256)
 
@@ -81,20 +69,16 @@ def early_view_spec(cfg: WorkerConfig) -> tuple[ViewSpec, Tiling | None] | None:
 
 
 def view_spec(cfg: WorkerConfig, size: int, interpolation: str, resize_mode: str) -> tuple[ViewSpec, Tiling | None]:
-    """The views a worker cuts, for a model of input ``size``: the global view and the tiles,
-    or in dense mode one view at ``--dense-size`` (the model's size where none is given)."""
-    if cfg.config.local == "dense":
-        return ViewSpec(cfg.config.dense_size or size, interpolation, resize_mode), None
-    return ViewSpec(size, interpolation, resize_mode), cfg.config.tiling
+    """The views a worker cuts, for a model of input ``size`` (the local mode's)."""
+    return local_mode(cfg.config.local).view_spec(cfg.config, size, interpolation, resize_mode)
 
 
 _LOADED: dict = {}
-REUSE_LOADED = False  # benchmarks set it: a process that extracts several times loads and compiles once
 
 
 def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
-    """The model and its (compiled) tower; with REUSE_LOADED the last one is kept for the
-    next call with the same model options in this process."""
+    """The model and its (compiled) tower; with ``RunOptions.reuse_loaded`` the last one is
+    kept for the next call with the same model options in this process."""
     key = (
         cfg.config.model,
         cfg.config.pretrained,
@@ -106,7 +90,7 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
         cfg.run.compile,
         cfg.config.local,
     )
-    if key not in _LOADED or not REUSE_LOADED:
+    if key not in _LOADED or not cfg.run.reuse_loaded:
         _LOADED.clear()
         bundle = load_clip(
             cfg.config.model,
@@ -117,89 +101,78 @@ def _loaded(cfg: WorkerConfig, classes: list[str], device: torch.device):
             template=cfg.config.template,
             ensemble=cfg.config.ensemble,
         )
-        visual = DenseTower(bundle.visual) if cfg.config.local == "dense" else bundle.visual
+        visual = local_mode(cfg.config.local).tower(bundle.visual)
         _LOADED[key] = (bundle, _tower(visual, device, cfg.run.compile))
     return _LOADED[key]
 
 
 @dataclass
 class Stages:
-    views: Callable[[PackedBatch], object]  # views for the encoder: a tensor, in dense mode a pair
-    encoder: Encoder | DenseEncoder
+    views: Callable[[PackedBatch], object]  # views for the encoder (what the local mode's encoder takes)
+    encoder: Encoder  # or what the local mode wraps it in
     scorer: Scorer
     spec: ViewSpec
     tiling: Tiling | None
+    tower_encoder: Encoder  # the image tower's own encoder (the one a graph may run)
 
 
 def build_stages(cfg: WorkerConfig, bundle, tower, device: torch.device, views_mode: str, tiles_max: int) -> Stages:
-    """The views, encoder and scorer stages of a worker: tiles (global view and tiles, one
-    embedding each) or dense (one pass per image, class token and patches; a separate
-    normal pass at the model's size for the global view when the dense pass has another)."""
-    dense = cfg.config.local == "dense"
+    """The views, encoder and scorer stages of a worker: the tower's encoder and views at the
+    size of the local mode's view spec, wired by the local mode (``LocalMode.wire``)."""
+    mode = local_mode(cfg.config.local)
     spec, tiling = view_spec(cfg, bundle.input_size, bundle.interpolation, bundle.resize_mode)
     size = spec.size
-    mode = resolve_compile(cfg.run.compile, device)
-    fixed = mode != "none"
+    compile_mode = cfg.run.compile  # resolved by the plan
+    fixed = compile_mode != "none"
     tower_encoder = Encoder(
         tower,
         cfg.run.batch_size,
         device,
         cfg.config.precision,
         fixed,
-        graph=mode == "cuda-graph",
-        static_out=mode in STATIC_OUT,
+        graph=compile_mode == "cuda-graph",
+        static_out=compile_mode in STATIC_OUT,
     )
     tower_encoder.capture(size)  # a compiled tower compiles here
-    encoder: Encoder | DenseEncoder = tower_encoder
     pad = cfg.run.batch_size if fixed else 0
 
-    def view_maker(px: int) -> ViewMaker:
-        return ViewMaker(
+    def exact(px: int, cut: Tiling | None = None) -> ExactViews:
+        maker = ViewMaker(
             px,
             bundle.mean,
             bundle.std,
             interpolation=bundle.interpolation,
             resize_mode=bundle.resize_mode,
             device=device,
-            dtype=encoder.in_dtype,
+            dtype=tower_encoder.in_dtype,
         )
+        return ExactViews(maker, cut, pad)
 
     tower_views: KernelViews | ExactViews
     if views_mode == "kernel":
-        tower_views = KernelViews(size, bundle.mean, bundle.std, device, encoder.in_dtype, pad)
+        tower_views = KernelViews(size, bundle.mean, bundle.std, device, tower_encoder.in_dtype, pad)
     else:
-        tower_views = ExactViews(view_maker(size), tiling, pad)
-    make_views: Callable[[PackedBatch], object] = tower_views
-    extras = None
-    if dense:
-        glob = None
-        if size != bundle.input_size:
-            glob = ExactViews(view_maker(bundle.input_size), None, pad)
-            encoder = DenseEncoder(
-                tower_encoder, Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision)
-            )
-        else:
-            encoder = DenseEncoder(tower_encoder)
-
-        def dense_views(batch: PackedBatch) -> tuple[torch.Tensor | None, torch.Tensor]:
-            return glob(batch) if glob else None, tower_views(batch)
-
-        make_views = dense_views
-
-        if cfg.config.keep_patches or cfg.config.keep_patch_embeddings:
-
-            def extras(emb, b, text):
-                return dense_extras(emb, b, text, cfg.config.keep_patches, cfg.config.keep_patch_embeddings)
-
+        tower_views = exact(size, tiling)
+    wired = mode.wire(
+        Wiring(
+            cfg.config,
+            bundle,
+            tower_encoder,
+            tower_views,
+            exact,
+            lambda: Encoder(bundle.visual, cfg.run.batch_size, device, cfg.config.precision),
+        )
+    )
     scorer = Scorer(
         bundle.text,
         bundle.logit_scale,
         triton=views_mode == "kernel",
         keep_tiles=bool(tiles_max),
         keep_embeddings=cfg.config.keep_embeddings,
-        extras=extras,
+        extras=wired.extras,
+        blocking_wait=cfg.run.blocking_wait,
     )
-    return Stages(make_views, encoder, scorer, spec, tiling)
+    return Stages(wired.views, wired.encoder, scorer, spec, tiling, tower_encoder)
 
 
 def make_loader(
@@ -227,7 +200,9 @@ def make_loader(
         prefetch_factor=loader_prefetch(per_batch) if cfg.run.loader_workers else None,
         persistent_workers=False,
         worker_init_fn=(
-            functools.partial(decoding_worker_init, os.getpid(), nice=WORKER_NICE if device.type == "cuda" else 0)
+            functools.partial(
+                decoding_worker_init, os.getpid(), nice=cfg.run.worker_nice if device.type == "cuda" else 0
+            )
             if cfg.run.loader_workers
             else None
         ),
@@ -240,108 +215,24 @@ def extract_chunks(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Fill the given chunks of the store. Returns counters (images, tiles, failed, batches)
-    and ``stage_seconds``."""
+    """Fill the given chunks of the store with ``cfg`` as its plan resolved it for this
+    device (``plan.ExtractPlan.worker_on``). Returns counters (images, tiles, failed,
+    batches) and ``stage_seconds``."""
     started = time.perf_counter()
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    views_mode = resolve_views(cfg.run.views, device)
-    cfg = dataclasses.replace(
-        cfg,
-        config=dataclasses.replace(cfg.config, precision=resolve_precision(cfg.config.precision, device)),
-        run=dataclasses.replace(cfg.run, compile=resolve_compile(cfg.run.compile, device)),
-    )
     store = Store.open(cfg.store, mode="r+")
-    bounds = [store.chunk_bounds(k) for k in chunks]
-    early = early_view_spec(cfg)
-
-    def start_loader(spec: ViewSpec, tiling: Tiling | None):
-        loader = make_loader(cfg, store, chunks, spec, tiling, device)
-        return handed_over(loader, "packed batches"), len(loader)
-
-    batches, n_batches = None, 0
-    if early is not None:  # the decoding workers start now and fill their queue while the model loads
-        batches, n_batches = start_loader(*early)
     graphs = [dynamo_graphs()]  # torch.compile's graphs so far: before, after the start-up, at the end
-    try:
-        bundle, tower = _loaded(cfg, list(store.classes), device)
-        tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
-        stages = build_stages(cfg, bundle, tower, device, views_mode, tiles_max)
-        if early is not None and early != (stages.spec, stages.tiling):
-            raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
-    except BaseException:
-        del batches  # the workers started early are shut down before the error goes up
-        raise
+    batches, n_batches, bundle, stages = _start(cfg, store, chunks, device)
     graphs.append(dynamo_graphs())
-    if batches is None:
-        batches, n_batches = start_loader(stages.spec, stages.tiling)
-    make_views, encoder, scorer = stages.views, stages.encoder, stages.scorer
-    dense = cfg.config.local == "dense"
     if store.has(layout.TEXT):  # the same numbers from every worker
         store.array(layout.TEXT)[...] = bundle.text.float().cpu().numpy()
-    patches = store.array(layout.EMB_PATCHES).shape[1] if cfg.config.keep_patch_embeddings else 0
-    to_device = ToDevice(device, side_stream=COPY_STREAM)
-    chunk_bounds = dict(zip(chunks, bounds))
-    results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
-    writer = ChunkWriter(store)
-    times = StageTimes(sync=cfg.run.sync_stages)
-    report = progress or (lambda images, tiles: None)
-    counts: collections.Counter[str] = collections.Counter()
-    in_flight: collections.deque = collections.deque()
-    lag = IN_FLIGHT if device.type == "cuda" else 0  # the host reads a batch's scores that many batches later
-
-    def collect(host) -> None:
-        batch = host.batch
-        scores, tiles, emb = host.wait()
-        if batch.chunk not in results:
-            results[batch.chunk] = ChunkResults(
-                *chunk_bounds[batch.chunk],
-                len(store.classes),
-                tiles_max,
-                bundle.embed_dim if cfg.config.keep_embeddings else 0,
-                patches,
-                cfg.config.keep_patches,
-                bundle.embed_dim,
-            )
-        chunk = results[batch.chunk]
-        counts["tiles"] += chunk.put(batch, scores, tiles, emb, host.extra)
-        counts["images"] += batch.n_ok
-        counts["failed"] += len(batch.rows) - batch.n_ok
-        report(len(batch.rows), int(batch.n_tiles[batch.n_views > 0].sum()))
-        if chunk.complete:
-            writer.submit(batch.chunk, results.pop(batch.chunk).all_arrays())
-            counts["chunks"] += 1
-
     ready = time.perf_counter()
-    try:
-        for _ in range(n_batches):  # not one call past the last: that one waits for the workers to exit
-            batch = times.run("load", next, batches)
-            counts["batches"] += 1
-            if batch.n_ok:
-                batch = times.run("copy", to_device, batch)
-                views = times.run("views", make_views, batch)
-                emb = times.run("encode", encoder, views, batch.n_view_rows)
-                rows = encoder.rows_per_image if isinstance(encoder, DenseEncoder) else 0
-                if dense:  # the store counts an image's patches as its local views
-                    batch.n_tiles[batch.n_views > 0] = rows - 1
-                in_flight.append(times.run("score", scorer, emb, batch, rows))
-            else:
-                in_flight.append(HostScores(batch, torch.zeros(0, 3, 1), None, None))  # all failed
-            while len(in_flight) > lag:
-                times.run("collect", collect, in_flight.popleft())
-        while in_flight:
-            times.run("collect", collect, in_flight.popleft())
-    finally:
-        writer.close()  # chunks already complete are written even when a later batch failed
-    if results or counts["chunks"] != len(chunks):
-        raise RuntimeError(f"{len(chunks) - counts['chunks']} chunks left incomplete (internal error)")
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    counts["crops"] = encoder.rows
-    counts["encoder_calls"] = encoder.calls
+    loop = _ChunkLoop(cfg, store, chunks, device, result_specs(cfg.config, len(store.classes), bundle.embed_dim))
+    counts = loop.run(stages, batches, n_batches, progress or (lambda images, tiles: None))
     if cfg.run.compile not in ("none", "cuda-graph"):  # compiled: one graph at start-up, none after
         graphs.append(dynamo_graphs())
         counts["tower_graphs"] = graphs[1] - graphs[0]  # more than one: graph breaks (0: compiled earlier)
@@ -352,16 +243,104 @@ def extract_chunks(
         "work_seconds": time.perf_counter() - ready,
     }
     del batches  # the decoding workers exit now, their work done
-    tower_encoder = encoder.dense if isinstance(encoder, DenseEncoder) else encoder  # the one a graph may run
-    notes = [tower_encoder.note] if tower_encoder.note else []
+    notes = [stages.tower_encoder.note] if stages.tower_encoder.note else []
     if counts["tower_recompiles"]:
         notes.append(
             f"the compiled image tower was compiled again {counts['tower_recompiles']} times during the run "
             "(its input's shape or layout changed): set TORCH_LOGS=recompiles to see why"
         )
-    out["notes"] = notes
-    if not out["notes"]:
-        del out["notes"]
+    if notes:
+        out["notes"] = notes
     out["model"] = bundle.info  # what was loaded, for the store's attributes (identical in every worker)
-    out["stage_seconds"] = {k: round(v, 4) for k, v in times.seconds.items()}
+    out["stage_seconds"] = {k: round(v, 4) for k, v in loop.times.seconds.items()}
     return out
+
+
+def _start(cfg: WorkerConfig, store: Store, chunks: list[int], device: torch.device):
+    """The decoding workers (started before the model loads where its configuration says
+    what they cut), the model and the stages: (batches, their number, bundle, stages)."""
+    early = early_view_spec(cfg)
+
+    def start_loader(spec: ViewSpec, tiling: Tiling | None):
+        loader = make_loader(cfg, store, chunks, spec, tiling, device)
+        return handed_over(loader, "packed batches"), len(loader)
+
+    batches, n_batches = None, 0
+    if early is not None:  # the decoding workers start now and fill their queue while the model loads
+        batches, n_batches = start_loader(*early)
+    try:
+        bundle, tower = _loaded(cfg, list(store.classes), device)
+        tiles_max = store.array(layout.SIM_TILES).shape[1] if cfg.config.keep_tiles else 0
+        stages = build_stages(cfg, bundle, tower, device, cfg.run.views, tiles_max)
+        if early is not None and early != (stages.spec, stages.tiling):
+            raise RuntimeError(f"the model's preprocess {stages.spec} is not its configuration's {early[0]} (internal)")
+    except BaseException:
+        del batches  # the workers started early are shut down before the error goes up
+        raise
+    if batches is None:
+        batches, n_batches = start_loader(stages.spec, stages.tiling)
+    return batches, n_batches, bundle, stages
+
+
+class _ChunkLoop:
+    """The batches of a worker's chunks through the stages; each chunk's results go to the
+    writer thread as soon as its last batch is collected."""
+
+    def __init__(self, cfg: WorkerConfig, store: Store, chunks: list[int], device: torch.device, specs):
+        self.cfg, self.store, self.device, self.specs = cfg, store, device, specs
+        self.mode = local_mode(cfg.config.local)
+        self.n_chunks = len(chunks)
+        self.bounds = {k: store.chunk_bounds(k) for k in chunks}
+        self.results: dict[int, ChunkResults] = {}  # chunks with batches in flight: memory stays bounded
+        self.times = StageTimes(sync=cfg.run.sync_stages)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.report: Callable[[int, int], None] = lambda images, tiles: None
+
+    def collect(self, host: HostScores, writer: ChunkWriter) -> None:
+        batch, counts = host.batch, self.counts
+        scores, tiles, emb = host.wait()
+        if batch.chunk not in self.results:
+            part = self.mode.chunk_part(self.cfg.config, len(self.store.classes))
+            self.results[batch.chunk] = ChunkResults(*self.bounds[batch.chunk], self.specs, part)
+        chunk = self.results[batch.chunk]
+        counts["tiles"] += chunk.put(batch, scores, tiles, emb, host.extra)
+        counts["images"] += batch.n_ok
+        counts["failed"] += len(batch.rows) - batch.n_ok
+        self.report(len(batch.rows), int(batch.n_tiles[batch.n_views > 0].sum()))
+        if chunk.complete:
+            writer.submit(batch.chunk, self.results.pop(batch.chunk).all_arrays())
+            counts["chunks"] += 1
+
+    def run(self, stages: Stages, batches, n_batches: int, report: Callable[[int, int], None]) -> collections.Counter:
+        """Every batch: load, copy, views, encode, score; the host reads a batch's scores
+        ``RunOptions.in_flight`` batches later on CUDA (at once on the CPU)."""
+        times, counts, mode, self.report = self.times, self.counts, self.mode, report
+        to_device = ToDevice(self.device, side_stream=self.cfg.run.copy_stream)
+        lag = self.cfg.run.in_flight if self.device.type == "cuda" else 0
+        in_flight: collections.deque = collections.deque()
+        writer = ChunkWriter(self.store)
+        try:
+            for _ in range(n_batches):  # not one call past the last: that one waits for the workers to exit
+                batch = times.run("load", next, batches)
+                counts["batches"] += 1
+                if batch.n_ok:
+                    batch = times.run("copy", to_device, batch)
+                    views = times.run("views", stages.views, batch)
+                    emb = times.run("encode", stages.encoder, views, batch.n_view_rows)
+                    rows = mode.rows_per_image(stages.encoder, batch)
+                    in_flight.append(times.run("score", stages.scorer, emb, batch, rows))
+                else:
+                    in_flight.append(HostScores(batch, torch.zeros(0, 3, 1), None, None))  # all failed
+                while len(in_flight) > lag:
+                    times.run("collect", self.collect, in_flight.popleft(), writer)
+            while in_flight:
+                times.run("collect", self.collect, in_flight.popleft(), writer)
+        finally:
+            writer.close()  # chunks already complete are written even when a later batch failed
+        if self.results or counts["chunks"] != self.n_chunks:
+            raise RuntimeError(f"{self.n_chunks - counts['chunks']} chunks left incomplete (internal error)")
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        counts["crops"] = stages.encoder.rows
+        counts["encoder_calls"] = stages.encoder.calls
+        return counts

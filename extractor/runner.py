@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 
 from .config import WorkerConfig
-from .parent import die_with_parent
+from .orphans import die_with_parent
 from .pipeline import extract_chunks
+from .plan import ExtractPlan
 
 
 class WorkerFailed(Exception):
@@ -49,12 +50,13 @@ def deal(chunks: list[int], rank: int, world: int) -> list[int]:
     return chunks[rank::world]
 
 
-def run_local(cfg: WorkerConfig, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
-    """Run the chunks in this process (one device) or in one spawned process per device;
-    ``update(images, tiles)`` is called as work finishes."""
+def run_local(plan: ExtractPlan, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
+    """Run the chunks in this process (one device) or in one spawned process per device,
+    each from the plan's worker settings for its device; ``update(images, tiles)`` is called
+    as work finishes."""
     if len(devices) == 1:
-        return extract_chunks(cfg, chunks, devices[0], update)
-    return _run_spawned(cfg, chunks, devices, update)
+        return extract_chunks(plan.worker_on(devices[0]), chunks, devices[0], update)
+    return _run_spawned(plan, chunks, devices, update)
 
 
 def _threads_for(devices: list[str], index: int, asked: int | None) -> int | None:
@@ -81,7 +83,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
+def _run_spawned(plan: ExtractPlan, chunks: list[int], devices: list[str], update: Callable[[int, int], None]) -> dict:
     import dataclasses
 
     import torch.multiprocessing as mp
@@ -90,6 +92,7 @@ def _run_spawned(cfg: WorkerConfig, chunks: list[int], devices: list[str], updat
     q = ctx.Queue()
     procs = []
     for rank, device in enumerate(devices):
+        cfg = plan.worker_on(device)
         wcfg = dataclasses.replace(
             cfg, run=dataclasses.replace(cfg.run, threads=_threads_for(devices, rank, cfg.run.threads))
         )

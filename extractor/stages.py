@@ -10,7 +10,7 @@ encoder sees depends only on the chunk, never on how chunks were shared out or r
 On a GPU the whole path is per batch: one host-to-device copy (on its own stream), two
 launches that cut and resize every view (``--views kernel``), the encoder, one scorer
 launch, one copy back; the host reads a batch's scores a few batches later
-(``pipeline.IN_FLIGHT``), and the store is written by a thread.
+(``RunOptions.in_flight``), and the store is written by a thread.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from cdul.kernels.dispatch import require_fused
 from cdul.kernels.resample import resample_views
 from cdul.store import Store, layout
 
-from .bank import ChunkBank, to_entries
+from .local import ChunkPart
 from .packing import PackedBatch
 from .tiling import Tiling
 from .views import ViewMaker
@@ -185,9 +185,11 @@ class Scorer:
         keep_tiles: bool,
         keep_embeddings: bool,
         extras=None,
+        blocking_wait: bool = True,
     ):
         self.text, self.logit_scale, self.triton = text, float(logit_scale), triton
         self.keep_tiles, self.keep_embeddings, self.extras = keep_tiles, keep_embeddings, extras
+        self.blocking_wait = blocking_wait  # RunOptions.blocking_wait
         self._out = _Grown()
         if triton:
             require_fused("cdul.kernels.scoring")  # imports triton: fails here, not at the first batch
@@ -215,59 +217,34 @@ class Scorer:
         if self.keep_embeddings:
             emb_g = F.normalize(emb[offsets[:-1]].float(), dim=-1).half()
         extra = self.extras(emb, b, self.text) if self.extras else {}
-        return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra))
+        return _to_host(HostScores(batch, scores, sc.tiles, emb_g, extra=extra), self.blocking_wait)
 
 
-# The host sleeps while it waits for a batch's scores, rather than spinning on a core (what
-# CUDA does for an event made without cudaEventBlockingSync) that a decoding worker could
-# use; the device has the other batches in flight to go on with meanwhile.
-BLOCKING_WAIT = True
-
-
-def _to_host(h: HostScores) -> HostScores:
+def _to_host(h: HostScores, blocking: bool) -> HostScores:
     if not h.scores.is_cuda:
         return h
     h.scores = h.scores.to("cpu", non_blocking=True)  # into pinned memory
     h.tiles = h.tiles.to("cpu", non_blocking=True) if h.tiles is not None else None
     h.emb = h.emb.to("cpu", non_blocking=True) if h.emb is not None else None
     h.extra = {k: v.to("cpu", non_blocking=True) for k, v in h.extra.items()}
-    h.event = torch.cuda.Event(blocking=BLOCKING_WAIT)
+    h.event = torch.cuda.Event(blocking=blocking)
     h.event.record()
     return h
 
 
 class ChunkResults:
-    """The rows of one chunk, filled batch by batch and written to the store in one piece."""
+    """The rows of one chunk, filled batch by batch and written to the store in one piece:
+    an array for each per-image spec of ``specs`` (``store.layout.result_specs``), and the
+    local mode's ``part`` for what it keeps per chunk."""
 
-    def __init__(
-        self,
-        start: int,
-        stop: int,
-        n_classes: int,
-        tiles_max: int = 0,
-        embed_dim: int = 0,
-        patches: int = 0,
-        bank: int = 0,
-        text_dim: int = 0,
-    ):
-        n, c = stop - start, n_classes
-        self.bank = ChunkBank(c, bank, text_dim) if bank else None
-        self.start, self.left = start, n
+    def __init__(self, start: int, stop: int, specs: list[layout.ArraySpec], part: ChunkPart):
+        n = stop - start
+        self.start, self.left, self.part = start, n, part
         self.arrays: dict[str, np.ndarray] = {
-            layout.HW: np.zeros((n, 2), np.int32),
-            layout.N_TILES: np.zeros(n, np.int32),
-            layout.STATUS: np.full(n, layout.PENDING, np.uint8),
-            layout.ERROR: np.full(n, "", dtype=object),
-            layout.SIM_GLOBAL: np.full((n, c), np.nan, np.float32),
-            layout.SIM_ALPHA: np.full((n, c), np.nan, np.float32),
-            layout.SIM_BETA: np.full((n, c), np.nan, np.float32),
+            s.name: np.full((n, *s.trailing), s.fill, dtype=object if s.dtype is str else s.dtype)
+            for s in specs
+            if s.lead == "image"
         }
-        if tiles_max:
-            self.arrays[layout.SIM_TILES] = np.full((n, tiles_max, c), np.nan, np.float16)
-        if embed_dim:
-            self.arrays[layout.EMB_GLOBAL] = np.full((n, embed_dim), np.nan, np.float16)
-        if patches and text_dim:
-            self.arrays[layout.EMB_PATCHES] = np.full((n, patches, text_dim), np.nan, np.float16)
 
     def put(
         self,
@@ -293,36 +270,17 @@ class ChunkResults:
         )
         if emb is not None and layout.EMB_GLOBAL in a:
             a[layout.EMB_GLOBAL][good] = emb
-        if tiles is not None and layout.SIM_TILES in a:
-            self._put_tiles(batch, good, scores, tiles)
-        extra = extra or {}
-        if "patches" in extra and layout.EMB_PATCHES in a:
-            a[layout.EMB_PATCHES][good] = extra["patches"]
-        if self.bank is not None and "bank_cls" in extra:
-            cand = {k[len("bank_") :]: v for k, v in extra.items() if k.startswith("bank_")}
-            self.bank.add(to_entries(cand, batch.rows[batch.n_views > 0]))
+        self.part.put(a, batch, good, scores, tiles, extra or {})
         self.left -= len(rows)
         return int(batch.n_tiles[ok].sum())
-
-    def _put_tiles(self, batch: PackedBatch, good: np.ndarray, scores: np.ndarray, tiles: np.ndarray) -> None:
-        out = self.arrays[layout.SIM_TILES]
-        decoded = batch.n_views > 0
-        counts, recorded = batch.n_views[decoded] - 1, batch.n_tiles[decoded]
-        ends = np.cumsum(counts)
-        for j, (row, n, end) in enumerate(zip(good, counts, ends)):
-            t = tiles[end - n : end]
-            if not n and recorded[j]:  # a 1 x 1 grid: the tile is the global view
-                t = scores[j : j + 1, 0].astype(np.float16)
-            keep = min(len(t), out.shape[1])
-            out[row, :keep] = t[:keep]
 
     @property
     def complete(self) -> bool:
         return self.left == 0
 
     def all_arrays(self) -> dict:
-        """What the chunk writes: its rows, and its part of the patch bank."""
-        return {**self.arrays, **(self.bank.arrays() if self.bank is not None else {})}
+        """What the chunk writes: its rows, and what its local mode keeps per chunk."""
+        return {**self.arrays, **self.part.arrays()}
 
 
 STAGES = ("load", "copy", "views", "encode", "score", "collect")

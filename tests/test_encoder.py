@@ -14,6 +14,7 @@ from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import Encoder
 from cdul.extractor.modes import resolve_compile
 from cdul.extractor.pipeline import build_stages, early_view_spec
+from cdul.extractor.plan import plan_extraction
 from cdul.extractor.tiling import Tiling
 
 CPU = torch.device("cpu")
@@ -47,9 +48,9 @@ def test_the_workers_early_spec_is_what_the_stages_use(local, size):
     config = ExtractConfig(
         "cdul-tiny-vit", "none", tiling=Tiling.grid(2), local=local, dense_size=size, precision="fp32"
     )
-    cfg = WorkerConfig("s", "r", config)
+    cfg = plan_extraction(WorkerConfig("s", "r", config, RunOptions(views="exact")), ["cpu"]).worker
     bundle = load_clip(config.model, "none", ["cat"])
-    stages = build_stages(cfg, bundle, bundle.visual, CPU, "exact", 0)
+    stages = build_stages(cfg, bundle, bundle.visual, CPU, cfg.run.views, 0)
     assert early_view_spec(cfg) == (stages.spec, stages.tiling)
     hub = WorkerConfig("s", "r", dataclasses.replace(config, model="hf-hub:org/model"))
     assert early_view_spec(hub) is None  # the workers start after the load
@@ -107,7 +108,7 @@ def test_gpu_stores_with_and_without_a_graph_agree(voc_root, tmp_path):
     for mode in ("none", "cuda-graph"):
         run = RunOptions(batch_size=16, compile=mode, loader_workers=1)
         cfg = WorkerConfig(str(tmp_path / f"{mode}.zarr"), data.root, ExtractConfig("cdul-tiny-vit", "none"), run)
-        summary = extract(cfg, data, ["cuda:0"], chunk_len=8, overwrite=True)
+        summary = extract(plan_extraction(cfg, ["cuda:0"], chunk_len=8, overwrite=True), data)
         assert not summary.counts.get("notes")
         out[mode] = summary.store
     for name in ("sim/global", "sim/alpha", "sim/beta"):

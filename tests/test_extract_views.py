@@ -1,6 +1,8 @@
 """cdul-extract --views kernel (the GPU's batch path, through Triton's interpreter here)
 gives the store that --views exact gives, and refuses what cannot work with one line."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import zarr
@@ -99,8 +101,8 @@ def test_the_extract_config_is_hashed_whole_and_run_options_never():
     import dataclasses
 
     from cdul.data import Dataset
-    from cdul.extractor.build import _digest, extraction_config
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
+    from cdul.extractor.store_life import _digest, extraction_config
 
     @dataclasses.dataclass(frozen=True)
     class Wider(ExtractConfig):
@@ -129,32 +131,24 @@ def test_following_symlinks_is_part_of_the_configuration(small_voc, tmp_path):
 
 
 @pytest.mark.gpu
-def test_gpu_copy_stream_and_queue_depth_leave_the_store_unchanged(small_voc, tmp_path, monkeypatch):
+def test_gpu_copy_stream_and_queue_depth_leave_the_store_unchanged(small_voc, tmp_path):
     """The copy on its own stream, more batches in flight, lower-priority decoding workers
     and a sleeping wait change when the device works, never what it computes: the stores
     are equal."""
-    from cdul.extractor import pipeline, stages
+    from cdul.data import load_dataset
+    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
+    from cdul.extractor.job import extract as run
+    from cdul.extractor.plan import plan_extraction
 
+    data = load_dataset("voc2012", small_voc, "train")
     out = {}
     runs = {"now": (4, 5, True, True), "before": (2, 0, False, False), "deep": (16, 5, True, True)}
     for name, (depth, nice, side, blocking) in runs.items():
-        monkeypatch.setattr(pipeline, "IN_FLIGHT", depth)
-        monkeypatch.setattr(pipeline, "WORKER_NICE", nice)
-        monkeypatch.setattr(pipeline, "COPY_STREAM", side)
-        monkeypatch.setattr(stages, "BLOCKING_WAIT", blocking)
-        r = CliRunner().invoke(
-            extract,
-            extract_args(
-                small_voc,
-                tmp_path / f"{name}.zarr",
-                model="cdul-tiny-vit",
-                gpus="0",
-                quiet=True,
-                batch_size=8,
-                workers=2,
-            ),
+        options = RunOptions(
+            batch_size=8, loader_workers=2, in_flight=depth, worker_nice=nice, copy_stream=side, blocking_wait=blocking
         )
-        assert r.exit_code == 0, r.output
+        cfg = WorkerConfig(str(tmp_path / f"{name}.zarr"), data.root, ExtractConfig("cdul-tiny-vit", "none"), options)
+        run(plan_extraction(dataclasses.replace(cfg, kind=data.kind), ["cuda:0"]), data)
         out[name] = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r")
     for name in ("sim/global", "sim/alpha", "sim/beta", "sim/tiles"):
         if name in out["now"]:

@@ -166,7 +166,7 @@ def test_a_decoding_worker_whose_parent_died_before_it_started_exits():
     starts after its parent died would watch init and live on. Ours checks the pid given."""
     code = (
         "import os, sys\n"
-        "from cdul.extractor.parent import decoding_worker_init\n"
+        "from cdul.extractor.orphans import decoding_worker_init\n"
         "decoding_worker_init(int(sys.argv[1]), 0)\n"
         "print('still alive')\n"
     )
@@ -178,10 +178,10 @@ def test_a_decoding_worker_whose_parent_died_before_it_started_exits():
 
 def test_a_decoding_worker_lowers_its_priority_when_asked():
     """Feeding a GPU, the workers yield the CPUs to the process that issues the device's
-    work (``pipeline.WORKER_NICE``); without ``nice`` they keep their parent's priority."""
+    work (``RunOptions.worker_nice``); without ``nice`` they keep their parent's priority."""
     code = (
         "import os, sys\n"
-        "from cdul.extractor.parent import decoding_worker_init\n"
+        "from cdul.extractor.orphans import decoding_worker_init\n"
         "before = os.nice(0)\n"
         "decoding_worker_init(os.getppid(), 0, nice=int(sys.argv[1]))\n"
         "print(os.nice(0) - before)\n"

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from cdul.data import sample_reader
+from cdul.extractor.config import ExtractConfig
 from cdul.extractor.encoder import Encoder
+from cdul.extractor.local import local_mode
 from cdul.extractor.packing import ViewSpec, pack
 from cdul.extractor.reader import BatchReader, BatchSampler
 from cdul.extractor.stages import ChunkResults, ChunkWriter, ExactViews, KernelViews, Scorer, images_per_batch
@@ -48,8 +50,8 @@ def test_reader_packs_a_batch_and_records_failures(tmp_path):
     from PIL import Image
 
     from cdul.data import load_dataset
-    from cdul.extractor.build import prepare_store
     from cdul.extractor.config import ExtractConfig, WorkerConfig
+    from cdul.extractor.store_life import prepare_store
     from cdul.sample import write_voc_layout
 
     items = {"a": (Image.new("RGB", (30, 20), (255, 0, 0)), []), "b": (Image.new("RGB", (9, 40)), [])}
@@ -110,7 +112,8 @@ def test_scorer_triton_and_torch_fill_the_same_rows(keep):
     for triton in (True, False):
         scorer = Scorer(text, 100.0, triton=triton, keep_tiles=keep, keep_embeddings=keep)
         host = scorer(emb, batch)
-        chunk = ChunkResults(0, 3, 5, tiles_max=9 if keep else 0, embed_dim=8 if keep else 0)
+        specs = layout.result_specs(5, tiles_max=9 if keep else 0, embed_dim=8 if keep else 0)
+        chunk = ChunkResults(0, 3, specs, local_mode("tiles").chunk_part(ExtractConfig("m", "none"), 5))
         tiles = chunk.put(batch, *host.wait())
         assert tiles == 9 and chunk.complete
         got[triton] = chunk.arrays

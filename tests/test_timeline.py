@@ -6,7 +6,6 @@ import json
 import pytest
 
 from cdul.benchmarks.timeline import kind_of, settings, summarize
-from cdul.extractor import pipeline, stages
 
 
 def _x(cat, name, ts, dur, **kw):
@@ -62,14 +61,21 @@ def test_kinds_and_a_trace_without_stages():
         summarize([_x("kernel", "a", 0, 1)])
 
 
-def test_settings_are_restored():
-    def current():
-        return pipeline.IN_FLIGHT, pipeline.WORKER_NICE, pipeline.COPY_STREAM, stages.BLOCKING_WAIT
+def test_settings_change_the_plan_alone():
+    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
+    from cdul.extractor.plan import plan_extraction
 
-    saved = current()
-    with settings("before"):
-        assert current() == (2, 0, False, False)
-    assert current() == saved
+    plan = plan_extraction(WorkerConfig("s", "r", ExtractConfig("cdul-tiny-rn", "none")), ["cpu"])
+
+    def current(p):
+        r = p.worker.run
+        return r.in_flight, r.worker_nice, r.copy_stream, r.blocking_wait
+
+    assert current(settings(plan, "before")) == (2, 0, False, False)
+    assert current(settings(plan, "now")) == current(plan) == (4, 5, True, True)
+    assert RunOptions().in_flight == 4 and RunOptions().worker_nice == 5
+    with pytest.raises(ValueError, match="unknown setting"):
+        settings(plan, "later")
 
 
 def test_a_profiled_extraction_marks_its_stages(tmp_path, monkeypatch):
@@ -81,6 +87,7 @@ def test_a_profiled_extraction_marks_its_stages(tmp_path, monkeypatch):
     from cdul.data import load_dataset
     from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
     from cdul.extractor.job import extract
+    from cdul.extractor.plan import plan_extraction
     from cdul.extractor.tiling import Tiling
 
     monkeypatch.setenv("CDUL_BENCH_DIR", str(tmp_path))
@@ -92,7 +99,7 @@ def test_a_profiled_extraction_marks_its_stages(tmp_path, monkeypatch):
         run=RunOptions(batch_size=10, loader_workers=0),
     )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        counts = extract(cfg, data, ["cpu"], chunk_len=4, overwrite=True).counts
+        counts = extract(plan_extraction(cfg, ["cpu"], chunk_len=4, overwrite=True), data).counts
     path = tmp_path / "trace.json"
     prof.export_chrome_trace(str(path))
     s = summarize(json.loads(path.read_text())["traceEvents"])

@@ -16,6 +16,7 @@ from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
 from cdul.extractor.encoder import Encoder
 from cdul.extractor.job import extract
 from cdul.extractor.modes import auto_compile
+from cdul.extractor.plan import plan_extraction
 from cdul.extractor.tiling import Tiling
 
 CPU = torch.device("cpu")
@@ -66,7 +67,7 @@ def test_compiled_tower_compiles_once_and_scores_as_eager(voc_root, tmp_path, mo
     for mode in ("default", "none"):
         run = RunOptions(batch_size=4, compile=mode, loader_workers=0)
         cfg = WorkerConfig(str(tmp_path / f"{mode}.zarr"), data.root, config, run)
-        summary = extract(cfg, data, ["cpu"], chunk_len=3, overwrite=True)
+        summary = extract(plan_extraction(cfg, ["cpu"], chunk_len=3, overwrite=True), data)
         assert not summary.counts.get("notes")
         stores[mode], speeds[mode] = summary.store, summary.speed
     assert speeds["default"]["tower_graphs"] == 1  # no graph break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
@@ -9,15 +10,21 @@ import sys
 import click
 
 from cdul.data import DATASETS, DatasetError, fs, load_dataset
-from cdul.data.decode import DEFAULT_MAX_PIXELS
 from cdul.data.inputs import InputError, check_template
+from cdul.extractor.config import ExtractConfig, RunOptions
+from cdul.extractor.local import MODES as LOCAL_MODES
+from cdul.extractor.local import flag_owners, local_mode
 from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
+from cdul.extractor.plan import ExtractPlan
 from cdul.limits import bounded
 
 from . import common
 from .common import CONTEXT, FailureLimit, config_option, fail, follow_symlinks_option, note, version_option, warn
 from .extract_output import ProgressBar, print_summary, verify_store
 
+# The records whose defaults are the options' defaults (a test holds them equal)
+CONFIG, RUN = ExtractConfig(model="", pretrained=""), RunOptions()
+PLAN = {f.name: f.default for f in dataclasses.fields(ExtractPlan)}
 RESUME = "chunks finished so far are kept; rerun the same command to resume"
 HELP = """Score every image of DATASET_ROOT and its local tiles against the class prompts with
 CLIP, and write S_g, alpha, beta and the initial pseudo labels y0 to a resumable Zarr store.
@@ -60,8 +67,8 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--local",
     "local",
-    type=click.Choice(["tiles", "dense"]),
-    default="tiles",
+    type=click.Choice(list(LOCAL_MODES)),
+    default=CONFIG.local,
     help="Local scores from tiles (one encoder pass each), or dense: one pass per image "
     "whose last block uses SCLIP's correlative self-attention, scoring every patch (ViT towers).",
 )
@@ -82,11 +89,11 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     is_flag=True,
     help="Dense mode: store every patch embedding (emb/patches, fp16: P x D x 2 bytes an image).",
 )
-@click.option("--prompt", "template", default="a photo of a {}.", help="Prompt template; {} is the class name.")
+@click.option("--prompt", "template", default=CONFIG.template, help="Prompt template; {} is the class name.")
 @click.option(
     "--prompts",
     type=click.Choice(["single", "ensemble"]),
-    default="single",
+    default="ensemble" if CONFIG.ensemble else "single",
     help="'ensemble' averages open_clip's ImageNet templates.",
 )
 @click.option(
@@ -112,13 +119,13 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option(
     "--precision",
     type=click.Choice(PRECISION_MODES),
-    default="auto",
+    default=CONFIG.precision,
     help="Encoder precision; auto is fp16 autocast on CUDA, fp32 on CPU.",
 )
 @click.option(
     "--views",
     type=click.Choice(VIEW_MODES),
-    default="auto",
+    default=RUN.views,
     help="How views are cut and resized. kernel: every view of a batch in two Triton launches "
     "(PIL's 8-bit levels exactly; on the CPU through Triton's interpreter, slow, for tests). "
     "exact: one image at a time with matrix products (float64 on the CPU, bit-exact PIL; float32 "
@@ -128,7 +135,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "--compile",
     "compile_mode",
     type=click.Choice(COMPILE_MODES),
-    default="auto",
+    default=RUN.compile,
     help="How the image tower runs. cuda-graph: captured once in a CUDA graph and replayed, one "
     "launch per batch instead of hundreds (the same kernels as eager). default, reduce-overhead, "
     "max-autotune: torch.compile in that mode, compiled once at start-up (the store's last_run "
@@ -136,21 +143,28 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "call has --batch-size rows (a short last piece is padded). none: eager. auto: the fastest "
     "mode measured for the device (cuda-graph on CUDA, none on the CPU). Example: --compile default",
 )
-@click.option("--chunk-len", type=click.IntRange(min=1), default=1024, help="Images per store chunk.")
-@click.option("--zeta", type=click.FloatRange(0.0, 1.0), default=0.5, help="Threshold of the local aggregation.")
+@click.option("--chunk-len", type=click.IntRange(min=1), default=PLAN["chunk_len"], help="Images per store chunk.")
 @click.option(
-    "--lam", type=click.FloatRange(-1.0, 1.0), default=0.0, help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2."
+    "--zeta", type=click.FloatRange(0.0, 1.0), default=PLAN["zeta"], help="Threshold of the local aggregation."
+)
+@click.option(
+    "--lam",
+    type=click.FloatRange(-1.0, 1.0),
+    default=PLAN["lam"],
+    help="lambda of y0 = (S_g + S_ag + lam|S_g - S_ag|)/2.",
 )
 @common.ap_option("the pseudo-label mAP printed at the end")
 @click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
-@click.option("--max-tiles", type=click.IntRange(min=1), default=64, help="Tiles kept per image with --tile-px.")
+@click.option(
+    "--max-tiles", type=click.IntRange(min=1), default=CONFIG.max_tiles, help="Tiles kept per image with --tile-px."
+)
 @click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
-@click.option("--exif/--no-exif", default=True, help="Apply EXIF orientation before anything else.")
+@click.option("--exif/--no-exif", default=CONFIG.exif, help="Apply EXIF orientation before anything else.")
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),
-    default=DEFAULT_MAX_PIXELS,
+    default=CONFIG.max_pixels,
     help="Refuse (record as failed) images with more pixels.",
 )
 @click.option(
@@ -170,176 +184,171 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "damaged; changes nothing. Exit status 1 when something is.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def main(
-    dataset_root,
-    dataset,
-    split,
-    out,
-    model,
-    pretrained,
-    cache_dir,
-    snippet,
-    tile_px,
-    local,
-    dense_size,
-    keep_patches,
-    keep_patch_embeddings,
-    template,
-    prompts,
-    classes,
-    csv_path,
-    gpus,
-    batch_size,
-    workers,
-    threads,
-    precision,
-    views,
-    compile_mode,
-    chunk_len,
-    zeta,
-    lam,
-    ap,
-    keep_tiles,
-    max_tiles,
-    keep_embeddings,
-    limit,
-    exif,
-    max_pixels,
-    max_failures,
-    follow_symlinks,
-    overwrite,
-    verify_only,
-    quiet,
-):
-    if verify_only:
-        verify_store(out)
+def main(**options) -> None:
+    if options["verify_only"]:
+        verify_store(options["out"])
         return
-    dense = {
-        "local": local,
-        "dense_size": dense_size or 0,
-        "keep_patches": keep_patches or 0,
-        "keep_patch_embeddings": keep_patch_embeddings,
-    }
-    check_dense_options(dense, tiled=snippet is not None or tile_px is not None or keep_tiles)
-    if snippet is not None and tile_px is not None:
-        raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
-    try:
-        check_template(template)
-    except InputError as exc:
-        fail(str(exc))
+    plan, data = build_plan(options)
+    summary = run(plan, data, quiet=options["quiet"])
+    if summary.result is None:  # a torchrun rank other than 0
+        return
+    print_summary(summary.store, summary.result, summary.speed)
+    if summary.speed.get("extrapolated"):
+        click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
+    failed, allowed = summary.result["summary"]["failed"], options["max_failures"].allowed(len(data))
+    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
+        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
+    if failed > allowed:
+        fail(
+            f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
+            "their reasons are in the store (images/error) and listed above",
+            code=3,
+        )
+
+
+def build_plan(o: dict):
+    """The command's options -> (the extraction's plan, the dataset): every check that
+    refuses an option with one line, then ``plan.plan_extraction`` (the one place the
+    per-device defaults and auto choices are settled)."""
+    _check_options(o)
     import torch
 
     from cdul.extractor.clip_model import (
         WeightsUnavailableError,
         check_model,
-        model_config,
         model_embed_dim,
-        model_input_size,
         register_model,
         resolve_weights,
     )
-    from cdul.extractor.config import ExtractConfig, RunOptions, WorkerConfig
-    from cdul.extractor.dense import dense_grid
-    from cdul.extractor.modes import resolve_compile, resolve_precision, resolve_views
+    from cdul.extractor.config import WorkerConfig
+    from cdul.extractor.plan import SettingError, plan_extraction
     from cdul.extractor.runner import parse_devices, torchrun_env
-    from cdul.extractor.tiling import Tiling
-    from cdul.store import StoreError, check_location, store_exists
+    from cdul.store import StoreError, check_location
     from cdul.store.layout import DEFAULT_CHUNK_LEN
 
     dist = torchrun_env()
     try:
-        devices = parse_devices(gpus, torch.cuda.device_count())
+        devices = parse_devices(o["gpus"], torch.cuda.device_count())
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--gpus") from None
-    if views == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
+    if o["views"] == "kernel" and devices[0] == "cpu" and "triton" not in sys.modules:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # on the CPU the kernels run through Triton's interpreter
     try:
-        check_location(out, processes=dist[1] if dist else len(devices))
+        check_location(o["out"], processes=dist[1] if dist else len(devices))
     except StoreError as exc:
         fail(str(exc))
-    fs.follow_symlinks(follow_symlinks)  # listing shards already follows it; workers read it from the environment
+    fs.follow_symlinks(o["follow_symlinks"])  # listing shards already follows it; workers read it from the environment
     try:
-        data = load_dataset(dataset, dataset_root, split, csv_path=csv_path, classes=classes).head(limit)
+        data = load_dataset(o["dataset"], o["dataset_root"], o["split"], csv_path=o["csv_path"], classes=o["classes"])
     except DatasetError as exc:
         fail(str(exc))
+    data = data.head(o["limit"])
     # sizes that allocate: never above what the split can fill (the defaults are always allowed)
-    chunk_len = bounded(chunk_len, max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
+    chunk_len = bounded(o["chunk_len"], max(len(data), DEFAULT_CHUNK_LEN), "--chunk-len", "images in the split", note)
+    config = extract_config(o)
+    mode = local_mode(o["local"])
+    batch_size = o["batch_size"]
     if batch_size:
-        per_image = 2 if local == "dense" else 1 + (max_tiles if tile_px else (snippet or 3) ** 2)
-        batch_size = bounded(batch_size, max(256, len(data) * per_image), "--batch-size", "views of the split", note)
-    if pretrained.lower() in ("none", "random"):
+        limit = max(256, len(data) * mode.views_per_image(config))
+        batch_size = bounded(batch_size, limit, "--batch-size", "views of the split", note)
+    if o["pretrained"].lower() in ("none", "random"):
         warn(
             "--pretrained none: random weights. The similarities and pseudo labels say nothing about accuracy; "
             "use them for speed and plumbing only."
         )
-    _check_out(out)
+    _check_out(o["out"])
     try:
-        check_model(model)
-        if local == "dense":
-            dense["dense_size"] = dense_size or model_input_size(model)
-            patches = dense_grid(model_config(model), dense["dense_size"]) ** 2 * min(len(data), chunk_len)
-            if keep_patches:
-                dense["keep_patches"] = bounded(keep_patches, patches, "--keep-patches", "patches of a chunk", note)
-        resolve_weights(register_model(model), pretrained, cache_dir)
-        embed_dim = model_embed_dim(model) if keep_embeddings else 0
+        check_model(o["model"])
+        config = mode.settle(
+            config,
+            min(len(data), chunk_len),
+            lambda value, most, option, what: bounded(value, most, option, what, note),
+        )
+        resolve_weights(register_model(o["model"]), o["pretrained"], o["cache_dir"])
+        embed_dim = model_embed_dim(o["model"]) if o["keep_embeddings"] else 0
     except (WeightsUnavailableError, ValueError) as exc:
         fail(str(exc))
-    on_gpu = any(d.startswith("cuda") for d in devices)
-    per_device = max(1, (os.cpu_count() or 1) // len(devices))
-    for hint, resolve, value in (("--views", resolve_views, views), ("--compile", resolve_compile, compile_mode)):
-        try:
-            resolve(value, torch.device(devices[0]))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=hint) from None
-    cfg = WorkerConfig(
-        store=out,
-        root=data.root,
-        kind=data.kind,
-        config=ExtractConfig(
-            model=model,
-            pretrained=pretrained,
-            template=template,
-            ensemble=prompts == "ensemble",
-            tiling=Tiling.pixel(tile_px) if tile_px else Tiling.grid(snippet or 3),
-            precision=resolve_precision(precision, torch.device(devices[0])),
-            keep_tiles=keep_tiles,
-            max_tiles=max_tiles,
-            keep_embeddings=keep_embeddings,
-            exif=exif,
-            max_pixels=max_pixels,
-            follow_symlinks=follow_symlinks,
-            **dense,
-        ),
-        run=RunOptions(
-            cache_dir=cache_dir,
-            batch_size=batch_size or (256 if on_gpu else 8),
-            loader_workers=(min(32, max(1, per_device - 1)) if on_gpu else 0) if workers is None else workers,
-            threads=threads,
-            views=views,
-            compile=compile_mode,
-        ),
+    cfg = WorkerConfig(store=o["out"], root=data.root, kind=data.kind, config=config, run=run_options(o, batch_size))
+    settings = {"zeta": o["zeta"], "lam": o["lam"], "ap": o["ap"], "overwrite": o["overwrite"]}
+    try:
+        plan = plan_extraction(cfg, devices, chunk_len=chunk_len, embed_dim=embed_dim, torchrun=dist, **settings)
+    except SettingError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
+    return plan, data
+
+
+def _check_options(o: dict) -> None:
+    check_local_options(
+        o["local"],
+        {
+            "--snippet": o["snippet"] is not None,
+            "--tile-px": o["tile_px"] is not None,
+            "--keep-tiles": o["keep_tiles"],
+            "--dense-size": o["dense_size"],
+            "--keep-patches": o["keep_patches"],
+            "--keep-patch-embeddings": o["keep_patch_embeddings"],
+        },
     )
+    if o["snippet"] is not None and o["tile_px"] is not None:
+        raise click.UsageError("--snippet and --tile-px are two tilings: give one of them")
+    try:
+        check_template(o["template"])
+    except InputError as exc:
+        fail(str(exc))
+
+
+def extract_config(o: dict):
+    """The hashed record of the options (an unset tiling: the record's; dense mode's sizes as
+    given: ``LocalMode.settle`` fills in the model's)."""
+    from cdul.extractor.tiling import Tiling
+
+    tiling = CONFIG.tiling
+    if o["tile_px"] or o["snippet"]:
+        tiling = Tiling.pixel(o["tile_px"]) if o["tile_px"] else Tiling.grid(o["snippet"])
+    return ExtractConfig(
+        model=o["model"],
+        pretrained=o["pretrained"],
+        template=o["template"],
+        ensemble=o["prompts"] == "ensemble",
+        tiling=tiling,
+        precision=o["precision"],
+        keep_tiles=o["keep_tiles"],
+        max_tiles=o["max_tiles"],
+        keep_embeddings=o["keep_embeddings"],
+        exif=o["exif"],
+        max_pixels=o["max_pixels"],
+        follow_symlinks=o["follow_symlinks"],
+        local=o["local"],
+        dense_size=o["dense_size"] or 0,
+        keep_patches=o["keep_patches"] or 0,
+        keep_patch_embeddings=o["keep_patch_embeddings"],
+    )
+
+
+def run_options(o: dict, batch_size: int | None):
+    """How the run goes (unset sizes: the plan's per-device defaults)."""
+    return RunOptions(
+        cache_dir=o["cache_dir"],
+        batch_size=batch_size or 0,
+        loader_workers=-1 if o["workers"] is None else o["workers"],
+        threads=o["threads"],
+        views=o["views"],
+        compile=o["compile_mode"],
+    )
+
+
+def run(plan, data, quiet: bool):
+    """Extract with a progress bar; every failure is one line and a non-zero exit."""
     from cdul.data.transfer import SharedMemoryFull
+    from cdul.extractor.clip_model import WeightsUnavailableError
     from cdul.extractor.job import Progress, extract
     from cdul.extractor.runner import WorkerFailed
-    from cdul.store import StoreLockedError
+    from cdul.store import StoreError, StoreLockedError, store_exists
 
-    bar = ProgressBar(quiet or bool(dist and dist[0] != 0))
+    bar = ProgressBar(quiet or bool(plan.torchrun and plan.torchrun[0] != 0))
     progress = Progress(start=bar.start, update=bar.update, close=bar.close, note=lambda m: click.echo(m, err=True))
     try:
-        summary = extract(
-            cfg,
-            data,
-            devices,
-            chunk_len=chunk_len,
-            zeta=zeta,
-            lam=lam,
-            overwrite=overwrite,
-            embed_dim=embed_dim,
-            progress=progress,
-            torchrun=dist,
-            ap=ap,
-        )
+        return extract(plan, data, progress)
     except (StoreError, StoreLockedError, DatasetError, WeightsUnavailableError) as exc:
         fail(str(exc))
     except SharedMemoryFull as exc:
@@ -351,37 +360,16 @@ def main(
         fail(f"interrupted; {RESUME}", code=130)
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
-        resume = f"; {RESUME}" if store_exists(out) else ""
+        resume = f"; {RESUME}" if store_exists(plan.store) else ""
         fail(f"{exc}{hint}{resume}")
-    if summary.result is None:  # a torchrun rank other than 0
-        return
-    print_summary(summary.store, summary.result, summary.speed)
-    if summary.speed.get("extrapolated"):
-        click.echo("(throughput above extrapolates rank 0's counts to all ranks)")
-    failed, allowed = summary.result["summary"]["failed"], max_failures.allowed(len(data))
-    if not summary.result["summary"]["ok"]:  # whatever --max-failures allows: nothing was extracted
-        fail(f"not one of the {len(data)} images could be read; their reasons are listed above", code=3)
-    if failed > allowed:
-        fail(
-            f"{failed} of {len(data)} images failed, more than --max-failures allows ({allowed}); "
-            "their reasons are in the store (images/error) and listed above",
-            code=3,
-        )
 
 
-def check_dense_options(dense: dict, tiled: bool) -> None:
-    """Options that only mean something in one local mode are refused in the other."""
-    if dense["local"] == "dense":
-        if tiled:
-            fail("--local dense scores patches, not tiles: drop --snippet, --tile-px and --keep-tiles")
-        return
-    for name, value in [
-        ("--dense-size", dense["dense_size"]),
-        ("--keep-patches", dense["keep_patches"]),
-        ("--keep-patch-embeddings", dense["keep_patch_embeddings"]),
-    ]:
-        if value:
-            fail(f"{name} goes with --local dense")
+def check_local_options(local: str, given: dict[str, object]) -> None:
+    """Options that only mean something in one local mode are refused in the others."""
+    try:
+        local_mode(local).check_flags([flag for flag, value in given.items() if value], flag_owners())
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _check_out(out: str) -> None:

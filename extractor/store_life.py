@@ -16,10 +16,8 @@ from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import default_protocol, pseudo_label_map
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
-from .bank import BANK_SCALE, merge_chunk_banks
-from .clip_model import model_config, model_embed_dim, model_input_size
 from .config import WorkerConfig
-from .dense import dense_grid
+from .local import local_mode, result_specs
 
 
 def _digest(obj) -> str:
@@ -56,13 +54,8 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
 
 
 def local_views(cfg: WorkerConfig) -> dict:
-    """The root attribute ``tiling``: what the run cuts. Dense mode cuts no tiles: it records
-    its pass's size and patch grid (the hashed configuration keeps the tiling option as given,
-    so a store written before this record still resumes)."""
-    if cfg.config.local != "dense":
-        return cfg.config.tiling.describe()
-    size = cfg.config.dense_size or model_input_size(cfg.config.model)
-    return {"mode": "dense", "size": size, "grid": dense_grid(model_config(cfg.config.model), size)}
+    """The root attribute ``tiling``: what the run cuts (its local mode's description)."""
+    return local_mode(cfg.config.local).describe(cfg.config)
 
 
 def _diff(old: Mapping[str, object], new: Mapping[str, object], prefix: str = "") -> list[str]:
@@ -96,17 +89,9 @@ def prepare_store(
                 "rerun with the same options to resume, or pass --overwrite to start over"
             )
     remove_store(url)
-    tiles_max = 0
-    if cfg.config.keep_tiles:
-        tiles_max = cfg.config.tiling.size**2 if cfg.config.tiling.mode == "grid" else cfg.config.max_tiles
     if cfg.config.keep_embeddings and embed_dim < 1:
         raise ValueError("keep_embeddings needs the model's embedding width")
-    specs = layout.result_specs(
-        len(dataset.classes),
-        tiles_max=tiles_max,
-        embed_dim=embed_dim if cfg.config.keep_embeddings else 0,
-        **dense_arrays(cfg),
-    )
+    specs = result_specs(cfg.config, len(dataset.classes), embed_dim)
     attrs = {
         "prompts": {"template": cfg.config.template, "ensemble": cfg.config.ensemble},
         "tiling": local_views(cfg),
@@ -129,19 +114,6 @@ def prepare_store(
         chunk_len=chunk_len,
         attrs=attrs,
     )
-
-
-def dense_arrays(cfg: WorkerConfig) -> dict:
-    """The sizes of dense mode's optional arrays: patches per image, bank entries per class
-    and the embedding width (from the model's config; no weights loaded)."""
-    if cfg.config.local != "dense" or not (cfg.config.keep_patches or cfg.config.keep_patch_embeddings):
-        return {}
-    grid = dense_grid(model_config(cfg.config.model), cfg.config.dense_size or model_input_size(cfg.config.model))
-    return {
-        "patches": grid * grid if cfg.config.keep_patch_embeddings else 0,
-        "bank": cfg.config.keep_patches,
-        "text_dim": model_embed_dim(cfg.config.model),
-    }
 
 
 def write_initial_labels(store: Store, zeta: float, lam: float) -> bool:
@@ -214,18 +186,19 @@ def initial_label_maps(store: Store, zeta: float, lam: float, ap: str | None = N
     return {**out, "zeta": zeta, "lam": lam, "ap": ap}
 
 
-def finalise_store(store: Store, zeta: float, lam: float, model: dict | None = None, ap: str | None = None) -> dict:
-    """Initial labels, summary and failures; ``model`` (what the workers loaded) is recorded
-    in the root attributes (a rerun on a finished store keeps the one recorded before); the
-    summary's pseudo-label mAPs are under the AP protocol ``ap`` (None: the dataset's own)."""
+def finalise_store(
+    store: Store, zeta: float, lam: float, model: dict | None = None, ap: str | None = None, local: str = "tiles"
+) -> dict:
+    """Initial labels, what the local mode ``local`` adds, summary and failures; ``model``
+    (what the workers loaded) is recorded in the root attributes (a rerun on a finished store
+    keeps the one recorded before); the summary's pseudo-label mAPs are under the AP protocol
+    ``ap`` (None: the dataset's own)."""
     pending = store.pending_chunks()
     if pending:
         raise StoreError(f"{store.url}: {len(pending)} chunks are not done yet (first: {pending[0]}); rerun to resume")
     refuse_damaged(store)
     write_initial_labels(store, zeta, lam)
-    if store.has(layout.BANK_EMB):
-        k = store.array(layout.BANK_EMB).shape[1]
-        store.array(layout.BANK_EMB).attrs.update({"entries": merge_chunk_banks(store, k), "scale": BANK_SCALE})
+    local_mode(local).finalise(store)
     result = summarise(store, zeta, lam, ap=ap)
     store.array(layout.STATUS).attrs.update({"failures": result["failures"]})
     store.set_attrs(summary=result["summary"], complete=True, **({"model": model} if model else {}))
