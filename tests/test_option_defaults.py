@@ -67,13 +67,13 @@ TABLE: dict[str, dict] = {
     "cdul-extract": {"workers": (RunOptions, "loader_workers", SAME), "compile_mode": (RunOptions, "compile", SAME)},
 }
 
-# cdul-extract options whose defaults differ from their record's today: None on the command
-# line means "decided at run time" (by the device, or by --local), where the record holds the
-# value a run without that decision uses. To be made equal where the command reads them.
+# cdul-extract options whose command-line default is None, "decided at run time" (by the device,
+# or by --local), where the record holds the value a run without that decision uses; the plan
+# (extractor/plan.py) makes that decision, and tests/test_extract_defaults.py checks that a
+# command line without them gives the default records.
 EXPECTED_TO_DIFFER = {
     ("cdul-extract", "batch_size"),  # None: 256 on GPU, 8 on CPU; RunOptions 64
     ("cdul-extract", "workers"),  # None: from the CPU count and devices; RunOptions.loader_workers 2
-    ("cdul-extract", "max_tiles"),  # 64 with --tile-px; ExtractConfig 0 (no cap)
     ("cdul-extract", "dense_size"),  # None: not given (checked against --local); ExtractConfig 0
     ("cdul-extract", "keep_patches"),  # None: not given (checked against --local); ExtractConfig 0
 }
