@@ -28,6 +28,7 @@ SUBJECTS = (
     "predict",
     "kernel",
     "resample",
+    "dense_attn",
     "refine",
     "export",
 )
@@ -40,7 +41,8 @@ then rewrite benchmarks/results/REPORT.md and its plots from results.csv.
 Subjects: extract (ours / naive / encoder limit), host_ops (torch ops and Triton launches
 per image outside the towers), scaling, store, memory, train, predict (cdul-predict against
 cdul-eval), kernel, resample (the view kernel against its torch reference, torchvision and
-PIL), refine, export (label tables from a store).
+PIL), dense_attn (dense mode's last block, fused against written-out attention), refine,
+export (label tables from a store).
 Speed numbers are ratios measured in one run; absolute times depend on the machine.
 """
 

@@ -80,17 +80,19 @@ def _merge(t: torch.Tensor) -> torch.Tensor:
 
 def last_block(blk, z: torch.Tensor) -> torch.Tensor:
     """The last block on [B, 1 + P, W] tokens: the class token the standard way, the patch
-    tokens with correlative self-attention (module docstring)."""
+    tokens with correlative self-attention (module docstring).
+
+    Each term of A v is one attention, softmax(q q^T / sqrt(d)) v = sdpa(q, q, v), so the
+    two [P, 1 + P] weight matrices are never written out: ``scaled_dot_product_attention``
+    runs each as one fused kernel where the device has one (flash or memory-efficient
+    attention on CUDA), and the sum is taken on the [P, d] outputs."""
     attn = blk.attn
     h = attn.num_heads
     q, k, v = (_heads(t, h) for t in F.linear(blk.ln_1(z), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1))
-    scale = q.shape[-1] ** -0.5
-    csa = torch.softmax(q @ q.transpose(-1, -2) * scale, dim=-1) + torch.softmax(
-        k @ k.transpose(-1, -2) * scale, dim=-1
-    )
-    std0 = torch.softmax(q[:, :, :1] @ k.transpose(-1, -2) * scale, dim=-1)
-    weights = torch.cat([std0, csa[:, :, 1:]], dim=2)
-    z = z + blk.ls_1(attn.out_proj(_merge(weights @ v)))
+    sdpa = F.scaled_dot_product_attention  # its default scale is 1 / sqrt(d)
+    patches = sdpa(q[:, :, 1:], q, v) + sdpa(k[:, :, 1:], k, v)
+    cls = sdpa(q[:, :, :1], k, v)
+    z = z + blk.ls_1(attn.out_proj(_merge(torch.cat([cls, patches], dim=2))))
     return z + blk.ls_2(blk.mlp(blk.ln_2(z)))
 
 

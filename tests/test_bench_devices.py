@@ -38,3 +38,18 @@ def test_peak_by_device_name(name, peak):
 def test_share_of_peak():
     assert share_of_peak(500.0, 989 * 10**9, "NVIDIA H200") == pytest.approx(0.5)
     assert share_of_peak(1000.0, 10**9, "CPU x86_64 x2") is None
+
+
+def test_dense_attention_bench_records_both_forms_and_their_agreement(tmp_path, monkeypatch, capsys):
+    import csv
+
+    from cdul.benchmarks import dense_attn_bench
+
+    out = tmp_path / "r.csv"
+    monkeypatch.setenv("CDUL_BENCH_CSV", str(out))
+    dense_attn_bench.main(["--quick", "--repeat", "1"])
+    rows = list(csv.DictReader(out.open()))
+    diffs = [float(r["value"]) for r in rows if r["metric"] == "max_abs_diff"]
+    assert {r["variant"] for r in rows} == {"explicit", "fused", "ratio"}
+    assert len(diffs) == 2 and max(diffs) < 1e-5
+    assert "explicit/fused" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Dense mode (docs/algorithm.md §4) against references written the way SCLIP's and PIAA's code does it
 (tests/dense_reference.py): a random-weight ViT with 4 x 4 patches, real photos and odd images."""
 
+import copy
 import json
 import os
 
@@ -10,12 +11,13 @@ import torch
 import zarr
 from click.testing import CliRunner
 from clip_reference import make_checkpoint
-from dense_reference import DenseReference, clustered_bank, piaa_bank, piaa_learn, piaa_test
+from dense_reference import DenseReference, clustered_bank, custom_attn, piaa_bank, piaa_learn, piaa_test
 from extract_runs import extract_args
 
 from cdul.cli.extract import main as extract
 from cdul.cli.refine import main as refine
 from cdul.extractor.clip_model import register_model
+from cdul.extractor.dense import last_block
 
 VIT = {
     "embed_dim": 32,
@@ -62,6 +64,48 @@ def paths(store):
 def close(got, want, name, atol=ATOL):
     worst = np.unravel_index(int(np.abs(got - want).argmax()), got.shape)
     assert np.allclose(got, want, atol=atol, rtol=0), f"{name}{list(worst)}: {got[worst]} vs {want[worst]}"
+
+
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_fused_last_block_equals_sclips_explicit_weights(vit, dtype, atol):
+    """last_block runs each correlative term as one scaled_dot_product_attention call; the
+    block must equal SCLIP's custom_attn, which writes the summed weight matrices out, on
+    its patch tokens, and the standard attention on the class token."""
+    blk = copy.deepcopy(vit[2].visual.transformer.resblocks[-1]).to(dtype)
+    torch.manual_seed(0)
+    z = torch.randn(3, 1 + 7 * 7, blk.attn.embed_dim, dtype=dtype)
+    with torch.no_grad():
+        got = last_block(blk, z)
+        lnd = blk.ln_1(z).transpose(0, 1)
+        csa = z + custom_attn(blk.attn, lnd, csa=True).transpose(0, 1)
+        std = z + custom_attn(blk.attn, lnd, csa=False).transpose(0, 1)
+        want = torch.cat([std[:, :1], csa[:, 1:]], dim=1)
+        want = want + blk.mlp(blk.ln_2(want))
+    assert (got - want).abs().max().item() <= atol
+
+
+@pytest.mark.gpu
+def test_fused_last_block_in_fp16_on_cuda_stays_near_float64():
+    """On CUDA the fused form runs flash or memory-efficient attention in fp16: a ViT-B-16-
+    shaped block at 448 px against SCLIP's explicit weights in float64."""
+    from open_clip.transformer import ResidualAttentionBlock
+
+    torch.manual_seed(0)
+    blk = ResidualAttentionBlock(768, 12, batch_first=True).eval()
+    z = torch.randn(4, 1 + 28 * 28, 768)
+    with torch.no_grad():
+        got = last_block(copy.deepcopy(blk).cuda().half(), z.cuda().half()).double().cpu()
+        ref = blk.double()
+        lnd = ref.ln_1(z.double()).transpose(0, 1)
+        want = torch.cat(
+            [
+                z[:, :1].double() + custom_attn(ref.attn, lnd, csa=False).transpose(0, 1)[:, :1],
+                z[:, 1:].double() + custom_attn(ref.attn, lnd, csa=True).transpose(0, 1)[:, 1:],
+            ],
+            dim=1,
+        )
+        want = want + ref.mlp(ref.ln_2(want))
+    assert (got - want).abs().max().item() < 5e-2 * want.abs().max().item()
 
 
 def test_patch_features_and_scores_match_sclip(dense_store, reference):
