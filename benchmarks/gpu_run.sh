@@ -3,7 +3,8 @@
 # and the view kernel, the extraction benchmark (ours / naive / encoder limit for RN50x64 at
 # 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3; --local dense for the ViTs, with its
 # ratio to snippet 3; ViT-B-32's tower in every mode, compiled ones included), cdul-train
-# against a bare loop, JPEG decoding on the CPU and with nvjpeg, the bottleneck
+# against a bare loop, JPEG decoding on the CPU and with nvjpeg (alone, and in ours with
+# --decode gpu), the bottleneck
 # breakdown for ViT-B-32, and the device timeline of ours (ViT-B-32 and RN50: device time
 # by kind of work, idle time by host stage, the pipeline now and as it was; ViT-B-16 dense). Every step has its own
 # time limit; logs and a results CSV land in $OUT as the steps finish. Further checks, one
@@ -53,6 +54,9 @@ step extract_compiled 300 $PY -m cdul.benchmarks.extract_bench --models "$PM" --
   --naive-images 4 --seconds "$SEC"
 # JPEG decoding: the CPU workers' rate, and nvjpeg's rate and distance to PIL's pixels
 step decode_bench 30 $PY -m cdul.benchmarks.decode_bench --images 512
+# ours with --decode gpu (nvjpeg in the pipeline) beside ours, one model, snippet 3
+step extract_decode_gpu 60 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \
+  --naive-images 4 --seconds 0 --modes cuda-graph --decode pil,gpu
 # the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode
 step bottleneck 60 $PY -m cdul.benchmarks.bottleneck --model "$PM" --images $((N * 4))
 # where the device's time goes in ours, and where it waits; the pipeline now and as it was

@@ -184,8 +184,10 @@ def test_nvjpeg_is_near_pil_and_extracts(tmp_path):
         diff = np.abs(image.permute(1, 2, 0).cpu().numpy().astype(np.int16) - ref.astype(np.int16))
         assert image.is_cuda and diff.max() <= 10
     write_voc_layout(str(tmp_path), {name: (data, []) for name, data in files.items()})
-    args = extract_args(tmp_path, tmp_path / "s.zarr", "--max-failures", "50%", decode="gpu", gpus="0", quiet=True)
+    options = {"decode": "gpu", "gpus": "0", "views": "exact", "compile": "none", "quiet": True}
+    args = extract_args(tmp_path, tmp_path / "s.zarr", "--max-failures", "50%", **options)
     result = CliRunner().invoke(extract, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
-    assert g.attrs["complete"] is True and g.attrs["summary"]["failed"] == 1
+    # the truncated file: failed where nvJPEG or the host refuses it (nvJPEG may decode what it has)
+    assert g.attrs["complete"] is True and g.attrs["summary"]["ok"] >= len(files) - 1
