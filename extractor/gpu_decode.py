@@ -97,9 +97,8 @@ class DeviceDecode:
         full[: batch.data.numel()].copy_(batch.data, non_blocking=True)
         for i, image in zip(rows, images):
             off, h, w = (int(x) for x in batch.images[i])
-            if isinstance(image, np.ndarray):  # decoded on the host
-                image = torch.from_numpy(image).to(self.device).permute(2, 0, 1)
-            full[off : off + h * w * 3].view(h, w, 3).copy_(image.permute(1, 2, 0))
+            hwc = torch.from_numpy(image) if isinstance(image, np.ndarray) else image.permute(1, 2, 0)
+            full[off : off + h * w * 3].view(h, w, 3).copy_(hwc)  # a host-decoded image: one copy
         batch.data, batch.jpeg, batch.jpeg_files, batch.full_bytes = full, None, None, 0
         return batch
 

@@ -108,6 +108,24 @@ def test_a_file_no_decoder_reads_becomes_a_failed_image():
         assert np.array_equal(out.image(i).numpy(), decode_image(f[name])), name
 
 
+def test_what_the_device_refuses_or_misreads_is_decoded_on_the_host(monkeypatch):
+    f = _files()
+    real, calls = gpu_decode.device_decode, []
+
+    def flawed(blobs, device):  # refuses plain_b, gives plain_a another size
+        calls.append(len(blobs))
+        if any(bytes(b.numpy()) == f["plain_b"] for b in blobs):
+            raise RuntimeError("nvjpeg: unsupported")
+        return [x[:, :-1] if bytes(b.numpy()) == f["plain_a"] else x for b, x in zip(blobs, real(blobs, device))]
+
+    monkeypatch.setattr(gpu_decode, "device_decode", flawed)
+    names = ("plain_a", "plain_b", "grey")
+    out = _stage()(pack(0, range(3), [_encoded(f[n]) for n in names], SPEC, TILING))
+    assert calls == [3, 1, 1, 1] and out.errors == ["", "", ""] and out.jpeg is None
+    for i, name in enumerate(names):
+        assert np.array_equal(out.image(i).numpy(), decode_image(f[name])), name
+
+
 def test_a_batch_without_files_goes_to_the_copy_stage():
     batch = pack(0, range(1), [decode_image(_files()["png"])], SPEC, TILING)
     seen = []
