@@ -19,6 +19,9 @@ them), model loading excluded from all three:
   share of the device's fp16 peak: the fastest is the limit, and ours runs the fastest mode
   the pipeline has.
 
+``--decode pil,gpu`` adds a row per tiling: ours with ``--decode gpu`` (plain JPEGs decoded
+on the device with nvJPEG) on the same images, and its ratio to ours (a GPU only).
+
 ``--tilings dense`` measures ours with ``--local dense`` (one pass per image, every patch
 scored) and, where the same run also measures ``3``, records dense over snippet 3 for the
 same backbone (ViT models only).
@@ -55,7 +58,7 @@ def parse_tiling(spec: str) -> Tiling:
 
 
 def run_ours(
-    root, model, tiling, device, batch_size, workers, views="auto", compile_mode="auto", local="tiles"
+    root, model, tiling, device, batch_size, workers, views="auto", compile_mode="auto", local="tiles", decode="pil"
 ) -> dict:
     """cdul-extract's job on ``root`` (batch size 0 and workers -1: the command's defaults)."""
     data = load_dataset("voc2012", root, "train")
@@ -63,7 +66,7 @@ def run_ours(
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        config=ExtractConfig(model=model, pretrained="none", tiling=tiling, local=local),
+        config=ExtractConfig(model=model, pretrained="none", tiling=tiling, local=local, decode=decode),
         run=RunOptions(
             batch_size=batch_size,
             loader_workers=workers,
@@ -166,7 +169,14 @@ def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: 
     help="Ours gets at least this many seconds of encoder work at the limit (more images than "
     "--images where needed, at most 16384).  [default: 4 on a GPU, 0 on the CPU]",
 )
-def main(quick, models, tilings, images, naive_images, device, batch_size, workers, views, tower_modes, seconds):
+@click.option(
+    "--decode",
+    default="pil",
+    help="Comma list: pil (ours as cdul-extract runs by default), gpu (one more row: ours with --decode gpu).",
+)
+def main(
+    quick, models, tilings, images, naive_images, device, batch_size, workers, views, tower_modes, seconds, decode
+):
     cuda = torch.cuda.is_available()
     device = ("cuda:0" if cuda else "cpu") if device == "auto" else device
     on_gpu = device.startswith("cuda")
@@ -179,6 +189,7 @@ def main(quick, models, tilings, images, naive_images, device, batch_size, worke
         "workers": default_loader_workers([device]) if workers is None else workers,
         "views": views,
         "seconds": (4.0 if on_gpu else 0.0) if seconds is None else seconds,
+        "decode_gpu": "gpu" in decode.split(","),
     }
     rows = []
     for model in (models or ("RN50" if quick else "RN50,ViT-B-32,ViT-B-16,RN50x64")).split(","):
@@ -242,7 +253,23 @@ def bench_tiling(bundle, model: str, spec: str, params: dict, modes: list[str], 
     click.echo(
         "           host stage shares: " + ", ".join(f"{k} {100 * v / work:.1f}%" for k, v in ours["stages"].items())
     )
+    if bench["decode_gpu"]:
+        run_decode_gpu(jpeg_dataset(n), model, tiling, params, bench, runnable, ips["ours"])
     return row
+
+
+def run_decode_gpu(root, model, tiling, params: dict, bench: dict, compile_mode: str, pil_ips: float) -> None:
+    """Ours with ``--decode gpu`` on ``root`` (the images ours just ran on), beside ours."""
+    if not bench["device"].startswith("cuda"):
+        click.echo(f"{model:10s} decode gpu skipped: needs a CUDA device")
+        return
+    args = (bench["device"], bench["batch_size"], bench["workers"], bench["views"], compile_mode)
+    ours = run_ours(root, model, tiling, *args, decode="gpu")
+    ips = ours["images"] / ours["seconds"]
+    params = {**params, "compile": compile_mode, "decode": "gpu"}
+    record("extract", "ours-decode-gpu", params, {"images_per_s": (ips, "img/s")})
+    record("extract", "ratio", params, {"decode_gpu_over_pil": (ips / pil_ips, "x")})
+    click.echo(f"{model:10s} {params['tiling']:5s} ours --decode gpu {ips:8.2f} img/s  over pil {ips / pil_ips:5.2f}x")
 
 
 def record_tiling(params: dict, ours: dict, ips: dict, limits: dict, best: str, runnable: str, views: float) -> None:

@@ -69,6 +69,9 @@ step dense_attn 20 $PY -m cdul.benchmarks.dense_attn_bench $DA
 step train_bench 60 $PY -m cdul.benchmarks.train_bench $TB
 # JPEG decoding: the CPU workers' rate, and nvjpeg's rate and distance to PIL's pixels
 step decode_bench 20 $PY -m cdul.benchmarks.decode_bench --images 512
+# ours with --decode gpu (nvjpeg in the pipeline) beside ours, one model, snippet 3
+step extract_decode_gpu 45 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \
+  --naive-images 4 --seconds 0 --modes cuda-graph --decode pil,gpu
 # where the device's time goes in dense mode
 step timeline_dense 45 $PY -m cdul.benchmarks.timeline --models "$DM" --local dense --images $((N * 8)) --settings now
 # the breakdown: loader alone, encoder alone and under the loader's load, ours, per mode

@@ -42,6 +42,7 @@ class ExtractConfig:
     dense_size: int = 0  # dense mode: the pass's size in px (0: the model's input size)
     keep_patches: int = 0  # dense mode: K bank entries per class
     keep_patch_embeddings: bool = False  # dense mode: store every patch embedding
+    decode: str = "pil"  # who decodes plain JPEGs: "pil" (PIL's pixels) or "gpu" (nvJPEG's, gpu_decode.py)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 import torch
 
 from .encoder import PRECISIONS
-from .options import AUTO_COMPILE, COMPILE_MODES, VIEW_MODES
+from .options import AUTO_COMPILE, COMPILE_MODES, DECODE_MODES, VIEW_MODES
 
 STATIC_OUT = ("reduce-overhead", "max-autotune")  # compiled with CUDA graphs: an output lives until the next call
 
@@ -34,6 +34,17 @@ def resolve_views(views: str, device: torch.device) -> str:
             "before starting (or use --views exact)"
         )
     return views
+
+
+def check_decode(decode: str, device: torch.device) -> str:
+    """gpu: nvJPEG, which only a CUDA device has (ValueError, one line, elsewhere)."""
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, not {decode!r}")
+    if decode == "gpu" and (device.type != "cuda" or not torch.cuda.is_available()):
+        raise ValueError(
+            f"--decode gpu needs a CUDA device (nvJPEG); this run's device is {device}: leave --decode at pil"
+        )
+    return decode
 
 
 def auto_compile(device: torch.device, name: str | None = None) -> str:

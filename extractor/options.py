@@ -7,6 +7,10 @@ PROMPT_TEMPLATE = "a photo of a {}."
 VIEW_MODES = ("auto", "kernel", "exact")
 COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
 PRECISION_MODES = ("auto", "fp32", "fp16", "bf16")
+# pil: every image decoded in the decoding workers, PIL's pixels exactly; gpu: plain JPEGs
+# decoded on the device with nvJPEG (gpu_decode.py), whose chroma upsampling differs from
+# libjpeg's by a few levels
+DECODE_MODES = ("pil", "gpu")
 
 # ``--compile auto``: the tower mode that measured fastest in the pipeline, per device class
 # (the first entry whose name is part of the device's name, else its type). The evidence,

@@ -28,6 +28,7 @@ from cdul.store import Store, layout
 from .clip_model import eval_preprocess, load_clip
 from .config import WorkerConfig
 from .encoder import Encoder, dynamo_graphs
+from .gpu_decode import DeviceDecode
 from .local import Wiring, local_mode, result_specs
 from .modes import STATIC_OUT, _tower
 from .orphans import decoding_worker_init
@@ -186,6 +187,7 @@ def make_loader(
         tiling,
         exif=cfg.config.exif,
         max_pixels=cfg.config.max_pixels,
+        decode=cfg.config.decode,
     )
     bounds = [store.chunk_bounds(k) for k in chunks]
     per_batch = images_per_batch(tiling, cfg.run.batch_size)
@@ -315,7 +317,9 @@ class _ChunkLoop:
         """Every batch: load, copy, views, encode, score; the host reads a batch's scores
         ``RunOptions.in_flight`` batches later on CUDA (at once on the CPU)."""
         times, counts, mode, self.report = self.times, self.counts, self.mode, report
-        to_device = ToDevice(self.device, side_stream=self.cfg.run.copy_stream)
+        to_device: Callable[[PackedBatch], PackedBatch] = ToDevice(self.device, side_stream=self.cfg.run.copy_stream)
+        if self.cfg.config.decode == "gpu":  # plain JPEGs are decoded on the device as they arrive
+            to_device = DeviceDecode(to_device, self.device, stages.spec, stages.tiling, self.cfg.config)
         lag = self.cfg.run.in_flight if self.device.type == "cuda" else 0
         in_flight: collections.deque = collections.deque()
         writer = ChunkWriter(self.store)
@@ -325,6 +329,7 @@ class _ChunkLoop:
                 counts["batches"] += 1
                 if batch.n_ok:
                     batch = times.run("copy", to_device, batch)
+                if batch.n_ok:  # still: a file the device and the host both failed to decode has no views
                     views = times.run("views", stages.views, batch)
                     emb = times.run("encode", stages.encoder, views, batch.n_view_rows)
                     rows = mode.rows_per_image(stages.encoder, batch)

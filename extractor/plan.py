@@ -72,12 +72,13 @@ class SettingError(ValueError):
 
 def plan_extraction(cfg: WorkerConfig, devices: list[str] | tuple[str, ...], **settings) -> ExtractPlan:
     """The plan of extracting with ``cfg`` on ``devices``: its ``RunOptions``' unset batch
-    size (0) and decoding workers (-1) take the devices' defaults, and precision, views and
-    compile their devices' choice (``modes``; ValueError, one line, where a device cannot run
-    one: ``SettingError``). ``settings``: the other fields of ``ExtractPlan``."""
+    size (0) and decoding workers (-1) take the devices' defaults, precision, views and
+    compile their devices' choice, and ``--decode gpu`` is checked against them (``modes``;
+    ValueError, one line, where a device cannot run one: ``SettingError``).
+    ``settings``: the other fields of ``ExtractPlan``."""
     import torch
 
-    from .modes import resolve_compile, resolve_precision, resolve_views
+    from .modes import check_decode, resolve_compile, resolve_precision, resolve_views
 
     run = cfg.run
     run = dataclasses.replace(
@@ -98,6 +99,10 @@ def plan_extraction(cfg: WorkerConfig, devices: list[str] | tuple[str, ...], **s
             mode = resolve_compile(run.compile, device)
         except ValueError as exc:
             raise SettingError("--compile", str(exc)) from None
+        try:
+            check_decode(cfg.config.decode, device)
+        except ValueError as exc:
+            raise SettingError("--decode", str(exc)) from None
         runs[device.type] = dataclasses.replace(run, views=views, compile=mode)
     first = torch.device(devices[0])
     config = dataclasses.replace(cfg.config, precision=resolve_precision(cfg.config.precision, first))

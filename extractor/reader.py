@@ -10,21 +10,25 @@ from collections.abc import Callable, Iterable
 
 from torch.utils.data import Dataset, Sampler
 
-from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from cdul.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, plain_jpeg_size
 
-from .packing import PackedBatch, ViewSpec, pack
+from .packing import Encoded, PackedBatch, ViewSpec, pack
 from .tiling import Tiling
 
 
-def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels: int):
+def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels: int, encoded: bool = False):
     """An [H, W, 3] uint8 array, or the reason it could not be had (a str). ``read`` is the
-    dataset's ``cdul.data.sample_reader``."""
+    dataset's ``cdul.data.sample_reader``. With ``encoded``, a plain JPEG (``plain_jpeg_size``)
+    is not decoded: its bytes come back as ``Encoded``, for the device to decode."""
     try:
         data = read(rel)
     except FileNotFoundError:
         return f"file not found: {rel}"
     except OSError as exc:
         return f"cannot read {rel}: {exc}"
+    size = plain_jpeg_size(data, exif=exif, max_pixels=max_pixels) if encoded else None
+    if size is not None:
+        return Encoded(data, *size)
     try:
         return decode_image(data, exif=exif, max_pixels=max_pixels)
     except DecodeError as exc:
@@ -33,7 +37,7 @@ def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels
 
 class BatchReader(Dataset):
     """``reader[(k, start, stop, ids)]`` -> the PackedBatch of store rows [start, stop) of
-    chunk k, whose image ids are ``ids``."""
+    chunk k, whose image ids are ``ids``; with ``decode="gpu"`` its plain JPEGs undecoded."""
 
     def __init__(
         self,
@@ -43,13 +47,16 @@ class BatchReader(Dataset):
         *,
         exif: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        decode: str = "pil",
     ):
         self.read, self.spec, self.tiling = read, spec, tiling
-        self.exif, self.max_pixels = exif, max_pixels
+        self.exif, self.max_pixels, self.encoded = exif, max_pixels, decode == "gpu"
 
     def __getitem__(self, item: tuple[int, int, int, tuple[str, ...]]) -> PackedBatch:
         k, start, stop, ids = item
-        decoded = [read_image(self.read, rel, exif=self.exif, max_pixels=self.max_pixels) for rel in ids]
+        decoded = [
+            read_image(self.read, rel, exif=self.exif, max_pixels=self.max_pixels, encoded=self.encoded) for rel in ids
+        ]
         return pack(k, range(start, stop), decoded, self.spec, self.tiling)
 
 

@@ -16,7 +16,7 @@ from cdul.kernels import aggregate_local, initial_labels
 from cdul.metrics import default_protocol, pseudo_label_map
 from cdul.store import Store, StoreError, layout, refuse_damaged, remove_store
 
-from .config import WorkerConfig
+from .config import ExtractConfig, WorkerConfig
 from .local import local_mode, result_specs
 
 
@@ -25,6 +25,9 @@ def _digest(obj) -> str:
 
 
 _NESTED = {"template", "ensemble", "model", "pretrained", "tiling"}  # hashed under prompts, model, tiling
+# Fields added after stores were made with what is now their default: hashed only where a
+# run sets them otherwise, so that those stores keep their hash and resume.
+_HASHED_WHEN_SET = {"decode"}
 
 
 def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> dict:
@@ -47,10 +50,19 @@ def extraction_config(cfg: WorkerConfig, dataset: Dataset, chunk_len: int) -> di
         "chunk_len": chunk_len,
     }
     for f in dataclasses.fields(cfg.config):  # the whole ExtractConfig: a new field is hashed too
-        if f.name not in _NESTED and f.name not in config:
-            config[f.name] = getattr(cfg.config, f.name)
+        value = getattr(cfg.config, f.name)
+        if f.name in _NESTED or f.name in config or (f.name in _HASHED_WHEN_SET and value == f.default):
+            continue
+        config[f.name] = value
     config["max_tiles"] = cfg.config.max_tiles if cfg.config.keep_tiles else 0
     return config
+
+
+def _shown(config: Mapping[str, object]) -> dict:
+    """A hashed configuration with the fields left out at their default written in, so that
+    a difference reads ``decode: gpu -> pil``."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ExtractConfig) if f.name in _HASHED_WHEN_SET}
+    return {**defaults, **config}
 
 
 def local_views(cfg: WorkerConfig) -> dict:
@@ -83,7 +95,7 @@ def prepare_store(
                 store.set_attrs(tiling=local_views(cfg))
             return store
         if store.done_flags().any():  # with nothing extracted yet, the store is simply made again
-            changes = _diff(store.section("config"), config)
+            changes = _diff(_shown(store.section("config")), _shown(config))
             raise StoreError(
                 f"{url} was built with another configuration ({'; '.join(changes[:4]) or 'unknown'}); "
                 "rerun with the same options to resume, or pass --overwrite to start over"

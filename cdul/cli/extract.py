@@ -14,7 +14,7 @@ from cdul.data.inputs import InputError, check_template
 from cdul.extractor.config import ExtractConfig, RunOptions
 from cdul.extractor.local import MODES as LOCAL_MODES
 from cdul.extractor.local import flag_owners, local_mode
-from cdul.extractor.options import COMPILE_MODES, PRECISION_MODES, VIEW_MODES
+from cdul.extractor.options import COMPILE_MODES, DECODE_MODES, PRECISION_MODES, VIEW_MODES
 from cdul.extractor.plan import ExtractPlan
 from cdul.limits import bounded
 
@@ -142,6 +142,15 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
     "records tower_recompiles, 0 when one graph served the run). With any of these every encoder "
     "call has --batch-size rows (a short last piece is padded). none: eager. auto: the fastest "
     "mode measured for the device (cuda-graph on CUDA, none on the CPU). Example: --compile default",
+)
+@click.option(
+    "--decode",
+    type=click.Choice(DECODE_MODES),
+    default=CONFIG.decode,
+    help="Who decodes plain JPEGs. pil: the decoding workers, PIL's pixels exactly. gpu: the CUDA "
+    "device, with nvJPEG, in one call per batch (every other file is still decoded by the workers): "
+    "for runs that the CPU workers' decoding holds back; nvJPEG's chroma upsampling differs from PIL's "
+    "by a few levels, so a store made with it resumes only with it. Example: --gpus 0 --decode gpu",
 )
 @click.option("--chunk-len", type=click.IntRange(min=1), default=PLAN["chunk_len"], help="Images per store chunk.")
 @click.option(
@@ -322,6 +331,7 @@ def extract_config(o: dict):
         dense_size=o["dense_size"] or 0,
         keep_patches=o["keep_patches"] or 0,
         keep_patch_embeddings=o["keep_patch_embeddings"],
+        decode=o["decode"],
     )
 
 

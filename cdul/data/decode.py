@@ -68,9 +68,7 @@ def _jpeg_fast(im: Image.Image, data: bytes, exif: bool) -> np.ndarray | None:
     torchvision's libjpeg-turbo call, without PIL's buffered tile decoding: the same
     pixels, bit for bit (tests/test_decode.py), in about half the time. None where the file
     is anything else, or where that decoder objects (the PIL path then decodes or reports)."""
-    if im.format != "JPEG" or im.mode not in ("RGB", "L") or "adobe" in im.info:
-        return None
-    if exif and im.getexif().get(_ORIENTATION, 1) != 1:
+    if not _plain_jpeg(im, exif):
         return None
     try:
         import torch
@@ -87,6 +85,30 @@ def _jpeg_fast(im: Image.Image, data: bytes, exif: bool) -> np.ndarray | None:
     if tuple(chw.shape[1:]) != (im.height, im.width):
         return None
     return np.ascontiguousarray(chw.permute(1, 2, 0).numpy())
+
+
+def _plain_jpeg(im: Image.Image, exif: bool) -> bool:
+    """A JPEG in YCbCr or grey, without Adobe's colour transform, with nothing to rotate."""
+    if im.format != "JPEG" or im.mode not in ("RGB", "L") or "adobe" in im.info:
+        return False
+    return not (exif and im.getexif().get(_ORIENTATION, 1) != 1)
+
+
+def plain_jpeg_size(data: bytes, *, exif: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """(height, width) of a file that ``decode_image`` decodes as a plain JPEG (its fast
+    path: any JPEG decoder may decode it instead, to RGB), read from the header alone; None
+    for every other file, and for one whose header PIL cannot read (``decode_image`` then
+    decodes it, or says why not)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > min(max_pixels, _FAST_MAX_PIXELS) or not _plain_jpeg(im, exif):
+                return None
+    except Exception:  # PIL raises many types for broken files
+        return None
+    return h, w
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:
