@@ -8,8 +8,8 @@
 # towers eager and from a CUDA graph, each with its FLOP rate and share of the fp16 peak);
 # ViT-B-32's tower in every mode, compiled ones included; dense mode's last block fused
 # against written-out attention; cdul-train against a bare loop; JPEG decoding on the CPU
-# and with nvjpeg; the device timeline of ViT-B-16 dense; the bottleneck breakdown and the
-# timelines of ViT-B-32 and RN50 last. Logs and a results CSV land in $OUT as the steps
+# and with nvjpeg (alone, and in ours with --decode gpu); the device timeline of ViT-B-16
+# dense; the bottleneck breakdown and the timelines of ViT-B-32 and RN50 last. Logs and a results CSV land in $OUT as the steps
 # finish. Further checks, one at a time: tests/test_kernel_scoring.py -m gpu, kernel_bench,
 # profile_extract, gpu_bottleneck.sh (the breakdown under py-spy).
 #
@@ -54,7 +54,7 @@ fi
 # the encoder's graph tests and the view kernel's first: the scorer's 39 cases compile many
 # variants and can use the whole limit (its GPU tests: tests/test_kernel_scoring.py -m gpu)
 step gpu_tests 60 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
-  tests/test_extract_views.py tests/test_dense.py -q -p no:cacheprovider -m gpu
+  tests/test_extract_views.py tests/test_dense.py tests/test_gpu_decode.py -q -p no:cacheprovider -m gpu
 # ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph (each
 # with its FLOP rate and share of the fp16 peak)
 step extract_bench 200 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \

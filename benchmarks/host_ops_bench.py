@@ -1,6 +1,7 @@
 """Host work per image outside the CLIP towers: torch ops dispatched and Triton launches.
 
     python -m cdul.benchmarks.host_ops_bench           # --views kernel and exact, snippet 3, batch 64
+    python -m cdul.benchmarks.host_ops_bench --local dense --model cdul-tiny-vit --views kernel
 
 On a GPU every dispatched op is a kernel launch plus Python work; at the thousands of
 images per second a small tower encodes, a few dozen of them per image cost more than
@@ -132,13 +133,15 @@ class WorkerWork:
         BatchReader.__getitem__ = self._orig
 
 
-def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: int) -> dict:
+def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: int, local: str = "tiles") -> dict:
     data = load_dataset("voc2012", root, "train").head(n)
     out = os.path.join(work_dir(), f"ops-{views}-{n}.zarr")
     cfg = WorkerConfig(
         store=out,
         root=data.root,
-        config=ExtractConfig(model=model, pretrained="none", tiling=Tiling.grid(snippet), precision="fp32"),
+        config=ExtractConfig(
+            model=model, pretrained="none", tiling=Tiling.grid(snippet), precision="fp32", local=local
+        ),
         run=RunOptions(batch_size=batch_size, loader_workers=0, views=views),
     )
     counter = OpCounter()
@@ -155,10 +158,12 @@ def count(root: str, n: int, views: str, model: str, snippet: int, batch_size: i
     }
 
 
-def marginal(views: str, model: str, snippet: int, batch_size: int, small: int = 13, large: int = 45) -> dict:
+def marginal(
+    views: str, model: str, snippet: int, batch_size: int, local: str = "tiles", small: int = 13, large: int = 45
+) -> dict:
     root = small_jpegs(large, size=48)
-    a = count(root, small, views, model, snippet, batch_size)
-    b = count(root, large, views, model, snippet, batch_size)
+    a = count(root, small, views, model, snippet, batch_size, local)
+    b = count(root, large, views, model, snippet, batch_size, local)
     per = (b["ops"] - a["ops"]) / (large - small)
     by_op = {
         k: (b["by_op"].get(k, 0) - a["by_op"].get(k, 0)) / (large - small) for k in set(a["by_op"]) | set(b["by_op"])
@@ -175,11 +180,19 @@ def marginal(views: str, model: str, snippet: int, batch_size: int, small: int =
 @click.option("--snippet", type=int, default=3)
 @click.option("--batch-size", type=int, default=64)
 @click.option("--views", "modes", default="kernel,exact", help="Comma list of view paths to count.")
+@click.option(
+    "--local",
+    type=click.Choice(["tiles", "dense"]),
+    default="tiles",
+    help="Local scores from tiles (--snippet) or one dense pass (a ViT: --model cdul-tiny-vit).",
+)
 @click.option("--quick", is_flag=True, help="Accepted for cdul-bench; the counts are the same.")
-def main(model, snippet, batch_size, modes, quick):
+def main(model, snippet, batch_size, modes, local, quick):
     for views in modes.split(","):
-        r = marginal(views, model, snippet, batch_size)
+        r = marginal(views, model, snippet, batch_size, local)
         params = {"model": model, "snippet": snippet, "batch_size": batch_size, "views": views}
+        if local != "tiles":
+            params["local"] = local
         record(
             "host_ops",
             views,
@@ -191,7 +204,8 @@ def main(model, snippet, batch_size, modes, quick):
         )
         click.echo(
             f"--views {views}: {r['ops_per_image']:.2f} torch ops and {r['launches_per_image']:.2f} Triton "
-            f"launches per image outside the towers (snippet {snippet}, batch {batch_size})"
+            f"launches per image outside the towers ({'dense' if local == 'dense' else f'snippet {snippet}'}, "
+            f"batch {batch_size})"
         )
         click.echo("  by op: " + ", ".join(f"{k} {v}" for k, v in r["by_op"].items()))
 

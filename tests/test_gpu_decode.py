@@ -134,12 +134,9 @@ def test_a_batch_without_files_goes_to_the_copy_stage():
     assert seen == [batch] and batch.full_bytes == 0
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    """The same mixed split extracted with --decode pil and with --decode gpu (the device's
+def _extract_both(root, *extra, **options) -> dict:
+    """The split at ``root`` extracted with --decode pil and with --decode gpu (the device's
     decoder emulated on the CPU; one decoding worker, so the files cross processes)."""
-    root = tmp_path_factory.mktemp("mixed")
-    write_voc_layout(str(root), {name: (data, []) for name, data in _files().items()})
     calls: list[int] = []
     real = gpu_decode.device_decode
 
@@ -152,12 +149,24 @@ def stores(tmp_path_factory):
         mp.setattr(gpu_decode, "device_decode", emulated)
         mp.setattr(modes, "check_decode", lambda decode, device: decode)  # as if the CPU were a GPU
         for decode in ("pil", "gpu"):
-            out[decode] = root / f"{decode}.zarr"
-            args = extract_args(root, out[decode], "--max-failures", "50%", decode=decode, quiet=True, workers=1)
+            out[decode] = root / f"{decode}{'-'.join(map(str, extra))}.zarr"
+            args = extract_args(root, out[decode], "--max-failures", "50%", *extra, decode=decode, **options)
             result = CliRunner().invoke(extract, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
     assert calls and sum(calls) > 4  # the files of each batch in one call, the corrupt one's alone too
-    return root, out
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed")
+    write_voc_layout(str(root), {name: (data, []) for name, data in _files().items()})
+    return root
+
+
+@pytest.fixture(scope="module")
+def stores(mixed):
+    return mixed, _extract_both(mixed, workers=1, quiet=True)
 
 
 @pytest.mark.slow
@@ -169,6 +178,15 @@ def test_an_emulated_device_decoder_gives_the_pil_store(stores):
     assert pil["images/status"].attrs["failures"] == gpu["images/status"].attrs["failures"]
     assert list(gpu["images/status"].attrs["failures"]) == ["JPEGImages/truncated.jpg"]
     assert "decode" not in pil.attrs["config"] and gpu.attrs["config"]["decode"] == "gpu"
+
+
+@pytest.mark.slow
+def test_dense_mode_on_device_decoded_pixels_gives_the_pil_store(mixed):
+    out = _extract_both(mixed, "--local", "dense", workers=0, quiet=True, model="cdul-tiny-vit")
+    pil, gpu = (zarr.open_group(str(out[d]), mode="r") for d in ("pil", "gpu"))
+    assert pil.attrs["tiling"] == gpu.attrs["tiling"] and "dense" in str(pil.attrs["tiling"])
+    for name in ("sim/global", "sim/alpha", "sim/beta", "images/status"):
+        assert np.array_equal(pil[name][:], gpu[name][:], equal_nan=name.startswith("sim")), name
 
 
 @pytest.mark.slow

@@ -164,3 +164,14 @@ def test_host_ops_per_image_with_the_batch_kernels(tmp_path, monkeypatch):
     r = marginal("kernel", "cdul-tiny-rn", 3, 64, small=7, large=20)
     assert r["ops_per_image"] <= 5, r
     assert r["launches_per_image"] <= 1, r
+
+
+def test_host_ops_per_image_in_dense_mode(tmp_path, monkeypatch):
+    """Dense mode's host path: one view an image, so at batch 8 its per-batch ops count
+    eightfold against snippet 3's at 64; still at most 5 per image (none per image)."""
+    from cdul.benchmarks.host_ops_bench import marginal
+
+    monkeypatch.setenv("CDUL_BENCH_DIR", str(tmp_path))
+    r = marginal("kernel", "cdul-tiny-vit", 3, 8, "dense", small=7, large=20)
+    assert r["ops_per_image"] <= 5, r
+    assert r["launches_per_image"] <= 1, r
