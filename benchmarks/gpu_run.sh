@@ -58,7 +58,7 @@ step gpu_tests 60 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tes
 # ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph (each
 # with its FLOP rate and share of the fp16 peak)
 step extract_bench 200 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
-  --naive-images "$NV" --seconds "$SEC" --modes none,cuda-graph
+  --naive-images "$NV" --seconds "$SEC" --modes none,cuda-graph,cudnn-benchmark
 # the tower in every mode (compiled, compiled with CUDA graphs) for one model; ours runs the
 # fastest; its tower-best row is what options.AUTO_COMPILE should say for this card
 step extract_compiled 120 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \

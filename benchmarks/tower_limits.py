@@ -10,6 +10,11 @@ precision) on one ready batch, called back to back, no I/O. Modes:
 - ``channels-last`` (ResNets on the CPU): eager with channels_last weights and input (on CUDA
   that is ``none``); the pipeline has no such mode on the CPU, so it only bounds what one
   could gain.
+- ``cudnn-benchmark`` (ResNets on CUDA): ``cuda-graph`` with ``torch.backends.cudnn.benchmark``
+  on while the graph is made, so cuDNN times its convolution algorithms for the batch's one
+  shape instead of taking its heuristic's. The pipeline leaves it off (the timed choice can
+  differ from run to run, and with it the last bits of a resumed store's chunks); this row
+  says what it would gain.
 
 The fastest is the limit; ours runs the fastest mode the pipeline has. Each mode's row also
 gives the tower's FLOP rate and its share of the device's dense fp16 peak (``devices.py``).
@@ -33,13 +38,26 @@ from .devices import share_of_peak, tower_flops
 def available_modes(on_gpu: bool, model: str) -> list[str]:
     """Every mode of the tower the device offers, eager first."""
     if on_gpu:
-        return ["none", "cuda-graph", "default", "reduce-overhead"]
+        return ["none", "cuda-graph", "default", "reduce-overhead"] + (
+            ["cudnn-benchmark"] if model.startswith("RN") else []
+        )
     return ["none", "default"] + (["channels-last"] if model.startswith("RN") else [])
 
 
 def run_limit(bundle, device, batch_size, crops: int, max_batches: int, mode: str = "none", visual=None) -> dict:
     """The encoder stage alone on one ready batch, called back to back: as many calls as
     ``crops`` need, at most ``max_batches`` and about a second's worth per timing."""
+    if mode != "cudnn-benchmark":
+        return _run_limit(bundle, device, batch_size, crops, max_batches, mode, visual)
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        return _run_limit(bundle, device, batch_size, crops, max_batches, "cuda-graph", visual)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _run_limit(bundle, device, batch_size, crops: int, max_batches: int, mode: str, visual) -> dict:
     dev = torch.device(device)
     precision = tower_modes.resolve_precision("auto", dev)
     visual = visual or bundle.visual
