@@ -1,7 +1,7 @@
 """Chunked Zarr v3 store of similarities and pseudo-label rounds (docs/store.md)."""
 
 from . import layout
-from .attrs import attr_float, attr_int
+from .attrs import MissingArrayError, attr_float, attr_int
 from .location import check_location, remove_store, store_exists
 from .lock import StoreLock, StoreLockedError, held_record, lock_token
 from .rounds import round_writer
@@ -12,6 +12,7 @@ from .zstore import Chunk, Store, StoreError
 __all__ = [
     "Chunk",
     "Damage",
+    "MissingArrayError",
     "Store",
     "StoreError",
     "StoreLock",

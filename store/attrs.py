@@ -9,6 +9,13 @@ class StoreError(Exception):
     """A store that cannot be used as asked; the message says what to do."""
 
 
+class MissingArrayError(StoreError, KeyError):
+    """An array the store should hold is not there (a KeyError too, for code that asks by name)."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def _bad(value: object, kind: str) -> StoreError:
     return StoreError(
         f"a store attribute holds {str(value)[:60]!r} where {kind} belongs: the store was edited or not made by "

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from . import layout as L
-from .attrs import StoreError
+from .attrs import MissingArrayError, StoreError
 from .location import store_exists
 from .lock import lock_token
 from .rounds import RoundStore
@@ -261,7 +261,10 @@ class Store(RoundStore):
     def array(self, name: str) -> zarr.Array:
         node = array_node(self.group, self.url, name)
         if node is None:
-            raise KeyError(name)
+            raise MissingArrayError(
+                f"{self.url}: the store has no array {name}; it is incomplete or damaged: extract it again "
+                "(cdul-extract --overwrite)"
+            )
         return node
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:

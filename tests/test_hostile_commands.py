@@ -111,3 +111,20 @@ def test_extracting_not_one_readable_image_fails_whatever_max_failures_allows(tm
     r = CliRunner().invoke(extract_cli, [*args, "--classes", str(tmp_path / "classes.txt"), "--max-failures", "100%"])
     assert r.exit_code == 3 and "not one of the 2 images could be read" in r.stderr, r.output
     assert "a FIFO" in r.output + r.stderr
+
+
+def test_a_missing_array_is_one_line(extracted, tmp_path):
+    url = _copy(extracted, tmp_path)
+    shutil.rmtree(os.path.join(url, layout.SIM_ALPHA))
+    r = CliRunner().invoke(report_cli, ["--store", url, "--out", str(tmp_path / "rep")])
+    one_line(r, "no array sim/alpha", "cdul-extract --overwrite")
+    assert not os.path.exists(tmp_path / "rep")
+
+
+def test_training_on_one_image_is_refused(voc_root, tmp_path):
+    out = str(tmp_path / "one.zarr")
+    r = CliRunner().invoke(extract_cli, extract_args(voc_root, out, quiet=True, workers=0, snippet=1, limit=1))
+    assert r.exit_code == 0, r.output
+    r = train(out, str(tmp_path / "run"), epochs=1, workers=0, img_size=32)
+    one_line(r, "one image with usable labels", "at least two")
+    assert not os.path.exists(tmp_path / "run" / "last.pt")

@@ -40,6 +40,11 @@ def check_round(scan: RoundScan, where: str, log) -> None:
             f"(first: image {scan.first_not_finite}), more than the {MAX_BAD_LABELS:.0%} tolerated; "
             "train from another round (--start-round) or extract again"
         )
+    if scan.rows.sum() < 2:
+        raise TrainError(
+            f"{where}: one image with usable labels; training needs at least two (BatchNorm normalises "
+            "each batch over its images)"
+        )
     if scan.not_finite:
         log(
             f"warning: {where}: {scan.not_finite} images have labels that are not finite (first: image "
