@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .options import MAX_DENSE_PATCHES
+
 if TYPE_CHECKING:
     from open_clip.transformer import VisionTransformer
 
@@ -136,7 +138,14 @@ def dense_grid(model_cfg: dict, size: int) -> int:
     patch = int(vision["patch_size"])
     if size < patch:
         raise ValueError(f"--dense-size {size} is smaller than one {patch} px patch")
-    return size // patch
+    grid = size // patch
+    if grid * grid > MAX_DENSE_PATCHES:
+        most = math.isqrt(MAX_DENSE_PATCHES) * patch
+        raise ValueError(
+            f"--dense-size {size} makes {grid} x {grid} patches a pass; at most {MAX_DENSE_PATCHES} "
+            f"(--dense-size {most} for this model's {patch} px patches)"
+        )
+    return grid
 
 
 class DenseEncoder:

@@ -12,6 +12,14 @@ PRECISION_MODES = ("auto", "fp32", "fp16", "bf16")
 # libjpeg's by a few levels
 DECODE_MODES = ("pil", "gpu")
 
+# Sizes that allocate per image, bounded so that a typo is refused before anything is made:
+# a grid of at most 64 x 64 tiles (8 px tiles on a 512 px image), at most 4096 tiles kept per
+# image (a chunk of 1024 images x 80 classes in float16: 640 MiB), and a dense pass of at
+# most 128 x 128 patches (2048 px for 16 px patches).
+MAX_SNIPPET = 64
+MAX_TILES_KEPT = 4096
+MAX_DENSE_PATCHES = 128 * 128
+
 # ``--compile auto``: the tower mode that measured fastest in the pipeline, per device class
 # (the first entry whose name is part of the device's name, else its type). The evidence,
 # benchmarks/results/NOTES.md (one H200, ViT-B-32, snippet 3, batch 256, fp16): ours 1791

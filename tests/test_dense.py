@@ -301,6 +301,12 @@ def test_bad_inputs_are_one_line(voc_root, vit, dense_store, tmp_path):
         runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--keep-patches", "0"]), "--keep-patches"
     )
     one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--snippet", "2"]), "tiles")
+    one_line_error(
+        runner.invoke(extract, [*base, "--model", vit[0], "--local", "dense", "--dense-size", "100000"]),
+        "--dense-size 100000 makes 6250 x 6250 patches a pass; at most 16384 (--dense-size 2048",
+    )
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--snippet", "65"]), "1<=x<=64")
+    one_line_error(runner.invoke(extract, [*base, "--model", vit[0], "--tile-px", "8", "--max-tiles", "4097"]), "4096")
     url = str(tmp_path / "plain.zarr")
     run_extract(voc_root, url, vit, "--local", "dense", "--limit", "4")
     one_line_error(runner.invoke(refine, ["--store", url, "--gda", "-q"]), "--keep-patch")

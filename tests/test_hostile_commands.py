@@ -128,3 +128,27 @@ def test_training_on_one_image_is_refused(voc_root, tmp_path):
     r = train(out, str(tmp_path / "run"), epochs=1, workers=0, img_size=32)
     one_line(r, "one image with usable labels", "at least two")
     assert not os.path.exists(tmp_path / "run" / "last.pt")
+
+
+def test_running_out_of_memory_is_one_line_that_names_the_options_and_keeps_the_chunks(voc_root, tmp_path, monkeypatch):
+    from cdul.extractor.encoder import Encoder
+
+    calls = []
+    real = Encoder.__call__
+
+    def short_of_memory(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args, **kwargs)
+
+    out = str(tmp_path / "s.zarr")
+    args = [*extract_args(voc_root, out, quiet=True, workers=0, snippet=1, batch_size=4), "--chunk-len", "4"]
+    with monkeypatch.context() as m:
+        m.setattr(Encoder, "__call__", short_of_memory)
+        r = CliRunner().invoke(extract_cli, args)
+    one_line(r, "out of memory (CUDA out of memory. Tried to allocate 2.00 GiB): lower --batch-size (now 4)", "resume")
+    assert Store.open(out).done_flags().any()  # the chunks finished before it are kept
+    r = CliRunner().invoke(extract_cli, args)
+    assert r.exit_code == 0, r.output
+    assert Store.open(out).done_flags().all()

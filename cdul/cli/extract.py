@@ -14,13 +14,13 @@ from cdul.data.inputs import InputError, check_template
 from cdul.extractor.config import ExtractConfig, RunOptions
 from cdul.extractor.local import MODES as LOCAL_MODES
 from cdul.extractor.local import flag_owners, local_mode
-from cdul.extractor.options import COMPILE_MODES, DECODE_MODES, PRECISION_MODES, VIEW_MODES
+from cdul.extractor.options import COMPILE_MODES, DECODE_MODES, MAX_SNIPPET, MAX_TILES_KEPT, PRECISION_MODES, VIEW_MODES
 from cdul.extractor.plan import ExtractPlan
 from cdul.limits import bounded
 
 from . import common
 from .common import CONTEXT, FailureLimit, config_option, fail, follow_symlinks_option, note, version_option, warn
-from .extract_output import ProgressBar, print_summary, verify_store
+from .extract_output import ProgressBar, memory_advice, out_of_memory, print_summary, verify_store, worker_hint
 
 # The records whose defaults are the options' defaults (a test holds them equal)
 CONFIG, RUN = ExtractConfig(model="", pretrained=""), RunOptions()
@@ -59,7 +59,7 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @click.option("--cache-dir", default=None, help="Where open_clip caches downloaded weights.")
 @click.option(
     "--snippet",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SNIPPET),
     default=None,
     help="Grid mode: cut each image into G x G tiles.  [default: 3]",
 )
@@ -165,7 +165,10 @@ Rerunning the same command resumes an interrupted run; chunks already written ar
 @common.ap_option("the pseudo-label mAP printed at the end")
 @click.option("--keep-tiles", is_flag=True, help="Also store every tile's class probabilities (sim/tiles, fp16).")
 @click.option(
-    "--max-tiles", type=click.IntRange(min=1), default=CONFIG.max_tiles, help="Tiles kept per image with --tile-px."
+    "--max-tiles",
+    type=click.IntRange(1, MAX_TILES_KEPT),
+    default=CONFIG.max_tiles,
+    help="Tiles kept per image with --tile-px.",
 )
 @click.option("--keep-embeddings", is_flag=True, help="Also store the normalised global image embeddings.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N images of the split.")
@@ -364,10 +367,13 @@ def run(plan, data, quiet: bool):
     except SharedMemoryFull as exc:
         fail(f"{exc}; {RESUME}")
     except WorkerFailed as exc:
-        hint = " (disk full? free some space)" if "No space left" in str(exc) else ""
-        fail(f"{exc}{hint}; {RESUME}")
+        fail(f"{exc}{worker_hint(plan, exc)}; {RESUME}")
     except KeyboardInterrupt:
         fail(f"interrupted; {RESUME}", code=130)
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not out_of_memory(exc):
+            raise
+        fail(f"{memory_advice(plan, exc)}; {RESUME}")
     except OSError as exc:
         hint = " (disk full? free some space)" if getattr(exc, "errno", None) == errno.ENOSPC else ""
         resume = f"; {RESUME}" if store_exists(plan.store) else ""

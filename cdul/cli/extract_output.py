@@ -102,3 +102,36 @@ def print_summary(store, result: dict, speed: dict) -> None:
         click.echo(f"{s['failed']} images failed (reasons in the store, images/error); the first ones:")
         for name, reason in list(result["failures"].items())[:10]:
             click.echo(f"  {name}: {reason}")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (host or device memory; a worker's error
+    arrives as its text, which names the exception's type)."""
+    text = str(exc)
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or any(s in text for s in ("OutOfMemoryError", "MemoryError:", "can't allocate memory"))
+    )
+
+
+def memory_advice(plan, exc: BaseException | None) -> str:
+    """One line: what ran out (``exc``, where given) and which options make the run smaller."""
+    config = plan.worker.config
+    smaller = [f"--batch-size (now {plan.worker.run.batch_size})"]
+    if config.local == "dense":
+        smaller.append(f"--dense-size (now {config.dense_size})")
+    if config.keep_tiles:
+        smaller.append("--max-tiles or --chunk-len")
+    if exc is None:
+        return f"lower {', '.join(smaller)}"
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    what = what if len(what) <= 160 else what[:157] + "..."
+    return f"out of memory ({what}): lower {', '.join(smaller)}"
+
+
+def worker_hint(plan, exc: BaseException) -> str:
+    """What to do about a worker's failure, where its text tells: memory or a full disk."""
+    if out_of_memory(exc):
+        return f" ({memory_advice(plan, None)})"
+    return " (disk full? free some space)" if "No space left" in str(exc) else ""
