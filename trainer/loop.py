@@ -87,12 +87,15 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> dict:
-        lock = StoreLock(self.cfg.store) if self.env.main else None
+        lock, refusal = StoreLock(self.cfg.store) if self.env.main else None, None
         if lock is not None:
             try:
                 lock.acquire()
             except StoreLockedError as exc:
-                raise TrainError(str(exc)) from None
+                lock, refusal = None, str(exc)
+        refusal = self.env.broadcast(refusal)  # the other ranks would wait for rank 0 at its first barrier
+        if refusal is not None:
+            raise TrainError(refusal if self.env.main else f"rank 0 could not lock the store: {refusal}")
         try:
             if lock is not None:  # what the store holds now, under the lock (rounds written meanwhile)
                 self.store = Store.open(self.cfg.store, mode="r+")
