@@ -159,8 +159,8 @@ def run_dense(bundle, model, params: dict, workers: int, seconds: float, modes: 
     "tower_modes",
     default=None,
     help="Comma list of the tower's modes for the limit (none, cuda-graph, default, "
-    "reduce-overhead, channels-last, cudnn-benchmark); ours uses the fastest the pipeline has.  [default: "
-    "every mode the device offers]",
+    "reduce-overhead, channels-last, cudnn-benchmark, half-weights); ours uses the fastest the "
+    "pipeline has.  [default: every mode the device offers]",
 )
 @click.option(
     "--seconds",

@@ -2,14 +2,16 @@
 # The GPU checks in one go, within a time budget (BUDGET seconds, 470 by default: under 8
 # minutes, so the whole script fits one 10-minute command with the machine's start-up).
 # Steps run in order of importance, each under its own limit and never past the budget (a
-# step the budget cannot hold is listed as skipped): the GPU-only tests of the encoder and
-# the view kernel; the extraction benchmark (ours / naive / tower limit for RN50x64 at 448
-# px, RN50, ViT-B-32 and ViT-B-16, snippet 3, and --local dense with its ratio to snippet 3;
-# towers eager and from a CUDA graph, each with its FLOP rate and share of the fp16 peak);
-# ViT-B-32's tower in every mode, compiled ones included; dense mode's last block fused
-# against written-out attention; cdul-train against a bare loop; JPEG decoding on the CPU
-# and with nvjpeg (alone, and in ours with --decode gpu); the device timeline of ViT-B-16
-# dense; the bottleneck breakdown and the timelines of ViT-B-32 and RN50 last. Logs and a results CSV land in $OUT as the steps
+# step the budget cannot hold is listed as skipped): the GPU-only tests of the encoder, the
+# view kernel, dense mode and --decode gpu; the extraction benchmark (ours / naive / tower
+# limit for RN50x64 at 448 px, RN50, ViT-B-32 and ViT-B-16, snippet 3, and --local dense
+# with its ratio to snippet 3; towers eager, from a CUDA graph, with cuDNN's timed
+# algorithms and with half-precision weights, each with its FLOP rate and share of the fp16
+# peak); cdul-train against a bare loop; dense mode's last block fused against written-out
+# attention; ViT-B-32's tower in every mode, compiled ones included; JPEG decoding on the
+# CPU and with nvjpeg (alone, and in ours with --decode gpu); the device timeline of
+# ViT-B-16 dense; the bottleneck breakdown and the timelines of ViT-B-32 and RN50 last.
+# Logs and a results CSV land in $OUT as the steps
 # finish. Further checks, one at a time: tests/test_kernel_scoring.py -m gpu, kernel_bench,
 # profile_extract, gpu_bottleneck.sh (the breakdown under py-spy).
 #
@@ -55,18 +57,19 @@ fi
 # variants and can use the whole limit (its GPU tests: tests/test_kernel_scoring.py -m gpu)
 step gpu_tests 60 env TRITON_INTERPRET=0 $PY -m pytest tests/test_encoder.py tests/test_kernel_resample.py \
   tests/test_extract_views.py tests/test_dense.py tests/test_gpu_decode.py -q -p no:cacheprovider -m gpu
-# ours on at least $SEC s of encoder work at the limit; limits eager and CUDA graph (each
-# with its FLOP rate and share of the fp16 peak)
-step extract_bench 200 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
-  --naive-images "$NV" --seconds "$SEC" --modes none,cuda-graph,cudnn-benchmark
-# the tower in every mode (compiled, compiled with CUDA graphs) for one model; ours runs the
-# fastest; its tower-best row is what options.AUTO_COMPILE should say for this card
-step extract_compiled 120 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \
-  --naive-images 4 --seconds "$SEC"
-# dense mode's last block: one fused attention per term against the weights written out
-step dense_attn 20 $PY -m cdul.benchmarks.dense_attn_bench $DA
+# ours on at least $SEC s of encoder work at the limit; limits eager, CUDA graph, CUDA graph
+# with cuDNN's timed algorithms (ResNets) and with half-precision weights (each with its FLOP
+# rate and share of the fp16 peak)
+step extract_bench 240 $PY -m cdul.benchmarks.extract_bench --models "$M" --tilings 3,dense --images "$N" \
+  --naive-images "$NV" --seconds "$SEC" --modes none,cuda-graph,cudnn-benchmark,half-weights
 # cdul-train's loop against a bare PyTorch loop (same model, images, batch, optimiser): the ratio
 step train_bench 60 $PY -m cdul.benchmarks.train_bench $TB
+# dense mode's last block: one fused attention per term against the weights written out
+step dense_attn 20 $PY -m cdul.benchmarks.dense_attn_bench $DA
+# the tower in every mode (compiled, compiled with CUDA graphs) for one model; ours runs the
+# fastest; its tower-best row is what options.AUTO_COMPILE should say for this card
+step extract_compiled 100 $PY -m cdul.benchmarks.extract_bench --models "$PM" --tilings 3 --images "$N" \
+  --naive-images 4 --seconds "$SEC"
 # JPEG decoding: the CPU workers' rate, and nvjpeg's rate and distance to PIL's pixels
 step decode_bench 20 $PY -m cdul.benchmarks.decode_bench --images 512
 # ours with --decode gpu (nvjpeg in the pipeline) beside ours, one model, snippet 3

@@ -15,6 +15,12 @@ precision) on one ready batch, called back to back, no I/O. Modes:
   shape instead of taking its heuristic's. The pipeline leaves it off (the timed choice can
   differ from run to run, and with it the last bits of a resumed store's chunks); this row
   says what it would gain.
+- ``half-weights`` (CUDA): ``cuda-graph`` on a copy of the tower whose weights are in the
+  run's half precision, with autocast off inside it (CLIP's own code runs its towers so).
+  Under autocast, which cdul uses, every layer norm and softmax runs in float32 and the
+  activations around them are cast back and forth; here they stay in half precision. The
+  numbers move (a few 1e-3 on unit embeddings), so the pipeline does not run it; the row
+  says what it would gain, and ``half_max_diff`` how far its embeddings are from autocast's.
 
 The fastest is the limit; ours runs the fastest mode the pipeline has. Each mode's row also
 gives the tower's FLOP rate and its share of the device's dense fp16 peak (``devices.py``).
@@ -35,12 +41,24 @@ from .common import device_name, record, timeit
 from .devices import share_of_peak, tower_flops
 
 
+class HalfTower(torch.nn.Module):
+    """A tower whose weights are in half precision, run without autocast on inputs of its dtype."""
+
+    def __init__(self, visual: torch.nn.Module):
+        super().__init__()
+        self.visual = visual
+        self.dtype = next(visual.parameters()).dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.visual(x.to(self.dtype))
+
+
 def available_modes(on_gpu: bool, model: str) -> list[str]:
     """Every mode of the tower the device offers, eager first."""
     if on_gpu:
-        return ["none", "cuda-graph", "default", "reduce-overhead"] + (
-            ["cudnn-benchmark"] if model.startswith("RN") else []
-        )
+        resnet = ["cudnn-benchmark"] if model.startswith("RN") else []
+        return ["none", "cuda-graph", "default", "reduce-overhead", "half-weights", *resnet]
     return ["none", "default"] + (["channels-last"] if model.startswith("RN") else [])
 
 
@@ -65,6 +83,10 @@ def _run_limit(bundle, device, batch_size, crops: int, max_batches: int, mode: s
     if mode == "channels-last":
         tower = copy.deepcopy(visual).to(memory_format=torch.channels_last)  # the model itself stays as it is
         mode_run = "none"
+    elif mode == "half-weights":
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        tower = HalfTower(tower_modes._tower(copy.deepcopy(visual).to(dtype), dev, "none"))
+        mode_run = "cuda-graph" if dev.type == "cuda" else "none"
     else:
         tower, mode_run = tower_modes._tower(visual, dev, mode), mode  # channels_last on CUDA, as ours
     enc = Encoder(
@@ -88,7 +110,13 @@ def _run_limit(bundle, device, batch_size, crops: int, max_batches: int, mode: s
             enc(x, batch_size)
 
     seconds = timeit(go, warmup=0, repeat=3, sync=sync)
-    return {"crops_per_s": n * batch_size / seconds}
+    out = {"crops_per_s": n * batch_size / seconds}
+    if mode == "half-weights":  # how far the half tower's unit embeddings are from autocast's
+        ref = Encoder(tower_modes._tower(visual, dev, "none"), batch_size, dev, precision)
+        a = torch.nn.functional.normalize(enc(x, batch_size).float(), dim=-1)
+        b = torch.nn.functional.normalize(ref(x, batch_size).float(), dim=-1)
+        out["half_max_diff"] = float((a - b).abs().max())
+    return out
 
 
 def tower_limits(bundle, params: dict, crops: int, max_batches: int, modes: list[str], visual=None, size=None):
@@ -99,9 +127,11 @@ def tower_limits(bundle, params: dict, crops: int, max_batches: int, modes: list
     name = device_name()
     limits = {}
     for mode in modes:
-        rate = run_limit(bundle, device, batch_size, crops, max_batches, mode, visual)["crops_per_s"]
-        limits[mode] = rate
+        result = run_limit(bundle, device, batch_size, crops, max_batches, mode, visual)
+        rate = limits[mode] = result["crops_per_s"]
         metrics = {"views_per_s": (rate, "views/s"), "tflops": (rate * flops / 1e12, "TFLOP/s")}
+        if "half_max_diff" in result:
+            metrics["half_max_diff"] = (result["half_max_diff"], "")
         share = share_of_peak(rate, flops, name)
         if share is not None:
             metrics["peak_share"] = (share, "")

@@ -53,3 +53,22 @@ def test_dense_attention_bench_records_both_forms_and_their_agreement(tmp_path, 
     assert {r["variant"] for r in rows} == {"explicit", "fused", "ratio"}
     assert len(diffs) == 2 and max(diffs) < 1e-5
     assert "explicit/fused" in capsys.readouterr().out
+
+
+def test_half_tower_keeps_its_activations_in_half_precision_under_autocast():
+    """The half-weights row's tower: weights in bf16, autocast off inside (on CUDA autocast
+    would run its layer norms in float32), output near the float32 tower's."""
+    import copy
+
+    from cdul.benchmarks.tower_limits import HalfTower
+
+    torch.manual_seed(0)
+    tower = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 8))
+    x = torch.randn(4, 16)
+    half = HalfTower(copy.deepcopy(tower).to(torch.bfloat16))
+    seen = []
+    half.visual[1].register_forward_hook(lambda m, i, o: seen.append((o.dtype, torch.is_autocast_enabled("cpu"))))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = half(x.to(torch.bfloat16))
+    assert seen == [(torch.bfloat16, False)] and got.dtype == torch.bfloat16
+    assert (got.float() - tower(x)).abs().max().item() < 0.1
