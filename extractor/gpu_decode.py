@@ -25,10 +25,9 @@ import warnings
 import numpy as np
 import torch
 
-from cdul.data.decode import DecodeError, decode_image
-
 from .config import ExtractConfig
 from .packing import PackedBatch, ViewSpec, pack
+from .reader import decoded_or_reason
 from .tiling import Tiling
 
 
@@ -49,12 +48,11 @@ def decode_each(blobs: list[torch.Tensor], device: torch.device) -> list[torch.T
     (None for a file that fails alone)."""
     if not blobs:
         return []
-    out: list[torch.Tensor | None] = []
     try:
-        out += device_decode(blobs, device)
-        return out
-    except Exception:
-        out = []
+        return list(device_decode(blobs, device))
+    except Exception:  # a file the device refuses: find which, one call a file
+        pass
+    out: list[torch.Tensor | None] = []
     for blob in blobs:
         try:
             out.append(device_decode([blob], device)[0])
@@ -82,14 +80,11 @@ class DeviceDecode:
             if image is None or tuple(image.shape) != (3, h, w):
                 images[j] = self.on_host(blobs[j])  # pixels, or the reason there are none
                 if isinstance(images[j], str) or images[j].shape[:2] != (h, w):
-                    return self.to_device(self.repack(batch, rows, images))
+                    return self.to_device(self.repack(batch, rows, blobs, images))
         return self.fill(batch, rows, images)
 
     def on_host(self, blob: torch.Tensor) -> np.ndarray | str:
-        try:
-            return decode_image(blob.numpy().tobytes(), exif=self.exif, max_pixels=self.max_pixels)
-        except DecodeError as exc:
-            return str(exc)
+        return decoded_or_reason(blob.numpy().tobytes(), exif=self.exif, max_pixels=self.max_pixels)
 
     def fill(self, batch: PackedBatch, rows: list[int], images: list) -> PackedBatch:
         """The full buffer on the device: the packed part, then each image in its region."""
@@ -102,12 +97,11 @@ class DeviceDecode:
         batch.data, batch.jpeg, batch.jpeg_files, batch.full_bytes = full, None, None, 0
         return batch
 
-    def repack(self, batch: PackedBatch, rows: list[int], images: list) -> PackedBatch:
+    def repack(self, batch: PackedBatch, rows: list[int], blobs: list[torch.Tensor], images: list) -> PackedBatch:
         """The batch packed again on the host (rare: a corrupt file): a file that failed
         everywhere is then a failed image, without views. Every other image keeps the pixels
         it has, the device's included, so that they do not depend on its neighbours."""
-        done = dict(zip(rows, images))
-        _, blobs = batch.encoded()
+        done, blob_of = dict(zip(rows, images)), dict(zip(rows, blobs))
         decoded: list = []
         for i in range(len(batch.rows)):
             if batch.errors[i]:
@@ -119,5 +113,5 @@ class DeviceDecode:
             elif isinstance(done[i], (str, np.ndarray)):
                 decoded.append(done[i])
             else:  # past the first failure: not looked at yet
-                decoded.append(self.on_host(blobs[rows.index(i)]))
+                decoded.append(self.on_host(blob_of[i]))
         return pack(batch.chunk, batch.rows, decoded, self.spec, self.tiling)

@@ -29,6 +29,11 @@ def read_image(read: Callable[[str], bytes], rel: str, *, exif: bool, max_pixels
     size = plain_jpeg_size(data, exif=exif, max_pixels=max_pixels) if encoded else None
     if size is not None:
         return Encoded(data, *size)
+    return decoded_or_reason(data, exif=exif, max_pixels=max_pixels)
+
+
+def decoded_or_reason(data: bytes, *, exif: bool, max_pixels: int):
+    """``decode_image`` of a file's bytes: its [H, W, 3] uint8 array, or why not (a str)."""
     try:
         return decode_image(data, exif=exif, max_pixels=max_pixels)
     except DecodeError as exc:
@@ -91,4 +96,4 @@ def unbatched(batch):
     return batch
 
 
-__all__ = ["BatchReader", "BatchSampler", "read_image", "unbatched"]
+__all__ = ["BatchReader", "BatchSampler", "decoded_or_reason", "read_image", "unbatched"]

@@ -115,23 +115,26 @@ def out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def memory_advice(plan, exc: BaseException | None) -> str:
-    """One line: what ran out (``exc``, where given) and which options make the run smaller."""
+def smaller_run(plan) -> str:
+    """The options that make ``plan``'s run need less memory, as advice."""
     config = plan.worker.config
     smaller = [f"--batch-size (now {plan.worker.run.batch_size})"]
     if config.local == "dense":
         smaller.append(f"--dense-size (now {config.dense_size})")
     if config.keep_tiles:
         smaller.append("--max-tiles or --chunk-len")
-    if exc is None:
-        return f"lower {', '.join(smaller)}"
+    return f"lower {', '.join(smaller)}"
+
+
+def memory_advice(plan, exc: BaseException) -> str:
+    """One line: what ran out and which options make the run smaller."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     what = what if len(what) <= 160 else what[:157] + "..."
-    return f"out of memory ({what}): lower {', '.join(smaller)}"
+    return f"out of memory ({what}): {smaller_run(plan)}"
 
 
 def worker_hint(plan, exc: BaseException) -> str:
     """What to do about a worker's failure, where its text tells: memory or a full disk."""
     if out_of_memory(exc):
-        return f" ({memory_advice(plan, None)})"
+        return f" ({smaller_run(plan)})"
     return " (disk full? free some space)" if "No space left" in str(exc) else ""
